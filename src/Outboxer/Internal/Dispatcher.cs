@@ -1,0 +1,236 @@
+using Microsoft.Extensions.Logging;
+using Outboxer.Providers;
+
+namespace Outboxer.Internal;
+
+/// <summary>
+/// The dispatcher loop: claim a batch (oldest first, under a lease), publish it concurrently, mark the confirmed messages
+/// dispatched in one statement, schedule the failed ones for a retry; drain while messages come, then wait for the check
+/// interval or a local wake-up.
+/// </summary>
+internal sealed class Dispatcher
+{
+    private static readonly TimeSpan FirstEagerDelay = TimeSpan.FromMilliseconds(1);
+
+    private readonly IOutboxStore _store;
+    private readonly IOutboxPublisher _publisher;
+    private readonly OutboxOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Notifier<DispatchedMessage> _dispatched;
+    private readonly Notifier<OutboxError> _errors;
+    private readonly WakeSignal _wake;
+    private int _uncommittedEnqueue;
+
+    public Dispatcher(
+        IOutboxStore store,
+        IOutboxPublisher publisher,
+        OutboxOptions options,
+        TimeProvider time,
+        ILogger logger,
+        Notifier<DispatchedMessage> dispatched,
+        Notifier<OutboxError> errors)
+    {
+        _store = store;
+        _publisher = publisher;
+        _options = options;
+        _time = time;
+        _logger = logger;
+        _dispatched = dispatched;
+        _errors = errors;
+        _wake = new WakeSignal(time);
+    }
+
+    /// <summary>
+    /// Wakes the loop. <paramref name="committed"/> is false when the message was enqueued in the caller's transaction, which
+    /// may commit a little later: the loop then polls again after short, growing delays until it finds the message or the
+    /// delays reach the check interval.
+    /// </summary>
+    public void Wake(bool committed)
+    {
+        if (!committed)
+        {
+            Volatile.Write(ref _uncommittedEnqueue, 1);
+        }
+
+        _wake.Set();
+    }
+
+    public async Task RunAsync(CancellationToken stopping, CancellationToken abort)
+    {
+        Log.DispatcherStarted(_logger, _options.MessageBatchSize, _options.CheckInterval);
+        var eagerDelay = TimeSpan.Zero;
+        try
+        {
+            while (!stopping.IsCancellationRequested)
+            {
+                if (Interlocked.Exchange(ref _uncommittedEnqueue, 0) == 1)
+                {
+                    eagerDelay = FirstEagerDelay;
+                }
+
+                int claimed;
+                try
+                {
+                    claimed = await DispatchBatchAsync(abort).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (abort.IsCancellationRequested)
+                {
+                    break;
+                }
+#pragma warning disable CA1031 // The loop must survive any store failure: report it and try again after the interval.
+                catch (Exception ex)
+#pragma warning restore CA1031
+                {
+                    Log.ClaimFailed(_logger, ex);
+                    _errors.Publish(new OutboxError(OutboxOperation.Claim, ex));
+                    claimed = 0;
+                    eagerDelay = TimeSpan.Zero;
+                }
+
+                if (claimed > 0)
+                {
+                    continue;
+                }
+
+                var wait = _options.CheckInterval;
+                if (eagerDelay > TimeSpan.Zero)
+                {
+                    wait = eagerDelay < wait ? eagerDelay : wait;
+                    eagerDelay = eagerDelay * 2 >= _options.CheckInterval ? TimeSpan.Zero : eagerDelay * 2;
+                }
+
+                try
+                {
+                    await _wake.WaitAsync(wait, stopping).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+                {
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            Log.DispatcherStopped(_logger);
+        }
+    }
+
+    /// <summary>Claims, publishes and settles one batch. Returns how many messages were claimed. Throws only when claiming fails.</summary>
+    public async Task<int> DispatchBatchAsync(CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        var batch = await _store.ClaimAsync(_options.MessageBatchSize, now, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+        if (batch.Count == 0)
+        {
+            return 0;
+        }
+
+        var failures = await PublishAsync(batch, cancellationToken).ConfigureAwait(false);
+
+        var confirmed = new List<long>(batch.Count);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (failures[i] is null)
+            {
+                confirmed.Add(batch[i].Id);
+            }
+        }
+
+        if (confirmed.Count > 0)
+        {
+            await MarkDispatchedAsync(batch, failures, confirmed, cancellationToken).ConfigureAwait(false);
+        }
+
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (failures[i] is { } failure)
+            {
+                await ReleaseAsync(batch[i], failure, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        Log.BatchDispatched(_logger, confirmed.Count, batch.Count);
+        return batch.Count;
+    }
+
+    private async Task<Exception?[]> PublishAsync(IReadOnlyList<OutboxMessage> batch, CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(_options.PublishTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        var tasks = new Task<Exception?>[batch.Count];
+        for (var i = 0; i < batch.Count; i++)
+        {
+            tasks[i] = PublishOneAsync(batch[i], linked.Token, timeout.Token);
+        }
+
+        return await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    private async Task<Exception?> PublishOneAsync(OutboxMessage message, CancellationToken cancellationToken, CancellationToken timeout)
+    {
+        try
+        {
+            await _publisher.PublishAsync(message, cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+        catch (OperationCanceledException ex) when (timeout.IsCancellationRequested)
+        {
+            return new OutboxException($"The event stream did not confirm message {message.Id} ({message.MessageId}) within {_options.PublishTimeout}.", isTransient: true, ex);
+        }
+#pragma warning disable CA1031 // A failing message is reported and retried; it must not stop the batch.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            return ex;
+        }
+    }
+
+    private async Task MarkDispatchedAsync(IReadOnlyList<OutboxMessage> batch, Exception?[] failures, List<long> confirmed, CancellationToken cancellationToken)
+    {
+        var dispatchedAt = _time.GetUtcNow();
+        try
+        {
+            await _store.MarkDispatchedAsync(confirmed, dispatchedAt, cancellationToken).ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // Reported; the rows come back after their lease and are published again (at-least-once).
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            Log.MarkDispatchedFailed(_logger, ex, confirmed.Count);
+            _errors.Publish(new OutboxError(OutboxOperation.MarkDispatched, ex));
+            return;
+        }
+
+        if (!_dispatched.IsObserved)
+        {
+            return;
+        }
+
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (failures[i] is null)
+            {
+                _dispatched.Publish(new DispatchedMessage(batch[i].Id, batch[i].MessageId, dispatchedAt));
+            }
+        }
+    }
+
+    private async Task ReleaseAsync(OutboxMessage message, Exception failure, CancellationToken cancellationToken)
+    {
+        var retryAt = _time.GetUtcNow() + _options.RetryDelay;
+        Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
+        _errors.Publish(new OutboxError(OutboxOperation.Publish, failure, message.Id, message.MessageId));
+        try
+        {
+            await _store.ReleaseAsync(message.Id, retryAt, $"{failure.GetType().Name}: {failure.Message}", cancellationToken).ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // Reported; the row comes back after its lease anyway.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            Log.ReleaseFailed(_logger, ex, message.Id);
+            _errors.Publish(new OutboxError(OutboxOperation.Release, ex, message.Id, message.MessageId));
+        }
+    }
+}

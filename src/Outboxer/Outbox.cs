@@ -1,0 +1,287 @@
+using System.Data.Common;
+using System.Threading.Channels;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Outboxer.Internal;
+using Outboxer.Providers;
+
+namespace Outboxer;
+
+/// <summary>
+/// A transactional outbox: enqueue messages in the database transaction that changes your data, and let the dispatcher publish
+/// them to the event stream at least once after the transaction commits. The counterpart of the Go outboxer's <c>Outboxer</c>.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Enqueue in one of three ways: <see cref="EnqueueAsync"/> within a transaction your code already opened (the main path),
+/// <see cref="SendWithinTransactionAsync"/> with a transaction the outbox opens around your statements, or <see cref="SendAsync"/>
+/// on its own. Start the dispatcher and the cleanup with <see cref="StartAsync"/> (or each alone) and stop them with
+/// <see cref="StopAsync"/>. The outbox is an <see cref="IHostedService"/>, so a host can start and stop it.
+/// </para>
+/// <para>Observe outcomes through <see cref="Dispatched"/> and <see cref="Errors"/>, or through the log.</para>
+/// </remarks>
+public sealed class Outbox : IHostedService, IAsyncDisposable
+{
+    private readonly IOutboxStore _store;
+    private readonly OutboxOptions _options;
+    private readonly TimeProvider _time;
+    private readonly Notifier<DispatchedMessage> _dispatched;
+    private readonly Notifier<OutboxError> _errors;
+    private readonly Dispatcher _dispatcher;
+    private readonly Cleanup _cleanup;
+    private readonly Lock _lifecycle = new();
+    private Loop? _dispatcherLoop;
+    private Loop? _cleanupLoop;
+    private bool _disposed;
+
+    /// <summary>Initializes a new outbox over a store and an event stream.</summary>
+    /// <param name="store">Where messages are stored (the Go outboxer's data store), for example a <c>PostgreSqlOutboxStore</c>.</param>
+    /// <param name="publisher">Where messages are published (the Go outboxer's event stream), for example a <c>RabbitMQPublisher</c>.</param>
+    /// <param name="options">The settings; <see langword="null"/> for the defaults. They are copied and validated here.</param>
+    /// <param name="loggerFactory">The logger factory; <see langword="null"/> for no logging.</param>
+    /// <param name="timeProvider">The clock; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
+    /// <exception cref="ArgumentNullException">The data store or the event stream is missing.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the message names it and its value.</exception>
+    public Outbox(IOutboxStore store, IOutboxPublisher publisher, OutboxOptions? options = null, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null)
+    {
+        _store = store ?? throw new ArgumentNullException(nameof(store), "A data store (IOutboxStore) is required for the outbox to work.");
+        _ = publisher ?? throw new ArgumentNullException(nameof(publisher), "An event stream (IOutboxPublisher) is required for the outbox to work.");
+        _options = (options ?? new OutboxOptions()).Clone();
+        _options.Validate();
+        _time = timeProvider ?? TimeProvider.System;
+        loggerFactory ??= NullLoggerFactory.Instance;
+
+        _dispatched = new Notifier<DispatchedMessage>(_options.NotificationCapacity);
+        _errors = new Notifier<OutboxError>(_options.NotificationCapacity);
+        _dispatcher = new Dispatcher(store, publisher, _options, _time, loggerFactory.CreateLogger("Outboxer.Dispatcher"), _dispatched, _errors);
+        _cleanup = new Cleanup(store, _options, _time, loggerFactory.CreateLogger("Outboxer.Cleanup"), _errors);
+    }
+
+    /// <summary>
+    /// Gets a reader of the messages the broker confirmed and the outbox marked dispatched, with their ids. The counterpart of the
+    /// Go outboxer's <c>OkChan</c>, except that nobody reading never blocks dispatch: it keeps the newest
+    /// <see cref="OutboxOptions.NotificationCapacity"/> notifications and drops older ones. Notifications start when this property is first read.
+    /// </summary>
+    public ChannelReader<DispatchedMessage> Dispatched => _dispatched.Reader;
+
+    /// <summary>
+    /// Gets a reader of the failures of the dispatcher and the cleanup, with the message concerned where there is one. The counterpart of
+    /// the Go outboxer's <c>ErrChan</c>; bounded like <see cref="Dispatched"/>. Failures are also logged.
+    /// </summary>
+    public ChannelReader<OutboxError> Errors => _errors.Reader;
+
+    /// <summary>Gets the store the outbox writes to and reads from.</summary>
+    public IOutboxStore Store => _store;
+
+    /// <summary>
+    /// Enqueues <paramref name="message"/> within <paramref name="transaction"/>, which your code opened and will commit or roll back:
+    /// the message is published only if the transaction commits. Assigns <see cref="OutboxMessage.Id"/>, and
+    /// <see cref="OutboxMessage.MessageId"/> and <see cref="OutboxMessage.CreatedAt"/> when they are unset.
+    /// </summary>
+    /// <param name="transaction">An open transaction on the outbox's database.</param>
+    /// <param name="message">The message to enqueue.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The database id of the message.</returns>
+    /// <exception cref="ArgumentNullException">An argument is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">The transaction is completed or of another database; an option or header value cannot be stored.</exception>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public async ValueTask<long> EnqueueAsync(DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        Prepare(message);
+        var id = await _store.AddAsync(transaction, message, cancellationToken).ConfigureAwait(false);
+        _dispatcher.Wake(committed: false);
+        return id;
+    }
+
+    /// <summary>
+    /// Enqueues <paramref name="message"/> in a transaction of its own and commits it. The counterpart of the Go outboxer's <c>Send</c>.
+    /// Use <see cref="EnqueueAsync"/> when the message must commit together with your own changes.
+    /// </summary>
+    /// <param name="message">The message to enqueue.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The database id of the message.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">An option or header value cannot be stored.</exception>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public async Task<long> SendAsync(OutboxMessage message, CancellationToken cancellationToken = default)
+    {
+        Prepare(message);
+        var id = await _store.AddWithinTransactionAsync(message, null, cancellationToken).ConfigureAwait(false);
+        _dispatcher.Wake(committed: true);
+        return id;
+    }
+
+    /// <summary>
+    /// Opens a transaction, runs <paramref name="work"/> with it, enqueues <paramref name="message"/> in it and commits. When
+    /// <paramref name="work"/> throws, the transaction is rolled back, nothing is written, and the exception is rethrown unchanged.
+    /// The counterpart of the Go outboxer's <c>SendWithinTx</c>.
+    /// </summary>
+    /// <param name="message">The message to enqueue.</param>
+    /// <param name="work">Your statements; create commands on <see cref="DbTransaction.Connection"/> with the given transaction.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The database id of the message.</returns>
+    /// <exception cref="ArgumentNullException">An argument is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">An option or header value cannot be stored.</exception>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public async Task<long> SendWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task> work, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        Prepare(message);
+        var id = await _store.AddWithinTransactionAsync(message, work, cancellationToken).ConfigureAwait(false);
+        _dispatcher.Wake(committed: true);
+        return id;
+    }
+
+    /// <summary>Starts the dispatcher and the cleanup in the background. Starting what is already running does nothing.</summary>
+    /// <param name="cancellationToken">Not used; starting does not wait.</param>
+    /// <returns>A completed task.</returns>
+    /// <exception cref="ObjectDisposedException">The outbox was disposed.</exception>
+    public Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        StartDispatcher();
+        StartCleanup();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Starts only the dispatcher in the background (the Go outboxer's <c>StartDispatcher</c>). Starting it again while it runs does nothing.</summary>
+    /// <exception cref="ObjectDisposedException">The outbox was disposed.</exception>
+    public void StartDispatcher()
+    {
+        lock (_lifecycle)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _dispatcherLoop ??= Loop.Start(_dispatcher.RunAsync);
+        }
+    }
+
+    /// <summary>Starts only the cleanup in the background (the Go outboxer's <c>StartCleanup</c>), for example on one node only. Starting it again while it runs does nothing.</summary>
+    /// <exception cref="ObjectDisposedException">The outbox was disposed.</exception>
+    public void StartCleanup()
+    {
+        lock (_lifecycle)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _cleanupLoop ??= Loop.Start(_cleanup.RunAsync);
+        }
+    }
+
+    /// <summary>
+    /// Stops the dispatcher and the cleanup gracefully: no new batch starts, the batch in flight is published and settled, and the loops
+    /// are awaited. Stopping what is not running does nothing. The outbox can be started again afterwards.
+    /// </summary>
+    /// <param name="cancellationToken">When cancelled, the batch in flight is abandoned; its messages are published again after their lease.</param>
+    /// <returns>A task that completes when both loops have ended.</returns>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        Loop? dispatcher, cleanup;
+        lock (_lifecycle)
+        {
+            (dispatcher, _dispatcherLoop) = (_dispatcherLoop, null);
+            (cleanup, _cleanupLoop) = (_cleanupLoop, null);
+        }
+
+        await Task.WhenAll(
+            dispatcher?.StopAsync(cancellationToken) ?? Task.CompletedTask,
+            cleanup?.StopAsync(cancellationToken) ?? Task.CompletedTask).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Publishes every message that is pending now, batch after batch, until none is left to claim, without waiting for the dispatcher loop.
+    /// Useful in tests, tools and one-shot jobs.
+    /// </summary>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>How many messages were claimed (published or failed).</returns>
+    /// <exception cref="OutboxException">Claiming failed.</exception>
+    public async Task<int> DispatchPendingAsync(CancellationToken cancellationToken = default)
+    {
+        var total = 0;
+        int claimed;
+        while ((claimed = await _dispatcher.DispatchBatchAsync(cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            total += claimed;
+        }
+
+        return total;
+    }
+
+    /// <summary>Deletes every message dispatched longer ago than <see cref="OutboxOptions.CleanupOlderThan"/> now, in batches, without waiting for the cleanup loop.</summary>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>How many messages were deleted.</returns>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public Task<int> CleanupAsync(CancellationToken cancellationToken = default) =>
+        _cleanup.RunOnceAsync(CancellationToken.None, cancellationToken);
+
+    /// <summary>Stops the loops gracefully (see <see cref="StopAsync"/>) and completes the notification readers.</summary>
+    /// <returns>A task that completes when the loops have ended.</returns>
+    public async ValueTask DisposeAsync()
+    {
+        lock (_lifecycle)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+        }
+
+        await StopAsync(CancellationToken.None).ConfigureAwait(false);
+        _dispatched.Complete();
+        _errors.Complete();
+    }
+
+    private void Prepare(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        var now = _time.GetUtcNow();
+        if (message.MessageId == Guid.Empty)
+        {
+            message.MessageId = Guid.CreateVersion7(now);
+        }
+
+        if (message.CreatedAt == default)
+        {
+            message.CreatedAt = now;
+        }
+    }
+
+    /// <summary>One running loop with its two tokens: stopping (no new work) and abort (drop the work in flight).</summary>
+    private sealed class Loop
+    {
+        private readonly CancellationTokenSource _stopping = new();
+        private readonly CancellationTokenSource _abort = new();
+        private Task _task = Task.CompletedTask;
+
+        public static Loop Start(Func<CancellationToken, CancellationToken, Task> run)
+        {
+            var loop = new Loop();
+            loop._task = Task.Run(() => run(loop._stopping.Token, loop._abort.Token));
+            return loop;
+        }
+
+        public async Task StopAsync(CancellationToken cancellationToken)
+        {
+            await _stopping.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await _task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                await _abort.CancelAsync().ConfigureAwait(false);
+                await _task.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                throw;
+            }
+            finally
+            {
+                if (_task.IsCompleted)
+                {
+                    _stopping.Dispose();
+                    _abort.Dispose();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+namespace Outboxer;
+
+/// <summary>The stable event ids of the outbox's log messages, one range per component: dispatcher 1000s, cleanup 2000s.</summary>
+public static class OutboxEventIds
+{
+    /// <summary>The dispatcher started.</summary>
+    public const int DispatcherStarted = 1000;
+
+    /// <summary>The dispatcher stopped.</summary>
+    public const int DispatcherStopped = 1001;
+
+    /// <summary>A batch was published and marked dispatched.</summary>
+    public const int BatchDispatched = 1002;
+
+    /// <summary>Claiming pending messages failed.</summary>
+    public const int ClaimFailed = 1003;
+
+    /// <summary>Publishing a message failed; it will be retried.</summary>
+    public const int PublishFailed = 1004;
+
+    /// <summary>Marking published messages as dispatched failed; they will be published again.</summary>
+    public const int MarkDispatchedFailed = 1005;
+
+    /// <summary>Recording a failed attempt failed.</summary>
+    public const int ReleaseFailed = 1006;
+
+    /// <summary>The cleanup started.</summary>
+    public const int CleanupStarted = 2000;
+
+    /// <summary>The cleanup stopped.</summary>
+    public const int CleanupStopped = 2001;
+
+    /// <summary>The cleanup deleted old dispatched messages.</summary>
+    public const int CleanupDeleted = 2002;
+
+    /// <summary>The cleanup failed; it tries again at its next run.</summary>
+    public const int CleanupFailed = 2003;
+}

@@ -1,0 +1,100 @@
+namespace Outboxer;
+
+/// <summary>
+/// Settings of an <see cref="Outbox"/>: how often the dispatcher and the cleanup run and how much each does per step.
+/// The values are read and validated once, when the <see cref="Outbox"/> is constructed.
+/// </summary>
+public sealed class OutboxOptions
+{
+    /// <summary>Gets or sets how long the dispatcher waits before it looks for pending messages again when it found none.</summary>
+    /// <value>The default value is 1 second. Must be positive.</value>
+    /// <remarks>
+    /// The dispatcher drains without waiting while messages are pending, and wakes at once when this process
+    /// enqueues; the interval only bounds the latency of messages written by other processes.
+    /// </remarks>
+    public TimeSpan CheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Gets or sets how often the cleanup deletes old dispatched messages.</summary>
+    /// <value>The default value is 1 minute. Must be positive.</value>
+    public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Gets or sets how long dispatched messages are kept before the cleanup deletes them.</summary>
+    /// <value>The default value is 7 days. Must be positive.</value>
+    /// <remarks>The cutoff is computed at every cleanup run as the current time minus this period.</remarks>
+    public TimeSpan CleanupOlderThan { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>Gets or sets how many rows the cleanup deletes per statement. It repeats until none are left.</summary>
+    /// <value>The default value is 100. Must be positive.</value>
+    public int CleanupBatchSize { get; set; } = 100;
+
+    /// <summary>Gets or sets how many pending messages the dispatcher claims and publishes at a time.</summary>
+    /// <value>The default value is 100. Must be positive.</value>
+    public int MessageBatchSize { get; set; } = 100;
+
+    /// <summary>
+    /// Gets or sets how long a claimed message stays reserved for the dispatcher that claimed it. Other dispatchers
+    /// skip it until then; if its dispatcher crashed, another one picks it up after the lease.
+    /// </summary>
+    /// <value>The default value is 30 seconds. Must be greater than <see cref="PublishTimeout"/>.</value>
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Gets or sets how long the dispatcher waits for the event stream to confirm a batch before it counts the messages as failed.</summary>
+    /// <value>The default value is 10 seconds. Must be positive and less than <see cref="LeaseDuration"/>.</value>
+    public TimeSpan PublishTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Gets or sets how long a message whose publishing failed waits before it is tried again.</summary>
+    /// <value>The default value is 5 seconds. Must not be negative.</value>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Gets or sets how many notifications <see cref="Outbox.Dispatched"/> and <see cref="Outbox.Errors"/> each keep for a slow
+    /// reader. When a reader falls behind, the oldest notifications are dropped, so dispatch never waits for a reader.
+    /// </summary>
+    /// <value>The default value is 1024. Must be positive.</value>
+    public int NotificationCapacity { get; set; } = 1024;
+
+    /// <summary>Checks every value and throws for the first one that is out of range.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value is out of range; the message names the property and its value.</exception>
+    public void Validate()
+    {
+        Positive(CheckInterval, nameof(CheckInterval));
+        Positive(CleanupInterval, nameof(CleanupInterval));
+        Positive(CleanupOlderThan, nameof(CleanupOlderThan));
+        Positive(LeaseDuration, nameof(LeaseDuration));
+        Positive(PublishTimeout, nameof(PublishTimeout));
+        Positive(CleanupBatchSize, nameof(CleanupBatchSize));
+        Positive(MessageBatchSize, nameof(MessageBatchSize));
+        Positive(NotificationCapacity, nameof(NotificationCapacity));
+        if (RetryDelay < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(RetryDelay), RetryDelay, $"OutboxOptions.{nameof(RetryDelay)} must not be negative, but it is {RetryDelay}.");
+        }
+
+        if (PublishTimeout >= LeaseDuration)
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(PublishTimeout),
+                PublishTimeout,
+                $"OutboxOptions.{nameof(PublishTimeout)} ({PublishTimeout}) must be less than OutboxOptions.{nameof(LeaseDuration)} ({LeaseDuration}), " +
+                "or another dispatcher could claim a message that is still being published.");
+        }
+    }
+
+    internal OutboxOptions Clone() => (OutboxOptions)MemberwiseClone();
+
+    private static void Positive(TimeSpan value, string name)
+    {
+        if (value <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(name, value, $"OutboxOptions.{name} must be positive, but it is {value}.");
+        }
+    }
+
+    private static void Positive(int value, string name)
+    {
+        if (value <= 0)
+        {
+            throw new ArgumentOutOfRangeException(name, value, $"OutboxOptions.{name} must be positive, but it is {value}.");
+        }
+    }
+}

@@ -1,0 +1,392 @@
+using System.Data;
+using System.Data.Common;
+
+namespace Outboxer.Providers;
+
+/// <summary>
+/// The base of the ADO.NET stores (SQLite, PostgreSQL, MySQL): connection and transaction handling, validation,
+/// error wrapping and row reading. A provider supplies its SQL through the <c>Create...Command</c> methods.
+/// </summary>
+/// <remarks>
+/// Every operation takes a pooled connection from the <see cref="DbDataSource"/> for its own duration only; no connection
+/// or transaction stays open between operations, and none stays open while the dispatcher waits on the broker.
+/// The claim command must return the columns <c>id, message_id, payload, options, headers, created_at, attempts</c> in that order.
+/// </remarks>
+public abstract class DbOutboxStore : IOutboxStore
+{
+    private readonly Lock _createLock = new();
+    private Task? _created;
+
+    /// <summary>Initializes the store.</summary>
+    /// <param name="dataSource">Where the store's own connections come from.</param>
+    /// <param name="createTableIfMissing">Whether the first operation creates the table when it is missing.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="dataSource"/> is <see langword="null"/>.</exception>
+    protected DbOutboxStore(DbDataSource dataSource, bool createTableIfMissing)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        DataSource = dataSource;
+        if (!createTableIfMissing)
+        {
+            _created = Task.CompletedTask;
+        }
+    }
+
+    /// <summary>Gets the data source the store opens its own connections from.</summary>
+    protected DbDataSource DataSource { get; }
+
+    /// <summary>Gets a human-readable name of the table, used in error messages (for example <c>"public"."outbox_messages"</c>).</summary>
+    protected abstract string TableDisplayName { get; }
+
+    /// <inheritdoc />
+    public async Task EnsureCreatedAsync(CancellationToken cancellationToken = default)
+    {
+        await WrapAsync("create the outbox table", async () =>
+        {
+            var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                await CreateTableAsync(connection, null, cancellationToken).ConfigureAwait(false);
+            }
+
+            return 0;
+        }).ConfigureAwait(false);
+        _created = Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<long> AddAsync(DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        ArgumentNullException.ThrowIfNull(message);
+        var connection = CheckTransaction(transaction);
+        var (options, headers) = Serialize(message);
+        if (CreateTableInCallerTransaction && _created is not { IsCompletedSuccessfully: true })
+        {
+            // A database with one writer at a time (SQLite) cannot create the table on a second connection while the
+            // caller's transaction holds the write lock; create it inside that transaction instead (not remembered, as it may roll back).
+            await WrapAsync("create the outbox table", async () =>
+            {
+                await CreateTableAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                return 0;
+            }).ConfigureAwait(false);
+        }
+        else
+        {
+            await EnsureCreatedOnceAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return await InsertAsync(connection, transaction, message, options, headers, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<long> AddWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        var (options, headers) = Serialize(message);
+        await EnsureCreatedOnceAsync(cancellationToken).ConfigureAwait(false);
+
+        var connection = await OpenAsync("open a connection", cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                try
+                {
+                    if (work is not null)
+                    {
+                        await work(transaction, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    var id = await InsertAsync(connection, transaction, message, options, headers, cancellationToken).ConfigureAwait(false);
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                    return id;
+                }
+                catch
+                {
+                    message.Id = 0;
+                    try
+                    {
+                        await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+                    }
+#pragma warning disable CA1031 // The caller's original exception matters more than a failed rollback; closing the connection discards the transaction anyway.
+                    catch (Exception)
+#pragma warning restore CA1031
+                    {
+                    }
+
+                    throw;
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<OutboxMessage>> ClaimAsync(int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        return WrapAsync<IReadOnlyList<OutboxMessage>>("claim pending messages", async () =>
+        {
+            await EnsureCreatedOnceAsync(cancellationToken).ConfigureAwait(false);
+            var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                var command = CreateClaimCommand(connection, batchSize, now, leaseUntil);
+                await using (command.ConfigureAwait(false))
+                {
+                    var messages = new List<OutboxMessage>(batchSize);
+                    var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await using (reader.ConfigureAwait(false))
+                    {
+                        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        {
+                            messages.Add(ReadClaimed(reader));
+                        }
+                    }
+
+                    // RETURNING does not promise an order; the dispatcher publishes oldest first.
+                    messages.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+                    return messages;
+                }
+            }
+        });
+    }
+
+    /// <inheritdoc />
+    public Task MarkDispatchedAsync(IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        if (ids.Count == 0)
+        {
+            return Task.CompletedTask;
+        }
+
+        return ExecuteAsync("mark messages dispatched", c => CreateMarkDispatchedCommand(c, ids, dispatchedAt), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task ReleaseAsync(long id, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        return ExecuteAsync("record a failed attempt", c => CreateReleaseCommand(c, id, retryAt, Truncate(error, 4000)), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<int> RemoveDispatchedAsync(DateTimeOffset dispatchedBefore, int batchSize, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        return ExecuteAsync("delete dispatched messages", c => CreateRemoveCommand(c, dispatchedBefore, batchSize), cancellationToken);
+    }
+
+    /// <summary>
+    /// Gets a value indicating whether the table is created inside the caller's transaction when a message is enqueued before the
+    /// table exists, because the database lets only one connection write at a time (SQLite). The default is <see langword="false"/>:
+    /// the table is created on a connection of the store's own.
+    /// </summary>
+    protected virtual bool CreateTableInCallerTransaction => false;
+
+    /// <summary>Creates the table and indexes when missing, safely against other processes doing the same.</summary>
+    /// <param name="connection">An open connection.</param>
+    /// <param name="transaction">The caller's transaction when <see cref="CreateTableInCallerTransaction"/> applies; otherwise <see langword="null"/>.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>A task that completes when the table exists.</returns>
+    protected abstract Task CreateTableAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken);
+
+    /// <summary>Tells whether <paramref name="transaction"/> is a transaction of this store's ADO.NET provider.</summary>
+    /// <param name="transaction">The caller's transaction.</param>
+    /// <returns><see langword="true"/> when the store can insert within it.</returns>
+    protected abstract bool IsOwnProvider(DbTransaction transaction);
+
+    /// <summary>Creates the command that inserts one message and returns its new id as a scalar.</summary>
+    /// <param name="connection">The transaction's connection.</param>
+    /// <param name="transaction">The transaction to insert within.</param>
+    /// <param name="message">The message.</param>
+    /// <param name="optionsJson">The message's options as JSON, or <see langword="null"/> when it has none.</param>
+    /// <param name="headersJson">The message's headers as JSON, or <see langword="null"/> when it has none.</param>
+    /// <returns>The command.</returns>
+    protected abstract DbCommand CreateInsertCommand(DbConnection connection, DbTransaction transaction, OutboxMessage message, string? optionsJson, string? headersJson);
+
+    /// <summary>Creates the single statement that claims pending messages (see <see cref="IOutboxStore.ClaimAsync"/>).</summary>
+    /// <param name="connection">An open connection.</param>
+    /// <param name="batchSize">The most rows to claim.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="leaseUntil">Until when the rows stay reserved.</param>
+    /// <returns>The command; it returns <c>id, message_id, payload, options, headers, created_at, attempts</c>.</returns>
+    protected abstract DbCommand CreateClaimCommand(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil);
+
+    /// <summary>Creates the single statement that marks the given rows dispatched.</summary>
+    /// <param name="connection">An open connection.</param>
+    /// <param name="ids">The row ids.</param>
+    /// <param name="dispatchedAt">The time to record.</param>
+    /// <returns>The command.</returns>
+    protected abstract DbCommand CreateMarkDispatchedCommand(DbConnection connection, IReadOnlyList<long> ids, DateTimeOffset dispatchedAt);
+
+    /// <summary>Creates the statement that records a failed attempt and sets the row's next claimable time.</summary>
+    /// <param name="connection">An open connection.</param>
+    /// <param name="id">The row id.</param>
+    /// <param name="retryAt">When the row may be claimed again.</param>
+    /// <param name="error">The failure, at most 4000 characters.</param>
+    /// <returns>The command.</returns>
+    protected abstract DbCommand CreateReleaseCommand(DbConnection connection, long id, DateTimeOffset retryAt, string error);
+
+    /// <summary>Creates the statement that deletes up to <paramref name="batchSize"/> rows dispatched before the cutoff.</summary>
+    /// <param name="connection">An open connection.</param>
+    /// <param name="dispatchedBefore">The cutoff.</param>
+    /// <param name="batchSize">The most rows to delete.</param>
+    /// <returns>The command.</returns>
+    protected abstract DbCommand CreateRemoveCommand(DbConnection connection, DateTimeOffset dispatchedBefore, int batchSize);
+
+    /// <summary>Reads a timestamp column as the provider stores it.</summary>
+    /// <param name="reader">The reader, positioned on a row.</param>
+    /// <param name="ordinal">The column.</param>
+    /// <returns>The time, in UTC.</returns>
+    protected abstract DateTimeOffset ReadTimestamp(DbDataReader reader, int ordinal);
+
+    /// <summary>Reads one claimed row (<c>id, message_id, payload, options, headers, created_at, attempts</c>).</summary>
+    /// <param name="reader">The reader, positioned on a row.</param>
+    /// <returns>The message.</returns>
+    protected virtual OutboxMessage ReadClaimed(DbDataReader reader)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        var message = new OutboxMessage(reader.GetFieldValue<byte[]>(2))
+        {
+            Id = reader.GetInt64(0),
+            MessageId = reader.GetGuid(1),
+            CreatedAt = ReadTimestamp(reader, 5),
+            Attempts = reader.GetInt32(6),
+        };
+        Fill(message.Options, reader.IsDBNull(3) ? null : reader.GetString(3));
+        Fill(message.Headers, reader.IsDBNull(4) ? null : reader.GetString(4));
+        return message;
+    }
+
+    /// <summary>Adds a parameter to <paramref name="command"/>.</summary>
+    /// <param name="command">The command.</param>
+    /// <param name="name">The parameter name, as written in the SQL.</param>
+    /// <param name="value">The value; <see langword="null"/> becomes <see cref="DBNull"/>.</param>
+    /// <returns>The parameter, for provider-specific settings.</returns>
+    protected static DbParameter AddParameter(DbCommand command, string name, object? value)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = name;
+        parameter.Value = value ?? DBNull.Value;
+        command.Parameters.Add(parameter);
+        return parameter;
+    }
+
+    private static void Fill(OutboxValues target, string? json)
+    {
+        foreach (var (key, value) in OutboxValues.FromJson(json))
+        {
+            target[key] = value;
+        }
+    }
+
+    private static (string? Options, string? Headers) Serialize(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message.Payload, nameof(message));
+        if (message.MessageId == Guid.Empty)
+        {
+            throw new ArgumentException("The message has no MessageId; enqueue it through Outbox, which assigns one.", nameof(message));
+        }
+
+        try
+        {
+            return (message.Options.ToJson(), message.Headers.ToJson());
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"The message cannot be stored: {ex.Message}", nameof(message), ex);
+        }
+    }
+
+    private DbConnection CheckTransaction(DbTransaction transaction)
+    {
+        if (!IsOwnProvider(transaction))
+        {
+            throw new ArgumentException(
+                $"The transaction is a {transaction.GetType().FullName}, which this store ({GetType().Name}) cannot write to; begin it on a connection to the outbox's database.",
+                nameof(transaction));
+        }
+
+        var connection = transaction.Connection;
+        if (connection is null)
+        {
+            throw new ArgumentException("The transaction is already committed or rolled back; enqueue inside an open transaction.", nameof(transaction));
+        }
+
+        if (connection.State != ConnectionState.Open)
+        {
+            throw new ArgumentException($"The transaction's connection is {connection.State}; enqueue inside an open transaction.", nameof(transaction));
+        }
+
+        return connection;
+    }
+
+    private async Task<long> InsertAsync(DbConnection connection, DbTransaction transaction, OutboxMessage message, string? options, string? headers, CancellationToken cancellationToken)
+    {
+        var id = await WrapAsync("insert the message", async () =>
+        {
+            var command = CreateInsertCommand(connection, transaction, message, options, headers);
+            await using (command.ConfigureAwait(false))
+            {
+                var scalar = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+                return Convert.ToInt64(scalar, System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }).ConfigureAwait(false);
+        message.Id = id;
+        return id;
+    }
+
+    private Task EnsureCreatedOnceAsync(CancellationToken cancellationToken)
+    {
+        var created = _created;
+        if (created is { IsCompletedSuccessfully: true })
+        {
+            return created;
+        }
+
+        lock (_createLock)
+        {
+            if (_created is null || _created.IsFaulted || _created.IsCanceled)
+            {
+                _created = EnsureCreatedAsync(cancellationToken);
+            }
+
+            return _created;
+        }
+    }
+
+    private Task<DbConnection> OpenAsync(string what, CancellationToken cancellationToken) =>
+        WrapAsync(what, async () => await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false));
+
+    private Task<int> ExecuteAsync(string what, Func<DbConnection, DbCommand> create, CancellationToken cancellationToken) =>
+        WrapAsync(what, async () =>
+        {
+            await EnsureCreatedOnceAsync(cancellationToken).ConfigureAwait(false);
+            var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                var command = create(connection);
+                await using (command.ConfigureAwait(false))
+                {
+                    return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+            }
+        });
+
+    private async Task<T> WrapAsync<T>(string what, Func<Task<T>> operation)
+    {
+        try
+        {
+            return await operation().ConfigureAwait(false);
+        }
+        catch (DbException ex)
+        {
+            throw new OutboxException($"Could not {what} in {TableDisplayName}: {ex.Message}", ex.IsTransient, ex);
+        }
+    }
+
+    private static string Truncate(string value, int length) => value.Length <= length ? value : value[..length];
+}

@@ -1,0 +1,344 @@
+using System.Data.Common;
+using System.Text;
+using Microsoft.Extensions.Time.Testing;
+using Outboxer.Providers;
+using Xunit;
+
+namespace Outboxer.Testing;
+
+/// <summary>
+/// The behaviour every <see cref="IOutboxStore"/> must have, run against a real database. A store's test class derives from this,
+/// gives each test instance a table of its own, and adds the store's specific tests.
+/// </summary>
+public abstract class OutboxStoreConformanceTests : IAsyncLifetime
+{
+    private static readonly DateTimeOffset T0 = new(2026, 1, 1, 12, 0, 0, TimeSpan.Zero);
+
+    /// <summary>Gets a token that is cancelled when the test is aborted.</summary>
+    protected static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    /// <summary>Gets the quoted (and qualified, where needed) name of this test's business table, which the suite creates.</summary>
+    protected abstract string BusinessTable { get; }
+
+    /// <summary>Creates a store over this test's outbox table; each call returns a new instance on the same table.</summary>
+    protected abstract IOutboxStore CreateStore();
+
+    /// <summary>Opens a connection to the store's database.</summary>
+    protected abstract Task<DbConnection> OpenConnectionAsync();
+
+    /// <summary>Prepares the database for this test (a schema or file of its own).</summary>
+    public virtual async ValueTask InitializeAsync()
+    {
+        await using var connection = await OpenConnectionAsync();
+        await ExecuteAsync(connection, null, $"CREATE TABLE {BusinessTable} (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL)");
+    }
+
+    /// <summary>Removes what the test created.</summary>
+    public virtual ValueTask DisposeAsync()
+    {
+        GC.SuppressFinalize(this);
+        return ValueTask.CompletedTask;
+    }
+
+    [Fact]
+    public async Task A_message_enqueued_in_a_committed_transaction_is_claimed_with_every_field()
+    {
+        var store = CreateStore();
+        var message = NewMessage("hello");
+        message.Options["exchange.name"] = "orders";
+        message.Options["delay_seconds"] = 5;
+        message.Options["exchange.durable"] = false;
+        message.Options["ratio"] = 0.5;
+        message.Options["nothing"] = null;
+        message.Headers["tenant"] = "acme";
+        message.Headers["nested"] = new Dictionary<string, object?> { ["list"] = new List<object?> { 1, "two", true } };
+
+        await using (var connection = await OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync(Ct))
+        {
+            var id = await store.AddAsync(transaction, message, Ct);
+            Assert.True(id > 0);
+            Assert.Equal(id, message.Id);
+            await transaction.CommitAsync(Ct);
+        }
+
+        var claimed = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        Assert.Equal(message.Id, claimed.Id);
+        Assert.Equal(message.MessageId, claimed.MessageId);
+        Assert.Equal("hello", Encoding.UTF8.GetString(claimed.Payload));
+        Assert.Equal(message.CreatedAt, claimed.CreatedAt);
+        Assert.Equal(1, claimed.Attempts);
+        Assert.Equal("orders", claimed.Options["exchange.name"]);
+        Assert.Equal<object?>(5L, claimed.Options["delay_seconds"]);
+        Assert.Equal<object?>(false, claimed.Options["exchange.durable"]);
+        Assert.Equal<object?>(0.5, claimed.Options["ratio"]);
+        Assert.True(claimed.Options.ContainsKey("nothing"));
+        Assert.Null(claimed.Options["nothing"]);
+        Assert.Equal("acme", claimed.Headers["tenant"]);
+        var nested = Assert.IsType<Dictionary<string, object?>>(claimed.Headers["nested"]);
+        Assert.Equal(new List<object?> { 1L, "two", true }, nested["list"]);
+    }
+
+    [Fact]
+    public async Task A_message_without_options_or_headers_comes_back_with_empty_ones()
+    {
+        var store = CreateStore();
+        await store.AddWithinTransactionAsync(NewMessage("plain"), null, Ct);
+
+        var claimed = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        Assert.Empty(claimed.Options);
+        Assert.Empty(claimed.Headers);
+    }
+
+    [Fact]
+    public async Task A_message_enqueued_in_a_rolled_back_transaction_is_never_claimed()
+    {
+        var store = CreateStore();
+        await using (var connection = await OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync(Ct))
+        {
+            await ExecuteAsync(connection, transaction, $"INSERT INTO {BusinessTable} (id, name) VALUES (1, 'rolled back')");
+            await store.AddAsync(transaction, NewMessage("rolled back"), Ct);
+            await transaction.RollbackAsync(Ct);
+        }
+
+        Assert.Empty(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        Assert.Equal(0, await CountBusinessRowsAsync());
+    }
+
+    [Fact]
+    public async Task Send_within_a_transaction_commits_the_callers_rows_and_the_message_together()
+    {
+        var store = CreateStore();
+        var id = await store.AddWithinTransactionAsync(NewMessage("with work"), (tx, ct) => ExecuteAsync(tx.Connection!, tx, $"INSERT INTO {BusinessTable} (id, name) VALUES (7, 'seven')"), Ct);
+
+        Assert.Equal(1, await CountBusinessRowsAsync());
+        Assert.Equal(id, Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
+    }
+
+    [Fact]
+    public async Task Send_within_a_transaction_rolls_back_and_rethrows_when_the_callback_throws()
+    {
+        var store = CreateStore();
+        var thrown = new InvalidOperationException("business rule broken");
+
+        var caught = await Assert.ThrowsAsync<InvalidOperationException>(() => store.AddWithinTransactionAsync(
+            NewMessage("never"),
+            async (tx, ct) =>
+            {
+                await ExecuteAsync(tx.Connection!, tx, $"INSERT INTO {BusinessTable} (id, name) VALUES (8, 'eight')");
+                throw thrown;
+            },
+            Ct));
+
+        Assert.Same(thrown, caught);
+        Assert.Equal(0, await CountBusinessRowsAsync());
+        Assert.Empty(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+    }
+
+    [Fact]
+    public async Task Claims_return_the_oldest_messages_first_in_batches()
+    {
+        var store = CreateStore();
+        var ids = new List<long>();
+        for (var i = 0; i < 7; i++)
+        {
+            ids.Add(await store.AddWithinTransactionAsync(NewMessage($"m{i}"), null, Ct));
+        }
+
+        var first = await store.ClaimAsync(3, T0, T0.AddSeconds(30), Ct);
+        var second = await store.ClaimAsync(3, T0, T0.AddSeconds(30), Ct);
+        var third = await store.ClaimAsync(3, T0, T0.AddSeconds(30), Ct);
+
+        Assert.Equal(ids[..3], first.Select(m => m.Id));
+        Assert.Equal(ids[3..6], second.Select(m => m.Id));
+        Assert.Equal(ids[6..], third.Select(m => m.Id));
+    }
+
+    [Fact]
+    public async Task A_claimed_message_is_claimed_again_only_after_its_lease_ends()
+    {
+        var store = CreateStore();
+        await store.AddWithinTransactionAsync(NewMessage("leased"), null, Ct);
+
+        Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(29), T0.AddSeconds(59), Ct));
+        var again = Assert.Single(await store.ClaimAsync(10, T0.AddSeconds(30), T0.AddSeconds(60), Ct));
+        Assert.Equal(2, again.Attempts);
+    }
+
+    [Fact]
+    public async Task Concurrent_claims_never_return_the_same_message_twice()
+    {
+        var stores = Enumerable.Range(0, 4).Select(_ => CreateStore()).ToArray();
+        for (var i = 0; i < 200; i++)
+        {
+            await stores[0].AddWithinTransactionAsync(NewMessage($"m{i}"), null, Ct);
+        }
+
+        var claims = await Task.WhenAll(stores.Select(async store =>
+        {
+            var mine = new List<long>();
+            IReadOnlyList<OutboxMessage> batch;
+            while ((batch = await store.ClaimAsync(7, T0, T0.AddSeconds(30), Ct)).Count > 0)
+            {
+                mine.AddRange(batch.Select(m => m.Id));
+            }
+
+            return mine;
+        }));
+
+        var all = claims.SelectMany(c => c).ToList();
+        Assert.Equal(200, all.Count);
+        Assert.Equal(200, all.Distinct().Count());
+    }
+
+    [Fact]
+    public async Task A_message_marked_dispatched_is_not_claimed_again()
+    {
+        var store = CreateStore();
+        await store.AddWithinTransactionAsync(NewMessage("a"), null, Ct);
+        await store.AddWithinTransactionAsync(NewMessage("b"), null, Ct);
+        var batch = await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct);
+
+        await store.MarkDispatchedAsync([batch[0].Id], T0.AddSeconds(1), Ct);
+
+        var later = T0.AddMinutes(5);
+        Assert.Equal(batch[1].Id, Assert.Single(await store.ClaimAsync(10, later, later.AddSeconds(30), Ct)).Id);
+    }
+
+    [Fact]
+    public async Task A_released_message_is_claimed_again_from_its_retry_time()
+    {
+        var store = CreateStore();
+        await store.AddWithinTransactionAsync(NewMessage("flaky"), null, Ct);
+        var claimed = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+
+        await store.ReleaseAsync(claimed.Id, T0.AddSeconds(5), "broker down", Ct);
+
+        Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(4), T0.AddSeconds(34), Ct));
+        Assert.Single(await store.ClaimAsync(10, T0.AddSeconds(5), T0.AddSeconds(35), Ct));
+    }
+
+    [Fact]
+    public async Task Remove_deletes_only_messages_dispatched_before_the_cutoff_at_most_a_batch_at_a_time()
+    {
+        var store = CreateStore();
+        for (var i = 0; i < 5; i++)
+        {
+            await store.AddWithinTransactionAsync(NewMessage($"m{i}"), null, Ct);
+        }
+
+        var batch = await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct);
+        await store.MarkDispatchedAsync(batch.Take(3).Select(m => m.Id).ToList(), T0, Ct);
+        await store.MarkDispatchedAsync([batch[3].Id], T0.AddDays(1), Ct);
+
+        Assert.Equal(2, await store.RemoveDispatchedAsync(T0.AddHours(1), 2, Ct));
+        Assert.Equal(1, await store.RemoveDispatchedAsync(T0.AddHours(1), 2, Ct));
+        Assert.Equal(0, await store.RemoveDispatchedAsync(T0.AddHours(1), 2, Ct));
+        Assert.Equal(1, await store.RemoveDispatchedAsync(T0.AddDays(2), 2, Ct));
+
+        // The pending message is never removed, whatever the cutoff.
+        Assert.Equal(0, await store.RemoveDispatchedAsync(T0.AddYears(1), 100, Ct));
+        var pending = Assert.Single(await store.ClaimAsync(10, T0.AddHours(1), T0.AddHours(2), Ct));
+        Assert.Equal(batch[4].Id, pending.Id);
+    }
+
+    [Fact]
+    public async Task Enqueue_into_a_committed_transaction_throws_and_writes_nothing()
+    {
+        var store = CreateStore();
+        await using var connection = await OpenConnectionAsync();
+        var transaction = await connection.BeginTransactionAsync(Ct);
+        await transaction.CommitAsync(Ct);
+
+        var ex = await Assert.ThrowsAsync<ArgumentException>(async () => await store.AddAsync(transaction, NewMessage("late"), Ct));
+        Assert.Equal("transaction", ex.ParamName);
+        Assert.Empty(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+    }
+
+    [Fact]
+    public async Task A_value_that_cannot_be_stored_is_rejected_with_its_key_and_nothing_is_written()
+    {
+        var store = CreateStore();
+        var message = NewMessage("bad");
+        message.Headers["stream"] = new MemoryStream();
+
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => store.AddWithinTransactionAsync(message, null, Ct));
+        Assert.Contains("'stream'", ex.Message, StringComparison.Ordinal);
+        Assert.Contains(nameof(MemoryStream), ex.Message, StringComparison.Ordinal);
+        Assert.Empty(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+    }
+
+    [Fact]
+    public async Task An_outbox_publishes_exactly_the_committed_messages_once()
+    {
+        var store = CreateStore();
+        var publisher = new RecordingPublisher();
+        var time = new FakeTimeProvider(T0);
+        await using var outbox = new Outbox(store, publisher, timeProvider: time);
+        var committed = new List<Guid>();
+        for (var i = 0; i < 30; i++)
+        {
+            await using var connection = await OpenConnectionAsync();
+            await using var transaction = await connection.BeginTransactionAsync(Ct);
+            var message = NewMessage($"order {i}");
+            await ExecuteAsync(connection, transaction, $"INSERT INTO {BusinessTable} (id, name) VALUES ({i}, 'order {i}')");
+            await outbox.EnqueueAsync(transaction, message, Ct);
+            if (i % 3 == 0)
+            {
+                await transaction.RollbackAsync(Ct);
+            }
+            else
+            {
+                await transaction.CommitAsync(Ct);
+                committed.Add(message.MessageId);
+            }
+        }
+
+        Assert.Equal(20, await outbox.DispatchPendingAsync(Ct));
+        Assert.Equal(committed.Order(), publisher.Published.Select(m => m.MessageId).Order());
+        Assert.Equal(0, await outbox.DispatchPendingAsync(Ct));
+        Assert.Equal(20, await CountBusinessRowsAsync());
+    }
+
+    [Fact]
+    public async Task Two_outboxes_on_one_table_publish_each_message_once()
+    {
+        var publisher = new RecordingPublisher();
+        var time = new FakeTimeProvider(T0);
+        await using var first = new Outbox(CreateStore(), publisher, new OutboxOptions { MessageBatchSize = 5 }, timeProvider: time);
+        await using var second = new Outbox(CreateStore(), publisher, new OutboxOptions { MessageBatchSize = 5 }, timeProvider: time);
+        for (var i = 0; i < 100; i++)
+        {
+            await first.SendAsync(NewMessage($"m{i}"), Ct);
+        }
+
+        var counts = await Task.WhenAll(first.DispatchPendingAsync(Ct), second.DispatchPendingAsync(Ct));
+
+        Assert.Equal(100, counts.Sum());
+        Assert.Equal(100, publisher.Published.Select(m => m.Id).Distinct().Count());
+        Assert.Equal(100, publisher.Published.Count);
+    }
+
+    /// <summary>Creates a message with the id and creation time an <see cref="Outbox"/> would assign.</summary>
+    protected static OutboxMessage NewMessage(string payload) =>
+        new(payload) { MessageId = Guid.CreateVersion7(), CreatedAt = T0.AddTicks(Random.Shared.Next(1, 1000) * 10) };
+
+    /// <summary>Runs a statement.</summary>
+    protected static async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql)
+    {
+        await using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        await command.ExecuteNonQueryAsync(Ct);
+    }
+
+    private async Task<long> CountBusinessRowsAsync()
+    {
+        await using var connection = await OpenConnectionAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT COUNT(*) FROM {BusinessTable}";
+        return Convert.ToInt64(await command.ExecuteScalarAsync(Ct), System.Globalization.CultureInfo.InvariantCulture);
+    }
+}

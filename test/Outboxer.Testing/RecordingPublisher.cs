@@ -1,0 +1,55 @@
+using System.Collections.Concurrent;
+using Outboxer.Providers;
+
+namespace Outboxer.Testing;
+
+/// <summary>
+/// An in-process event stream for tests of the core and of stores: records every message it confirms, can fail chosen messages,
+/// and can hold publishes until released. Broker tests use real brokers instead.
+/// </summary>
+public sealed class RecordingPublisher : IOutboxPublisher
+{
+    private readonly ConcurrentQueue<OutboxMessage> _published = new();
+    private volatile TaskCompletionSource? _gate;
+    private int _attempts;
+
+    /// <summary>Gets or sets a function that returns the exception to fail a message with, or null to confirm it.</summary>
+    public Func<OutboxMessage, Exception?>? Fail { get; set; }
+
+    /// <summary>Gets the confirmed messages, in the order they were confirmed.</summary>
+    public IReadOnlyList<OutboxMessage> Published => _published.ToArray();
+
+    /// <summary>Gets how many publishes were attempted.</summary>
+    public int Attempts => Volatile.Read(ref _attempts);
+
+    /// <summary>Makes every publish wait until <see cref="Release"/>; completes when the first publish is waiting.</summary>
+    public Task HoldAsync()
+    {
+        _gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Lets held publishes go on.</summary>
+    public void Release() => _gate?.TrySetResult();
+
+    /// <summary>Gets a task that completes when a publish is waiting at the gate.</summary>
+    public TaskCompletionSource Waiting { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <inheritdoc />
+    public async ValueTask PublishAsync(OutboxMessage message, CancellationToken cancellationToken = default)
+    {
+        Interlocked.Increment(ref _attempts);
+        if (_gate is { } gate)
+        {
+            Waiting.TrySetResult();
+            await gate.Task.WaitAsync(cancellationToken);
+        }
+
+        if (Fail?.Invoke(message) is { } failure)
+        {
+            throw failure;
+        }
+
+        _published.Enqueue(message);
+    }
+}
