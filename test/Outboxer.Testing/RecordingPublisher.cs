@@ -22,12 +22,8 @@ public sealed class RecordingPublisher : IOutboxPublisher
     /// <summary>Gets how many publishes were attempted.</summary>
     public int Attempts => Volatile.Read(ref _attempts);
 
-    /// <summary>Makes every publish wait until <see cref="Release"/>; completes when the first publish is waiting.</summary>
-    public Task HoldAsync()
-    {
-        _gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        return Task.CompletedTask;
-    }
+    /// <summary>Makes every publish wait until <see cref="Release"/>; <see cref="Waiting"/> completes when the first one waits.</summary>
+    public void Hold() => _gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Lets held publishes go on.</summary>
     public void Release() => _gate?.TrySetResult();

@@ -1,0 +1,347 @@
+using System.Buffers.Binary;
+using System.Data.Common;
+using System.Security.Cryptography;
+using System.Text;
+using Npgsql;
+using NpgsqlTypes;
+using Outboxer.Providers;
+
+namespace Outboxer.PostgreSql;
+
+/// <summary>
+/// An outbox store in a PostgreSQL table (Npgsql). Claims are single <c>UPDATE</c> statements over rows selected with
+/// <c>FOR UPDATE SKIP LOCKED</c>, so any number of dispatchers claim disjoint batches without waiting on each other.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Options and headers are stored as <c>jsonb</c>, times as <c>timestamptz</c> (microsecond precision), the payload as <c>bytea</c>.
+/// The store does not own <see cref="NpgsqlDataSource"/>: dispose it yourself when the application stops.
+/// </para>
+/// <para>
+/// With <see cref="PostgreSqlOutboxStoreOptions.CreateTableIfMissing"/>, the first operation checks the catalog and runs the DDL only
+/// when something is missing, under a transaction-scoped advisory lock, so processes that start together do not race; once the table
+/// exists, starting needs no <c>CREATE</c> privilege and takes no lock on the table.
+/// </para>
+/// </remarks>
+public sealed class PostgreSqlOutboxStore : DbOutboxStore
+{
+    private const string PendingIndexSuffix = "pending_ix";
+    private const string CleanupIndexSuffix = "dispatched_at_ix";
+
+    private readonly string _schema;
+    private readonly string _tableName;
+    private readonly string _table;
+    private readonly string _pendingIndex;
+    private readonly string _cleanupIndex;
+    private readonly long _lockKey;
+    private readonly string _createSchemaSql;
+    private readonly string _createTableSql;
+    private readonly string _stateSql;
+    private readonly string _insertSql;
+    private readonly string _claimSql;
+    private readonly string _markSql;
+    private readonly string _releaseSql;
+    private readonly string _removeSql;
+
+    /// <summary>Initializes a store over the PostgreSQL database that <paramref name="dataSource"/> connects to.</summary>
+    /// <param name="dataSource">Where the store's own connections come from; the store does not dispose it.</param>
+    /// <param name="options">The settings; <see langword="null"/> for the defaults.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="dataSource"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">The schema or table name is invalid; <see cref="ArgumentException.ParamName"/> names the option.</exception>
+    public PostgreSqlOutboxStore(NpgsqlDataSource dataSource, PostgreSqlOutboxStoreOptions? options = null)
+        : base(dataSource, (options ??= new PostgreSqlOutboxStoreOptions()).CreateTableIfMissing)
+    {
+        options.Validate();
+        _schema = options.SchemaName;
+        _tableName = options.TableName;
+        _table = QualifiedName(_schema, _tableName);
+        _pendingIndex = IndexName(_tableName, PendingIndexSuffix);
+        _cleanupIndex = IndexName(_tableName, CleanupIndexSuffix);
+        _lockKey = LockKey(_schema, _tableName);
+        _createSchemaSql = CreateSchemaSql(_schema);
+        _createTableSql = CreateTableSql(_schema, _tableName);
+        _stateSql = """
+            SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = @schema),
+                (SELECT count(*)::integer FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = @schema AND c.relname IN (@table, @pending_ix, @cleanup_ix))
+            """;
+        _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at) VALUES (@message_id, @payload, @options, @headers, @created_at) RETURNING id";
+
+        // The CTE is MATERIALIZED so the locking SELECT runs exactly once; SKIP LOCKED passes over rows that another claim,
+        // a mark or a release is holding, and READ COMMITTED re-checks the WHERE on rows changed since the snapshot.
+        _claimSql = $"""
+            WITH claimable AS MATERIALIZED (
+                SELECT id FROM {_table}
+                WHERE NOT dispatched AND (locked_until IS NULL OR locked_until <= @now)
+                ORDER BY id
+                LIMIT @limit
+                FOR UPDATE SKIP LOCKED)
+            UPDATE {_table} AS o SET locked_until = @lease_until, attempts = o.attempts + 1
+            FROM claimable
+            WHERE o.id = claimable.id
+            RETURNING o.id, o.message_id, o.payload, o.options::text, o.headers::text, o.created_at, o.attempts
+            """;
+        _markSql = $"UPDATE {_table} SET dispatched = true, dispatched_at = @at, locked_until = NULL WHERE id = ANY(@ids)";
+        _releaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND NOT dispatched";
+
+        // Bounded batches keep each delete's locks short; SKIP LOCKED lets cleanups in several processes run side by side.
+        _removeSql = $"""
+            WITH expired AS MATERIALIZED (
+                SELECT id FROM {_table}
+                WHERE dispatched AND dispatched_at < @cutoff
+                ORDER BY id
+                LIMIT @limit
+                FOR UPDATE SKIP LOCKED)
+            DELETE FROM {_table} AS o
+            USING expired
+            WHERE o.id = expired.id
+            """;
+    }
+
+    /// <inheritdoc />
+    protected override string TableDisplayName => _table;
+
+    /// <summary>Gets the SQL that creates the schema, the outbox table and its indexes, for teams that manage their schema themselves.</summary>
+    /// <param name="options">The settings whose schema and table names to use; <see langword="null"/> for the defaults.</param>
+    /// <returns>The DDL script; every statement is safe to run again.</returns>
+    /// <exception cref="ArgumentException">The schema or table name is invalid.</exception>
+    public static string GetCreateScript(PostgreSqlOutboxStoreOptions? options = null)
+    {
+        options ??= new PostgreSqlOutboxStoreOptions();
+        options.Validate();
+        return CreateSchemaSql(options.SchemaName) + CreateTableSql(options.SchemaName, options.TableName);
+    }
+
+    /// <inheritdoc />
+    protected override async Task CreateTableAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+
+        // Usually everything exists: one catalog read, no lock on the table, no CREATE privilege needed. (CREATE ... IF NOT EXISTS
+        // checks privileges first, and CREATE INDEX IF NOT EXISTS waits for a share lock behind every open write to the table.)
+        var (_, complete) = await ReadStateAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+        if (complete)
+        {
+            return;
+        }
+
+        var own = transaction is null ? await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false) : null;
+        try
+        {
+            var tx = transaction ?? own!;
+
+            // CREATE SCHEMA/TABLE IF NOT EXISTS still fail with a unique violation when two sessions run them at once, so creators
+            // queue on an advisory lock held until commit, then look again.
+            var lockCommand = Command(connection, tx, "SELECT pg_advisory_xact_lock(@key)");
+            await using (lockCommand.ConfigureAwait(false))
+            {
+                Add(lockCommand, "key", _lockKey);
+                await lockCommand.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            var (schemaExists, created) = await ReadStateAsync(connection, tx, cancellationToken).ConfigureAwait(false);
+            if (!created)
+            {
+                var create = Command(connection, tx, schemaExists ? _createTableSql : _createSchemaSql + _createTableSql);
+                await using (create.ConfigureAwait(false))
+                {
+                    await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+            }
+
+            if (own is not null)
+            {
+                await own.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (own is not null)
+            {
+                await own.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    protected override bool IsOwnProvider(DbTransaction transaction) => transaction is NpgsqlTransaction;
+
+    /// <inheritdoc />
+    protected override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction transaction, OutboxMessage message, string? optionsJson, string? headersJson)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(message);
+
+        // Checked before anything reaches the server: a failed statement would abort the caller's whole transaction.
+        RejectNul(optionsJson, "options");
+        RejectNul(headersJson, "headers");
+        var command = Command(connection, transaction, _insertSql);
+        Add(command, "message_id", message.MessageId);
+        Add(command, "payload", message.Payload);
+        command.Parameters.Add(new NpgsqlParameter("options", NpgsqlDbType.Jsonb) { Value = (object?)optionsJson ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter("headers", NpgsqlDbType.Jsonb) { Value = (object?)headersJson ?? DBNull.Value });
+        Add(command, "created_at", message.CreatedAt.ToUniversalTime());
+        return command;
+    }
+
+    /// <inheritdoc />
+    protected override DbCommand CreateClaimCommand(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil)
+    {
+        var command = Command(connection, null, _claimSql);
+        Add(command, "now", now.ToUniversalTime());
+        Add(command, "limit", batchSize);
+        Add(command, "lease_until", leaseUntil.ToUniversalTime());
+        return command;
+    }
+
+    /// <inheritdoc />
+    protected override DbCommand CreateMarkDispatchedCommand(DbConnection connection, IReadOnlyList<long> ids, DateTimeOffset dispatchedAt)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var command = Command(connection, null, _markSql);
+        Add(command, "at", dispatchedAt.ToUniversalTime());
+        Add(command, "ids", ids as long[] ?? [.. ids]);
+        return command;
+    }
+
+    /// <inheritdoc />
+    protected override DbCommand CreateReleaseCommand(DbConnection connection, long id, DateTimeOffset retryAt, string error)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        var command = Command(connection, null, _releaseSql);
+        Add(command, "retry_at", retryAt.ToUniversalTime());
+        Add(command, "error", ToStorableText(error));
+        Add(command, "id", id);
+        return command;
+    }
+
+    /// <inheritdoc />
+    protected override DbCommand CreateRemoveCommand(DbConnection connection, DateTimeOffset dispatchedBefore, int batchSize)
+    {
+        var command = Command(connection, null, _removeSql);
+        Add(command, "cutoff", dispatchedBefore.ToUniversalTime());
+        Add(command, "limit", batchSize);
+        return command;
+    }
+
+    /// <inheritdoc />
+    protected override DateTimeOffset ReadTimestamp(DbDataReader reader, int ordinal)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        return reader.GetFieldValue<DateTimeOffset>(ordinal);
+    }
+
+    private async Task<(bool SchemaExists, bool Complete)> ReadStateAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        var command = Command(connection, transaction, _stateSql);
+        await using (command.ConfigureAwait(false))
+        {
+            Add(command, "schema", _schema);
+            Add(command, "table", _tableName);
+            Add(command, "pending_ix", _pendingIndex);
+            Add(command, "cleanup_ix", _cleanupIndex);
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                return (reader.GetBoolean(0), reader.GetInt32(1) == 3);
+            }
+        }
+    }
+
+    private static NpgsqlCommand Command(DbConnection connection, DbTransaction? transaction, string sql)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        var command = (NpgsqlCommand)connection.CreateCommand();
+        command.Transaction = (NpgsqlTransaction?)transaction;
+        command.CommandText = sql;
+        return command;
+    }
+
+    private static void Add<T>(NpgsqlCommand command, string name, T value) => command.Parameters.Add(new NpgsqlParameter<T>(name, value));
+
+    private static string CreateSchemaSql(string schema) => $"""
+        CREATE SCHEMA IF NOT EXISTS "{schema}";
+
+        """;
+
+    private static string CreateTableSql(string schema, string table)
+    {
+        var qualified = QualifiedName(schema, table);
+        return $"""
+            CREATE TABLE IF NOT EXISTS {qualified} (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                message_id uuid NOT NULL,
+                payload bytea NOT NULL,
+                options jsonb NULL,
+                headers jsonb NULL,
+                created_at timestamptz NOT NULL,
+                dispatched boolean NOT NULL DEFAULT false,
+                dispatched_at timestamptz NULL,
+                attempts integer NOT NULL DEFAULT 0,
+                locked_until timestamptz NULL,
+                last_error text NULL
+            );
+            CREATE INDEX IF NOT EXISTS "{IndexName(table, PendingIndexSuffix)}" ON {qualified} (id) WHERE NOT dispatched;
+            CREATE INDEX IF NOT EXISTS "{IndexName(table, CleanupIndexSuffix)}" ON {qualified} (dispatched_at) WHERE dispatched;
+
+            """;
+    }
+
+    private static string QualifiedName(string schema, string table) => $"\"{schema}\".\"{table}\"";
+
+    // Index names live in the schema, so they carry the table's name. PostgreSQL cuts names to 63 characters, which would give both
+    // indexes of a long table name the same name (the second CREATE INDEX IF NOT EXISTS would then skip); shorten with a hash instead.
+    private static string IndexName(string table, string suffix)
+    {
+        var name = $"{table}_{suffix}";
+        if (name.Length <= SqlIdentifier.MaxLength)
+        {
+            return name;
+        }
+
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(table)).AsSpan(0, 4));
+        return $"{table[..(SqlIdentifier.MaxLength - suffix.Length - hash.Length - 2)]}_{hash}_{suffix}";
+    }
+
+    // A stable key for pg_advisory_xact_lock: the same in every process and .NET version (unlike string.GetHashCode).
+    private static long LockKey(string schema, string table) =>
+        BinaryPrimitives.ReadInt64BigEndian(SHA256.HashData(Encoding.UTF8.GetBytes($"Outboxer.PostgreSql:{schema}.{table}")));
+
+    // jsonb cannot hold U+0000 (the server rejects "\u0000"). The writer escapes NUL as \u0000 and a backslash as \\, so an escape is
+    // real when an even number of backslashes precede it.
+    private static void RejectNul(string? json, string what)
+    {
+        if (json is null)
+        {
+            return;
+        }
+
+        for (var i = json.IndexOf("\\u0000", StringComparison.Ordinal); i >= 0; i = json.IndexOf("\\u0000", i + 1, StringComparison.Ordinal))
+        {
+            var backslashes = 0;
+            for (var j = i - 1; j >= 0 && json[j] == '\\'; j--)
+            {
+                backslashes++;
+            }
+
+            if (backslashes % 2 == 0)
+            {
+                throw new ArgumentException(
+                    $"The message's {what} contain the character U+0000, which PostgreSQL's jsonb cannot store; remove it or encode the value.",
+                    "message");
+            }
+        }
+    }
+
+    // text cannot hold U+0000 either, and a cut at a fixed length can leave half a surrogate pair, which is not valid UTF-8.
+    private static string ToStorableText(string value)
+    {
+        if (value.Length > 0 && char.IsHighSurrogate(value[^1]))
+        {
+            value = value[..^1];
+        }
+
+        return value.Contains('\0', StringComparison.Ordinal) ? value.Replace('\0', '\uFFFD') : value;
+    }
+}

@@ -1,0 +1,189 @@
+using System.Data.Common;
+using Outboxer.Providers;
+
+namespace Outboxer.Testing;
+
+/// <summary>
+/// An <see cref="IOutboxStore"/> in memory, for unit tests of the core's loops: same claim, lease, release and cleanup rules as the
+/// database stores (which the conformance suite checks against real databases). It has no transactions, so
+/// <see cref="AddAsync"/> is not supported and <see cref="AddWithinTransactionAsync"/> accepts no callback.
+/// </summary>
+public sealed class InMemoryOutboxStore : IOutboxStore
+{
+    private readonly Lock _lock = new();
+    private readonly List<Row> _rows = [];
+    private long _nextId;
+    private int _claims;
+
+    /// <summary>Gets or sets an exception that every claim throws, to simulate a database outage.</summary>
+    public Exception? ClaimFailure { get; set; }
+
+    /// <summary>Gets how many claims ran.</summary>
+    public int Claims => Volatile.Read(ref _claims);
+
+    /// <summary>Raised after each claim with the number of messages it returned.</summary>
+    public event Action<int>? Claimed;
+
+    /// <summary>Gets the number of rows, dispatched or not.</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _rows.Count;
+            }
+        }
+    }
+
+    /// <summary>Gets the number of rows not dispatched yet.</summary>
+    public int PendingCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _rows.Count(r => !r.Dispatched);
+            }
+        }
+    }
+
+    /// <summary>Gets the last error recorded for the row with the given id.</summary>
+    public string? LastError(long id)
+    {
+        lock (_lock)
+        {
+            return _rows.Single(r => r.Message.Id == id).LastError;
+        }
+    }
+
+    /// <inheritdoc />
+    public Task EnsureCreatedAsync(CancellationToken cancellationToken = default) => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public ValueTask<long> AddAsync(DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException("The in-memory store has no transactions.");
+
+    /// <inheritdoc />
+    public Task<long> AddWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (work is not null)
+        {
+            throw new NotSupportedException("The in-memory store has no transactions.");
+        }
+
+        _ = message.Options.ToJson();
+        _ = message.Headers.ToJson();
+        lock (_lock)
+        {
+            message.Id = ++_nextId;
+            _rows.Add(new Row(message));
+            return Task.FromResult(message.Id);
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<OutboxMessage>> ClaimAsync(int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken = default)
+    {
+        Interlocked.Increment(ref _claims);
+        if (ClaimFailure is { } failure)
+        {
+            Claimed?.Invoke(0);
+            return Task.FromException<IReadOnlyList<OutboxMessage>>(failure);
+        }
+
+        List<OutboxMessage> claimed;
+        lock (_lock)
+        {
+            claimed = [];
+            foreach (var row in _rows.Where(r => !r.Dispatched && (r.LockedUntil is null || r.LockedUntil <= now)).Take(batchSize))
+            {
+                row.LockedUntil = leaseUntil;
+                row.Message.Attempts++;
+                claimed.Add(Copy(row.Message));
+            }
+        }
+
+        Claimed?.Invoke(claimed.Count);
+        return Task.FromResult<IReadOnlyList<OutboxMessage>>(claimed);
+    }
+
+    /// <inheritdoc />
+    public Task MarkDispatchedAsync(IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            foreach (var row in _rows.Where(r => ids.Contains(r.Message.Id)))
+            {
+                row.Dispatched = true;
+                row.Message.Dispatched = true;
+                row.Message.DispatchedAt = dispatchedAt;
+                row.LockedUntil = null;
+            }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task ReleaseAsync(long id, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var row = _rows.Single(r => r.Message.Id == id);
+            row.LockedUntil = retryAt;
+            row.LastError = error;
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task<int> RemoveDispatchedAsync(DateTimeOffset dispatchedBefore, int batchSize, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var old = _rows.Where(r => r.Dispatched && r.Message.DispatchedAt < dispatchedBefore).Take(batchSize).ToList();
+            foreach (var row in old)
+            {
+                _rows.Remove(row);
+            }
+
+            return Task.FromResult(old.Count);
+        }
+    }
+
+    private static OutboxMessage Copy(OutboxMessage source)
+    {
+        var copy = new OutboxMessage(source.Payload)
+        {
+            Id = source.Id,
+            MessageId = source.MessageId,
+            CreatedAt = source.CreatedAt,
+            Attempts = source.Attempts,
+        };
+        foreach (var (key, value) in source.Options)
+        {
+            copy.Options[key] = value;
+        }
+
+        foreach (var (key, value) in source.Headers)
+        {
+            copy.Headers[key] = value;
+        }
+
+        return copy;
+    }
+
+    private sealed class Row(OutboxMessage message)
+    {
+        public OutboxMessage Message { get; } = message;
+
+        public bool Dispatched { get; set; }
+
+        public DateTimeOffset? LockedUntil { get; set; }
+
+        public string? LastError { get; set; }
+    }
+}

@@ -1,0 +1,339 @@
+using System.Text;
+using Microsoft.Extensions.Time.Testing;
+using Outboxer.Testing;
+using Xunit;
+
+namespace Outboxer.Tests;
+
+/// <summary>The dispatcher loop, over the in-memory store, with time moved by hand.</summary>
+public sealed class OutboxDispatcherTests : IAsyncDisposable
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+    private readonly InMemoryOutboxStore _store = new();
+    private readonly RecordingPublisher _publisher = new();
+    private Outbox? _outbox;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_outbox is not null)
+        {
+            await _outbox.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_message_sent_by_this_process_is_dispatched_at_once_without_waiting_for_the_interval()
+    {
+        var outbox = Create(new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) });
+        var dispatched = outbox.Dispatched;
+        outbox.StartDispatcher();
+        await IdleAsync();
+
+        var message = new OutboxMessage("now");
+        await outbox.SendAsync(message, Ct);
+
+        var notification = await dispatched.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        Assert.Equal(message.Id, notification.Id);
+        Assert.Equal(message.MessageId, notification.MessageId);
+        Assert.Equal(_time.GetUtcNow(), notification.DispatchedAt);
+    }
+
+    [Fact]
+    public async Task A_message_written_by_another_process_is_dispatched_at_the_next_check_interval()
+    {
+        var outbox = Create(new OutboxOptions { CheckInterval = TimeSpan.FromSeconds(10) });
+        var dispatched = outbox.Dispatched;
+        outbox.StartDispatcher();
+        await IdleAsync();
+
+        // Written straight into the store, as another process would: no wake-up.
+        await _store.AddWithinTransactionAsync(new OutboxMessage("elsewhere") { MessageId = Guid.NewGuid() }, null, Ct);
+        await Task.Yield();
+        Assert.Empty(_publisher.Published);
+
+        var claimsBefore = _store.Claims;
+        await AdvanceUntilAsync(dispatched.ReadAsync(Ct).AsTask(), TimeSpan.FromSeconds(10));
+        Assert.Single(_publisher.Published);
+        Assert.True(_store.Claims > claimsBefore);
+    }
+
+    [Fact]
+    public async Task The_dispatcher_drains_every_batch_while_messages_are_pending()
+    {
+        var outbox = Create(new OutboxOptions { MessageBatchSize = 10, CheckInterval = TimeSpan.FromHours(1) });
+        for (var i = 0; i < 95; i++)
+        {
+            await _store.AddWithinTransactionAsync(new OutboxMessage($"m{i}") { MessageId = Guid.NewGuid() }, null, Ct);
+        }
+
+        var dispatched = outbox.Dispatched;
+        outbox.StartDispatcher();
+        for (var i = 0; i < 95; i++)
+        {
+            await dispatched.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        }
+
+        Assert.Equal(95, _publisher.Published.Count);
+        Assert.Equal(0, _store.PendingCount);
+    }
+
+    [Fact]
+    public async Task A_failing_message_is_reported_with_its_ids_and_does_not_stop_the_batch()
+    {
+        var outbox = Create(new OutboxOptions { RetryDelay = TimeSpan.FromSeconds(5) });
+        var poison = new OutboxMessage("poison");
+        _publisher.Fail = m => Encoding.UTF8.GetString(m.Payload) == "poison" ? new InvalidOperationException("broker says no") : null;
+        await outbox.SendAsync(new OutboxMessage("before"), Ct);
+        await outbox.SendAsync(poison, Ct);
+        await outbox.SendAsync(new OutboxMessage("after"), Ct);
+        var errors = outbox.Errors;
+
+        Assert.Equal(3, await outbox.DispatchPendingAsync(Ct));
+
+        Assert.Equal(["before", "after"], _publisher.Published.Select(m => Encoding.UTF8.GetString(m.Payload)));
+        var error = await errors.ReadAsync(Ct);
+        Assert.Equal(OutboxOperation.Publish, error.Operation);
+        Assert.Equal(poison.Id, error.Id);
+        Assert.Equal(poison.MessageId, error.MessageId);
+        Assert.Equal("broker says no", error.Exception.Message);
+        Assert.Equal("InvalidOperationException: broker says no", _store.LastError(poison.Id));
+        Assert.Equal(1, _store.PendingCount);
+    }
+
+    [Fact]
+    public async Task A_failed_message_is_retried_after_the_retry_delay_and_not_before()
+    {
+        var outbox = Create(new OutboxOptions { RetryDelay = TimeSpan.FromSeconds(5) });
+        var fail = true;
+        _publisher.Fail = _ => fail ? new InvalidOperationException("down") : null;
+        await outbox.SendAsync(new OutboxMessage("flaky"), Ct);
+        await outbox.DispatchPendingAsync(Ct);
+        fail = false;
+
+        _time.Advance(TimeSpan.FromSeconds(4));
+        Assert.Equal(0, await outbox.DispatchPendingAsync(Ct));
+        _time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(1, await outbox.DispatchPendingAsync(Ct));
+
+        Assert.Equal(2, Assert.Single(_publisher.Published).Attempts);
+    }
+
+    [Fact]
+    public async Task A_publish_that_is_never_confirmed_times_out_as_a_transient_failure()
+    {
+        var outbox = Create(new OutboxOptions { PublishTimeout = TimeSpan.FromSeconds(10) });
+        _publisher.Hold();
+        await outbox.SendAsync(new OutboxMessage("stuck"), Ct);
+        var errors = outbox.Errors;
+
+        var dispatching = outbox.DispatchPendingAsync(Ct);
+        await _publisher.Waiting.Task.WaitAsync(Bound, Ct);
+        _time.Advance(TimeSpan.FromSeconds(10));
+        var error = await errors.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        _publisher.Release();
+        await dispatching.WaitAsync(Bound, Ct);
+
+        var timeout = Assert.IsType<OutboxException>(error.Exception);
+        Assert.True(timeout.IsTransient);
+        Assert.Contains("within 00:00:10", timeout.Message, StringComparison.Ordinal);
+        Assert.Empty(_publisher.Published);
+    }
+
+    [Fact]
+    public async Task A_store_outage_is_reported_and_the_loop_carries_on_after_the_interval()
+    {
+        var outbox = Create(new OutboxOptions { CheckInterval = TimeSpan.FromSeconds(1) });
+        _store.ClaimFailure = new OutboxException("database down");
+        var errors = outbox.Errors;
+        var dispatched = outbox.Dispatched;
+        outbox.StartDispatcher();
+
+        var error = await errors.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        Assert.Equal(OutboxOperation.Claim, error.Operation);
+        Assert.Null(error.Id);
+
+        _store.ClaimFailure = null;
+        await outbox.SendAsync(new OutboxMessage("after the outage"), Ct);
+        _time.Advance(TimeSpan.FromSeconds(1));
+        await dispatched.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        Assert.Single(_publisher.Published);
+    }
+
+    [Fact]
+    public async Task Stopping_lets_the_batch_in_flight_finish_and_mark_its_messages()
+    {
+        var outbox = Create();
+        _publisher.Hold();
+        await outbox.SendAsync(new OutboxMessage("in flight"), Ct);
+        outbox.StartDispatcher();
+        await _publisher.Waiting.Task.WaitAsync(Bound, Ct);
+
+        var stopping = outbox.StopAsync(Ct);
+        await Task.Yield();
+        Assert.False(stopping.IsCompleted);
+        _publisher.Release();
+        await stopping.WaitAsync(Bound, Ct);
+
+        Assert.Single(_publisher.Published);
+        Assert.Equal(0, _store.PendingCount);
+    }
+
+    [Fact]
+    public async Task Stopping_twice_and_stopping_what_never_started_are_harmless()
+    {
+        var outbox = Create();
+        await outbox.StopAsync(Ct);
+        await outbox.StartAsync(Ct);
+        await outbox.StopAsync(Ct);
+        await outbox.StopAsync(Ct);
+        await outbox.DisposeAsync();
+        await outbox.DisposeAsync();
+        await outbox.StopAsync(Ct);
+    }
+
+    [Fact]
+    public async Task Starting_twice_runs_one_dispatcher()
+    {
+        var log = new CountingLoggerFactory();
+        _outbox = new Outbox(_store, _publisher, new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) }, log, _time);
+        for (var i = 0; i < 20; i++)
+        {
+            await _store.AddWithinTransactionAsync(new OutboxMessage($"m{i}") { MessageId = Guid.NewGuid() }, null, Ct);
+        }
+
+        var dispatched = _outbox.Dispatched;
+        _outbox.StartDispatcher();
+        _outbox.StartDispatcher();
+        await _outbox.StartAsync(Ct);
+        for (var i = 0; i < 20; i++)
+        {
+            await dispatched.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        }
+
+        await _outbox.StopAsync(Ct);
+        Assert.Equal(1, log.Count(OutboxEventIds.DispatcherStarted));
+        Assert.Equal(1, log.Count(OutboxEventIds.DispatcherStopped));
+        Assert.Equal(1, log.Count(OutboxEventIds.CleanupStarted));
+        Assert.Equal(20, _publisher.Attempts);
+    }
+
+    [Fact]
+    public async Task The_outbox_can_be_started_again_after_a_stop()
+    {
+        var outbox = Create(new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) });
+        var dispatched = outbox.Dispatched;
+        await outbox.StartAsync(Ct);
+        await outbox.StopAsync(Ct);
+        await outbox.StartAsync(Ct);
+
+        await outbox.SendAsync(new OutboxMessage("second run"), Ct);
+
+        await dispatched.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+    }
+
+    [Fact]
+    public async Task Starting_a_disposed_outbox_throws()
+    {
+        var outbox = Create();
+        await outbox.DisposeAsync();
+        Assert.Throws<ObjectDisposedException>(outbox.StartDispatcher);
+    }
+
+    [Fact]
+    public async Task Nobody_reading_notifications_never_blocks_dispatch_and_keeps_memory_bounded()
+    {
+        var outbox = Create(new OutboxOptions { NotificationCapacity = 16, MessageBatchSize = 100 });
+        var dispatched = outbox.Dispatched;
+        for (var i = 0; i < 500; i++)
+        {
+            await outbox.SendAsync(new OutboxMessage($"m{i}"), Ct);
+        }
+
+        Assert.Equal(500, await outbox.DispatchPendingAsync(Ct));
+
+        Assert.Equal(16, dispatched.Count);
+        var newest = new List<DispatchedMessage>();
+        while (dispatched.TryRead(out var item))
+        {
+            newest.Add(item);
+        }
+
+        Assert.Equal(500, newest[^1].Id);
+    }
+
+    [Fact]
+    public async Task Invalid_arguments_are_rejected_before_anything_is_written()
+    {
+        var outbox = Create();
+
+        await Assert.ThrowsAsync<ArgumentNullException>(() => outbox.SendAsync(null!, Ct));
+        await Assert.ThrowsAsync<ArgumentNullException>(async () => await outbox.EnqueueAsync(null!, new OutboxMessage("x"), Ct));
+        await Assert.ThrowsAsync<ArgumentNullException>(() => outbox.SendWithinTransactionAsync(new OutboxMessage("x"), null!, Ct));
+        Assert.Throws<ArgumentNullException>(() => new OutboxMessage((byte[])null!));
+        Assert.Throws<ArgumentNullException>(() => new OutboxMessage("x").Payload = null!);
+        var unstorable = new OutboxMessage("x");
+        unstorable.Headers["socket"] = new object();
+        await Assert.ThrowsAsync<ArgumentException>(() => outbox.SendAsync(unstorable, Ct));
+
+        Assert.Equal(0, _store.Count);
+    }
+
+    [Fact]
+    public async Task Sending_assigns_a_version_7_message_id_and_the_creation_time_unless_given()
+    {
+        var outbox = Create();
+        var generated = new OutboxMessage("a");
+        var given = new OutboxMessage("b") { MessageId = Guid.NewGuid(), CreatedAt = _time.GetUtcNow().AddDays(-1) };
+        var givenId = given.MessageId;
+
+        await outbox.SendAsync(generated, Ct);
+        await outbox.SendAsync(given, Ct);
+
+        Assert.Equal(7, generated.MessageId.Version);
+        Assert.Equal(_time.GetUtcNow(), generated.CreatedAt);
+        Assert.Equal(givenId, given.MessageId);
+        Assert.Equal(_time.GetUtcNow().AddDays(-1), given.CreatedAt);
+    }
+
+    private Outbox Create(OutboxOptions? options = null) =>
+        _outbox = new Outbox(_store, _publisher, options, timeProvider: _time);
+
+    /// <summary>
+    /// Moves the clock one step at a time until <paramref name="until"/> completes. The loop registers its timer asynchronously,
+    /// so a single step could land before the timer exists; each further step fires it at most once more.
+    /// </summary>
+    private async Task AdvanceUntilAsync(Task until, TimeSpan step)
+    {
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        bound.CancelAfter(Bound);
+        while (!until.IsCompleted)
+        {
+            _time.Advance(step);
+            await Task.WhenAny(until, Task.Delay(TimeSpan.FromMilliseconds(50), bound.Token));
+            bound.Token.ThrowIfCancellationRequested();
+        }
+
+        await until;
+    }
+
+    /// <summary>Waits until the dispatcher has made one empty claim, i.e. it is idle and waiting.</summary>
+    private async Task IdleAsync()
+    {
+        var idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _store.Claimed += count =>
+        {
+            if (count == 0)
+            {
+                idle.TrySetResult();
+            }
+        };
+        if (_store.Claims == 0)
+        {
+            await idle.Task.WaitAsync(Bound, Ct);
+        }
+    }
+}
