@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using Xunit;
+
+namespace Outboxer.EndToEnd.Tests;
+
+/// <summary>The samples, run as separate processes against the servers that eng/servers.sh starts.</summary>
+public sealed class SampleProcessTests
+{
+    private static readonly string Postgres = Environment.GetEnvironmentVariable("OUTBOXER_POSTGRES_URL") ?? "Host=127.0.0.1;Port=5433;Username=postgres;Database=outboxer";
+    private static readonly string RabbitMQ = Environment.GetEnvironmentVariable("OUTBOXER_RABBITMQ_URL") ?? "amqp://outboxer:outboxer@127.0.0.1:5673/";
+
+    [Fact]
+    public async Task The_sample_relays_exactly_the_committed_messages_with_no_server_at_all()
+    {
+        var (exitCode, output) = await RunAsync("Outboxer.Sample");
+
+        Assert.True(exitCode == 0, output);
+        Assert.Contains("committed 18, rolled back 5, published 18 (missing 0, rolled-back published 0, duplicates 0)", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_sample_relays_exactly_the_committed_messages_from_postgresql_to_rabbitmq()
+    {
+        var (exitCode, output) = await RunAsync("Outboxer.Sample", "--postgres", Postgres, "--rabbitmq", RabbitMQ);
+
+        Assert.True(exitCode == 0, output);
+        Assert.Contains("store:     PostgreSQL", output, StringComparison.Ordinal);
+        Assert.Contains("publisher: RabbitMQ", output, StringComparison.Ordinal);
+        Assert.Contains("(missing 0, rolled-back published 0, duplicates 0)", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Two_dispatcher_processes_deliver_exactly_the_committed_messages_once()
+    {
+        var (exitCode, output) = await RunAsync("Outboxer.TwoDispatchers", Postgres, RabbitMQ, "1000");
+
+        Assert.True(exitCode == 0, output);
+        Assert.Contains("committed 750, rolled back 250, received 750: missing 0, duplicates 0, rolled-back received 0", output, StringComparison.Ordinal);
+        var relays = output.Split('\n').Single(line => line.StartsWith("relays: ", StringComparison.Ordinal));
+        Assert.Equal(2, relays.Split(';').Count(relay => relay.Contains(" dispatched ", StringComparison.Ordinal)));
+    }
+
+    private static async Task<(int ExitCode, string Output)> RunAsync(string sample, params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(SamplePath(sample));
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var process = Process.Start(start)!;
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        bound.CancelAfter(TimeSpan.FromMinutes(4));
+        var stdout = process.StandardOutput.ReadToEndAsync(bound.Token);
+        var stderr = process.StandardError.ReadToEndAsync(bound.Token);
+        try
+        {
+            await process.WaitForExitAsync(bound.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw;
+        }
+
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    /// <summary>The sample's build output beside this test's: samples/&lt;name&gt;/bin/&lt;configuration&gt;/&lt;tfm&gt;/&lt;name&gt;.dll.</summary>
+    private static string SamplePath(string sample)
+    {
+        var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        var tfm = output.Name;
+        var configuration = output.Parent!.Name;
+        var root = output;
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Outboxer.slnx")))
+        {
+            root = root.Parent;
+        }
+
+        Assert.NotNull(root);
+        var path = Path.Combine(root.FullName, "samples", sample, "bin", configuration, tfm, sample + ".dll");
+        Assert.True(File.Exists(path), $"{path} is missing: build the solution first.");
+        return path;
+    }
+}
