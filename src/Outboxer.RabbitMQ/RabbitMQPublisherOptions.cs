@@ -29,8 +29,9 @@ public sealed class RabbitMQPublisherOptions
 
     /// <summary>
     /// Gets or sets a value indicating whether the publisher declares each exchange (from the message's <c>exchange.*</c> options)
-    /// before its first publish to it. Each exchange is declared once per channel, not once per message. The default exchange
-    /// <c>""</c> and the predefined <c>amq.*</c> exchanges are never declared.
+    /// before its first publish to it. Each exchange is declared once, and again after the publishing channel was closed (a lost
+    /// connection, a broker restart), not once per message. The default exchange <c>""</c> and the predefined <c>amq.*</c> exchanges
+    /// are never declared.
     /// </summary>
     /// <value>
     /// The default value is <see langword="true"/>, as in the Go outboxer. Set it to <see langword="false"/> when the exchanges are

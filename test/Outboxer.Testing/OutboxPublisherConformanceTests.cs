@@ -1,0 +1,234 @@
+using System.Text;
+using Outboxer.Providers;
+using Xunit;
+
+namespace Outboxer.Testing;
+
+/// <summary>
+/// The behaviour every <see cref="IOutboxPublisher"/> (event stream) must have, run against a real broker or emulator. A publisher's
+/// test class derives from this, gives each test instance a destination of its own (an exchange and queue, a queue, a topic and
+/// subscription, a stream), and adds the broker's specific tests.
+/// </summary>
+public abstract class OutboxPublisherConformanceTests : IAsyncLifetime
+{
+    private static readonly DateTimeOffset T0 = new(2026, 1, 1, 12, 0, 0, TimeSpan.Zero);
+    private readonly List<IOutboxPublisher> _publishers = [];
+
+    /// <summary>Gets a token that is cancelled when the test is aborted.</summary>
+    protected static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    /// <summary>Gets how long a test waits for messages to arrive before it fails.</summary>
+    protected virtual TimeSpan ReceiveTimeout => TimeSpan.FromSeconds(30);
+
+    /// <summary>Gets a value indicating whether the broker carries headers (AMQP headers, message attributes); Kinesis records do not.</summary>
+    protected virtual bool SupportsHeaders => true;
+
+    /// <summary>Creates a publisher connected to the broker. The suite disposes it at the end of the test.</summary>
+    protected abstract Task<IOutboxPublisher> CreatePublisherAsync();
+
+    /// <summary>Sets the options of <paramref name="message"/> that send it to this test's destination, where <see cref="ReceiveAsync(int, CancellationToken)"/> reads.</summary>
+    protected abstract void Route(OutboxMessage message);
+
+    /// <summary>
+    /// Reads messages that arrived at this test's destination since the previous call, waiting until at least <paramref name="count"/>
+    /// arrived or <paramref name="cancellationToken"/> is cancelled; then returns what arrived (possibly fewer, possibly more).
+    /// </summary>
+    protected abstract Task<IReadOnlyList<ReceivedMessage>> ReceiveAsync(int count, CancellationToken cancellationToken);
+
+    /// <summary>Prepares the broker for this test (a destination of its own).</summary>
+    public virtual ValueTask InitializeAsync() => ValueTask.CompletedTask;
+
+    /// <summary>Disposes the publishers the test created and removes what the test created on the broker.</summary>
+    public virtual async ValueTask DisposeAsync()
+    {
+        GC.SuppressFinalize(this);
+        foreach (var publisher in _publishers)
+        {
+            switch (publisher)
+            {
+                case IAsyncDisposable asyncDisposable:
+                    await asyncDisposable.DisposeAsync();
+                    break;
+                case IDisposable disposable:
+                    disposable.Dispose();
+                    break;
+            }
+        }
+
+        _publishers.Clear();
+    }
+
+    [Fact]
+    public async Task A_published_message_arrives_with_its_payload_and_message_id()
+    {
+        var publisher = await NewPublisherAsync();
+        var message = NewRoutedMessage("hello, broker");
+
+        await publisher.PublishAsync(message, Ct);
+
+        var received = Assert.Single(await ReceiveExactlyAsync(1));
+        Assert.Equal("hello, broker", Encoding.UTF8.GetString(received.Payload));
+        Assert.Equal(message.MessageId.ToString(), received.MessageId);
+    }
+
+    [Fact]
+    public async Task A_binary_payload_arrives_unchanged()
+    {
+        var publisher = await NewPublisherAsync();
+        var payload = new byte[] { 0, 1, 2, 127, 128, 200, 255, 0 };
+        var message = new OutboxMessage(payload) { MessageId = Guid.CreateVersion7(), CreatedAt = T0 };
+        Route(message);
+
+        await publisher.PublishAsync(message, Ct);
+
+        Assert.Equal(payload, Assert.Single(await ReceiveExactlyAsync(1)).Payload);
+    }
+
+    [Fact]
+    public async Task String_integer_and_boolean_headers_arrive()
+    {
+        Assert.SkipUnless(SupportsHeaders, "This event stream carries no headers.");
+        var publisher = await NewPublisherAsync();
+        var message = NewRoutedMessage("with headers");
+        message.Headers["tenant"] = "acme";
+        message.Headers["attempt"] = 3;
+        message.Headers["big"] = 9_007_199_254_740_993L;
+        message.Headers["urgent"] = true;
+
+        await publisher.PublishAsync(message, Ct);
+
+        var headers = Assert.Single(await ReceiveExactlyAsync(1)).Headers;
+        Assert.Equal("acme", headers["tenant"]);
+        Assert.Equal("3", Convert.ToString(headers["attempt"], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal("9007199254740993", Convert.ToString(headers["big"], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal("true", Convert.ToString(headers["urgent"], System.Globalization.CultureInfo.InvariantCulture)?.ToLowerInvariant());
+    }
+
+    [Fact]
+    public async Task Two_hundred_messages_published_concurrently_all_arrive_exactly_once()
+    {
+        var publisher = await NewPublisherAsync();
+        var messages = Enumerable.Range(0, 200).Select(i => NewRoutedMessage($"m{i}")).ToList();
+
+        await Task.WhenAll(messages.Select(m => publisher.PublishAsync(m, Ct).AsTask()));
+
+        var received = await ReceiveExactlyAsync(200);
+        Assert.Equal(messages.Select(m => m.MessageId.ToString()).Order(), received.Select(r => r.MessageId).Order());
+        Assert.Equal(messages.Select(m => Encoding.UTF8.GetString(m.Payload)).Order(), received.Select(r => Encoding.UTF8.GetString(r.Payload)).Order());
+    }
+
+    [Fact]
+    public async Task Options_and_headers_after_the_json_round_trip_still_publish()
+    {
+        var publisher = await NewPublisherAsync();
+        var original = NewRoutedMessage("round trip");
+        original.Headers["count"] = 7;
+        original.Headers["ratio"] = 0.25;
+        original.Headers["tenant"] = "acme";
+        var stored = new OutboxMessage(original.Payload) { MessageId = original.MessageId, CreatedAt = original.CreatedAt };
+        foreach (var (key, value) in OutboxValues.FromJson(original.Options.ToJson()))
+        {
+            stored.Options[key] = value;
+        }
+
+        foreach (var (key, value) in OutboxValues.FromJson(original.Headers.ToJson()))
+        {
+            stored.Headers[key] = value;
+        }
+
+        Assert.IsType<long>(stored.Headers["count"]);
+
+        await publisher.PublishAsync(stored, Ct);
+
+        var received = Assert.Single(await ReceiveExactlyAsync(1));
+        Assert.Equal(original.MessageId.ToString(), received.MessageId);
+        if (SupportsHeaders)
+        {
+            Assert.Equal("7", Convert.ToString(received.Headers["count"], System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal("acme", received.Headers["tenant"]);
+        }
+    }
+
+    /// <summary>
+    /// A routing option of the wrong type fails the message with a non-transient <see cref="OutboxException"/> naming the key, and
+    /// the message is not published. By default the first option <see cref="Route"/> sets is replaced with a nested object, which no
+    /// string option accepts; override to use a key that suits the broker.
+    /// </summary>
+    [Fact]
+    public virtual async Task A_wrong_typed_option_fails_without_retry_naming_the_key_and_nothing_arrives()
+    {
+        var publisher = await NewPublisherAsync();
+        var bad = NewRoutedMessage("bad");
+        Assert.NotEmpty(bad.Options);
+        var key = bad.Options.Keys.First();
+        bad.Options[key] = new Dictionary<string, object?> { ["not"] = "a string" };
+
+        var ex = await Assert.ThrowsAsync<OutboxException>(async () => await publisher.PublishAsync(bad, Ct));
+
+        Assert.False(ex.IsTransient);
+        Assert.Contains($"'{key}'", ex.Message, StringComparison.Ordinal);
+        await AssertOnlyMarkerArrivesAsync(publisher, bad);
+    }
+
+    [Fact]
+    public async Task A_failed_message_does_not_stop_the_publisher_from_publishing_the_next()
+    {
+        var publisher = await NewPublisherAsync();
+        var bad = NewRoutedMessage("bad");
+        Assert.NotEmpty(bad.Options);
+        bad.Options[bad.Options.Keys.First()] = new List<object?> { "not", "a", "string" };
+        await Assert.ThrowsAsync<OutboxException>(async () => await publisher.PublishAsync(bad, Ct));
+
+        var good = NewRoutedMessage("good");
+        await publisher.PublishAsync(good, Ct);
+
+        Assert.Equal(good.MessageId.ToString(), Assert.Single(await ReceiveExactlyAsync(1)).MessageId);
+    }
+
+    /// <summary>Creates a publisher that the suite disposes at the end of the test.</summary>
+    protected async Task<IOutboxPublisher> NewPublisherAsync()
+    {
+        var publisher = await CreatePublisherAsync();
+        _publishers.Add(publisher);
+        return publisher;
+    }
+
+    /// <summary>Creates a message with the id and creation time an <see cref="Outbox"/> would assign, routed to this test's destination.</summary>
+    protected OutboxMessage NewRoutedMessage(string payload)
+    {
+        var message = NewMessage(payload);
+        Route(message);
+        return message;
+    }
+
+    /// <summary>Creates a message with the id and creation time an <see cref="Outbox"/> would assign, without options.</summary>
+    protected static OutboxMessage NewMessage(string payload) =>
+        new(payload) { MessageId = Guid.CreateVersion7(), CreatedAt = T0.AddSeconds(Random.Shared.Next(1, 1000)) };
+
+    /// <summary>Waits (bounded by <see cref="ReceiveTimeout"/>) until <paramref name="count"/> messages arrived, and fails unless exactly that many did.</summary>
+    protected async Task<IReadOnlyList<ReceivedMessage>> ReceiveExactlyAsync(int count)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(ReceiveTimeout);
+        var received = await ReceiveAsync(count, timeout.Token);
+        Ct.ThrowIfCancellationRequested();
+        Assert.True(received.Count == count, $"Expected {count} message(s) to arrive within {ReceiveTimeout}, but {received.Count} did.");
+        return received;
+    }
+
+    /// <summary>Publishes a valid marker message and checks that it arrives and that <paramref name="notExpected"/> did not.</summary>
+    protected async Task AssertOnlyMarkerArrivesAsync(IOutboxPublisher publisher, OutboxMessage notExpected)
+    {
+        var marker = NewRoutedMessage("marker");
+        await publisher.PublishAsync(marker, Ct);
+        var received = await ReceiveExactlyAsync(1);
+        Assert.DoesNotContain(received, r => r.MessageId == notExpected.MessageId.ToString());
+        Assert.Equal(marker.MessageId.ToString(), Assert.Single(received).MessageId);
+    }
+
+    /// <summary>A message read back from the broker.</summary>
+    /// <param name="Payload">The body.</param>
+    /// <param name="MessageId">The broker message id (AMQP <c>message-id</c>, an attribute, ...), or <see langword="null"/> when absent.</param>
+    /// <param name="Headers">The headers or attributes; values the broker delivers as bytes are decoded as UTF-8 strings.</param>
+    public sealed record ReceivedMessage(byte[] Payload, string? MessageId, IReadOnlyDictionary<string, object?> Headers);
+}
