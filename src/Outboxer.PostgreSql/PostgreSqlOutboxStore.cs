@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Data.Common;
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Npgsql;
@@ -28,6 +29,13 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
     private const string PendingIndexSuffix = "pending_ix";
     private const string CleanupIndexSuffix = "dispatched_at_ix";
 
+    // Whether the schema exists, and how many of the table and its two indexes do.
+    private const string StateSql = """
+        SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = @schema),
+            (SELECT count(*)::integer FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = @schema AND c.relname IN (@table, @pending_ix, @cleanup_ix))
+        """;
+
     private readonly string _schema;
     private readonly string _tableName;
     private readonly string _table;
@@ -36,7 +44,6 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
     private readonly long _lockKey;
     private readonly string _createSchemaSql;
     private readonly string _createTableSql;
-    private readonly string _stateSql;
     private readonly string _insertSql;
     private readonly string _claimSql;
     private readonly string _markSql;
@@ -60,11 +67,6 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
         _lockKey = LockKey(_schema, _tableName);
         _createSchemaSql = CreateSchemaSql(_schema);
         _createTableSql = CreateTableSql(_schema, _tableName);
-        _stateSql = """
-            SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = @schema),
-                (SELECT count(*)::integer FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = @schema AND c.relname IN (@table, @pending_ix, @cleanup_ix))
-            """;
         _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at) VALUES (@message_id, @payload, @options, @headers, @created_at) RETURNING id";
 
         // The CTE is MATERIALIZED so the locking SELECT runs exactly once; SKIP LOCKED passes over rows that another claim,
@@ -81,7 +83,10 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
             WHERE o.id = claimable.id
             RETURNING o.id, o.message_id, o.payload, o.options::text, o.headers::text, o.created_at, o.attempts
             """;
-        _markSql = $"UPDATE {_table} SET dispatched = true, dispatched_at = @at, locked_until = NULL WHERE id = ANY(@ids)";
+
+        // The ids travel as the text of a bigint[] ('{1,2,3}'), not as a long[] parameter: a slim (NativeAOT) data source
+        // without EnableArrays() cannot write arrays, and would fail only here, after the messages were published.
+        _markSql = $"UPDATE {_table} SET dispatched = true, dispatched_at = @at, locked_until = NULL WHERE id = ANY(CAST(@ids AS bigint[]))";
         _releaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND NOT dispatched";
 
         // Bounded batches keep each delete's locks short; SKIP LOCKED lets cleanups in several processes run side by side.
@@ -175,7 +180,18 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
         // Checked before anything reaches the server: a failed statement would abort the caller's whole transaction.
         RejectNul(optionsJson, "options");
         RejectNul(headersJson, "headers");
-        var command = Command(connection, transaction, _insertSql);
+        var command = Command(connection, null, _insertSql);
+        try
+        {
+            command.Transaction = (NpgsqlTransaction)transaction;
+        }
+        catch (InvalidOperationException ex)
+        {
+            // Npgsql keeps a committed transaction's Connection (other providers clear it), and refuses it here instead.
+            command.Dispose();
+            throw new ArgumentException("The transaction is already committed or rolled back; enqueue inside an open transaction.", nameof(transaction), ex);
+        }
+
         Add(command, "message_id", message.MessageId);
         Add(command, "payload", message.Payload);
         command.Parameters.Add(new NpgsqlParameter("options", NpgsqlDbType.Jsonb) { Value = (object?)optionsJson ?? DBNull.Value });
@@ -200,7 +216,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
         ArgumentNullException.ThrowIfNull(ids);
         var command = Command(connection, null, _markSql);
         Add(command, "at", dispatchedAt.ToUniversalTime());
-        Add(command, "ids", ids as long[] ?? [.. ids]);
+        Add(command, "ids", ToArrayLiteral(ids));
         return command;
     }
 
@@ -210,7 +226,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
         ArgumentNullException.ThrowIfNull(error);
         var command = Command(connection, null, _releaseSql);
         Add(command, "retry_at", retryAt.ToUniversalTime());
-        Add(command, "error", ToStorableText(error));
+        Add(command, "error", error);
         Add(command, "id", id);
         return command;
     }
@@ -233,7 +249,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
 
     private async Task<(bool SchemaExists, bool Complete)> ReadStateAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
-        var command = Command(connection, transaction, _stateSql);
+        var command = Command(connection, transaction, StateSql);
         await using (command.ConfigureAwait(false))
         {
             Add(command, "schema", _schema);
@@ -259,6 +275,23 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
     }
 
     private static void Add<T>(NpgsqlCommand command, string name, T value) => command.Parameters.Add(new NpgsqlParameter<T>(name, value));
+
+    private static string ToArrayLiteral(IReadOnlyList<long> ids)
+    {
+        var text = new StringBuilder(2 + (ids.Count * 8));
+        text.Append('{');
+        for (var i = 0; i < ids.Count; i++)
+        {
+            if (i > 0)
+            {
+                text.Append(',');
+            }
+
+            text.Append(ids[i].ToString(CultureInfo.InvariantCulture));
+        }
+
+        return text.Append('}').ToString();
+    }
 
     private static string CreateSchemaSql(string schema) => $"""
         CREATE SCHEMA IF NOT EXISTS "{schema}";
@@ -332,16 +365,5 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
                     "message");
             }
         }
-    }
-
-    // text cannot hold U+0000 either, and a cut at a fixed length can leave half a surrogate pair, which is not valid UTF-8.
-    private static string ToStorableText(string value)
-    {
-        if (value.Length > 0 && char.IsHighSurrogate(value[^1]))
-        {
-            value = value[..^1];
-        }
-
-        return value.Contains('\0', StringComparison.Ordinal) ? value.Replace('\0', '\uFFFD') : value;
     }
 }

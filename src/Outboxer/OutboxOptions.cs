@@ -42,9 +42,16 @@ public sealed class OutboxOptions
     /// <value>The default value is 10 seconds. Must be positive and less than <see cref="LeaseDuration"/>.</value>
     public TimeSpan PublishTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>Gets or sets how long a message whose publishing failed waits before it is tried again.</summary>
+    /// <summary>
+    /// Gets or sets how long a message whose publishing failed waits before it is tried again the first time. The delay doubles with
+    /// each further failed attempt, up to <see cref="MaxRetryDelay"/>.
+    /// </summary>
     /// <value>The default value is 5 seconds. Must not be negative.</value>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Gets or sets the longest a failed message waits before it is tried again.</summary>
+    /// <value>The default value is 5 minutes. Must not be less than <see cref="RetryDelay"/>.</value>
+    public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
     /// Gets or sets how many notifications <see cref="Outbox.Dispatched"/> and <see cref="Outbox.Errors"/> each keep for a slow
@@ -70,6 +77,14 @@ public sealed class OutboxOptions
             throw new ArgumentOutOfRangeException(nameof(RetryDelay), RetryDelay, $"OutboxOptions.{nameof(RetryDelay)} must not be negative, but it is {RetryDelay}.");
         }
 
+        if (MaxRetryDelay < RetryDelay)
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(MaxRetryDelay),
+                MaxRetryDelay,
+                $"OutboxOptions.{nameof(MaxRetryDelay)} ({MaxRetryDelay}) must not be less than OutboxOptions.{nameof(RetryDelay)} ({RetryDelay}).");
+        }
+
         if (PublishTimeout >= LeaseDuration)
         {
             throw new ArgumentOutOfRangeException(
@@ -81,6 +96,18 @@ public sealed class OutboxOptions
     }
 
     internal OutboxOptions Clone() => (OutboxOptions)MemberwiseClone();
+
+    /// <summary>The wait after the given failed attempt (1 for the first): <see cref="RetryDelay"/> doubled per further attempt, capped.</summary>
+    internal TimeSpan RetryDelayAfter(int attempt)
+    {
+        var delay = RetryDelay;
+        for (var i = 1; i < attempt && delay < MaxRetryDelay; i++)
+        {
+            delay += delay;
+        }
+
+        return delay < MaxRetryDelay ? delay : MaxRetryDelay;
+    }
 
     private static void Positive(TimeSpan value, string name)
     {

@@ -123,6 +123,30 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task The_retry_delay_doubles_with_each_failed_attempt_up_to_the_maximum()
+    {
+        var outbox = Create(new OutboxOptions { RetryDelay = TimeSpan.FromSeconds(5), MaxRetryDelay = TimeSpan.FromSeconds(30) });
+        _publisher.Fail = _ => new InvalidOperationException("still down");
+        await outbox.SendAsync(new OutboxMessage("flaky"), Ct);
+
+        var waits = new List<int>();
+        Assert.Equal(1, await outbox.DispatchPendingAsync(Ct));
+        for (var attempt = 2; attempt <= 6; attempt++)
+        {
+            var seconds = 0;
+            while (await outbox.DispatchPendingAsync(Ct) == 0)
+            {
+                _time.Advance(TimeSpan.FromSeconds(1));
+                seconds++;
+            }
+
+            waits.Add(seconds);
+        }
+
+        Assert.Equal([5, 10, 20, 30, 30], waits);
+    }
+
+    [Fact]
     public async Task A_publish_that_is_never_confirmed_times_out_as_a_transient_failure()
     {
         var outbox = Create(new OutboxOptions { PublishTimeout = TimeSpan.FromSeconds(10) });

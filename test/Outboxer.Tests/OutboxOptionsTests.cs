@@ -18,6 +18,7 @@ public sealed class OutboxOptionsTests
         Assert.Equal(TimeSpan.FromSeconds(30), options.LeaseDuration);
         Assert.Equal(TimeSpan.FromSeconds(10), options.PublishTimeout);
         Assert.Equal(TimeSpan.FromSeconds(5), options.RetryDelay);
+        Assert.Equal(TimeSpan.FromMinutes(5), options.MaxRetryDelay);
         Assert.Equal(1024, options.NotificationCapacity);
         options.Validate();
     }
@@ -35,6 +36,7 @@ public sealed class OutboxOptionsTests
         { nameof(OutboxOptions.PublishTimeout), o => o.PublishTimeout = TimeSpan.FromMinutes(5) },
         { nameof(OutboxOptions.RetryDelay), o => o.RetryDelay = TimeSpan.FromSeconds(-1) },
         { nameof(OutboxOptions.NotificationCapacity), o => o.NotificationCapacity = 0 },
+        { nameof(OutboxOptions.MaxRetryDelay), o => o.MaxRetryDelay = TimeSpan.FromSeconds(1) },
     };
 
     [Theory]

@@ -218,7 +218,7 @@ internal sealed class Dispatcher
 
     private async Task ReleaseAsync(OutboxMessage message, Exception failure, CancellationToken cancellationToken)
     {
-        var retryAt = _time.GetUtcNow() + _options.RetryDelay;
+        var retryAt = _time.GetUtcNow() + _options.RetryDelayAfter(message.Attempts);
         Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
         _errors.Publish(new OutboxError(OutboxOperation.Publish, failure, message.Id, message.MessageId));
         try

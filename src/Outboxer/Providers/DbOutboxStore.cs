@@ -310,7 +310,16 @@ public abstract class DbOutboxStore : IOutboxStore
                 nameof(transaction));
         }
 
-        var connection = transaction.Connection;
+        DbConnection? connection;
+        try
+        {
+            connection = transaction.Connection;
+        }
+        catch (ObjectDisposedException ex)
+        {
+            throw new ArgumentException("The transaction is disposed; enqueue inside an open transaction.", nameof(transaction), ex);
+        }
+
         if (connection is null)
         {
             throw new ArgumentException("The transaction is already committed or rolled back; enqueue inside an open transaction.", nameof(transaction));
@@ -351,10 +360,11 @@ public abstract class DbOutboxStore : IOutboxStore
         {
             if (_created is null || _created.IsFaulted || _created.IsCanceled)
             {
-                _created = EnsureCreatedAsync(cancellationToken);
+                // Shared by every caller that arrives meanwhile, so no one caller's token may cancel it.
+                _created = EnsureCreatedAsync(CancellationToken.None);
             }
 
-            return _created;
+            return _created.WaitAsync(cancellationToken);
         }
     }
 
@@ -388,5 +398,25 @@ public abstract class DbOutboxStore : IOutboxStore
         }
     }
 
-    private static string Truncate(string value, int length) => value.Length <= length ? value : value[..length];
+    /// <summary>
+    /// Cuts <paramref name="value"/> to at most <paramref name="length"/> characters and replaces what text columns refuse (U+0000) or
+    /// drivers cannot encode (half a surrogate pair, which the cut may leave) with U+FFFD, so that the failure is still recorded.
+    /// </summary>
+    private static string Truncate(string value, int length) => string.Create(Math.Min(value.Length, length), value, static (text, source) =>
+    {
+        for (var i = 0; i < text.Length; i++)
+        {
+            var c = source[i];
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(source[i + 1]))
+            {
+                text[i] = c;
+                text[i + 1] = source[i + 1];
+                i++;
+            }
+            else
+            {
+                text[i] = c == '\0' || char.IsSurrogate(c) ? '\uFFFD' : c;
+            }
+        }
+    });
 }
