@@ -49,3 +49,48 @@ public sealed class RecordingPublisher : IOutboxPublisher
         _published.Enqueue(message);
     }
 }
+
+/// <summary>A <see cref="RecordingPublisher"/> with a batch API: records each batch it is handed and settles each message as <see cref="RecordingPublisher"/> does.</summary>
+public sealed class RecordingBatchPublisher : IOutboxBatchPublisher
+{
+    private readonly ConcurrentQueue<int> _batches = new();
+
+    /// <summary>Gets the publisher that settles each message.</summary>
+    public RecordingPublisher Inner { get; } = new();
+
+    /// <summary>Gets the sizes of the batches handed over, in order.</summary>
+    public IReadOnlyList<int> Batches => _batches.ToArray();
+
+    /// <summary>Gets or sets an exception that the whole batch call throws.</summary>
+    public Exception? ThrowForBatch { get; set; }
+
+    /// <inheritdoc />
+    public ValueTask PublishAsync(OutboxMessage message, CancellationToken cancellationToken = default) => Inner.PublishAsync(message, cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<Exception?>> PublishBatchAsync(IReadOnlyList<OutboxMessage> messages, CancellationToken cancellationToken = default)
+    {
+        _batches.Enqueue(messages.Count);
+        if (ThrowForBatch is { } failure)
+        {
+            throw failure;
+        }
+
+        var results = new Exception?[messages.Count];
+        for (var i = 0; i < messages.Count; i++)
+        {
+            try
+            {
+                await Inner.PublishAsync(messages[i], cancellationToken);
+            }
+#pragma warning disable CA1031
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                results[i] = ex;
+            }
+        }
+
+        return results;
+    }
+}

@@ -147,6 +147,42 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_batch_publisher_gets_each_claimed_batch_in_one_call_and_a_failed_message_fails_alone()
+    {
+        var publisher = new RecordingBatchPublisher();
+        publisher.Inner.Fail = m => m.Id == 2 ? new OutboxException("too big", isTransient: false) : null;
+        _outbox = new Outbox(_store, publisher, new OutboxOptions { MessageBatchSize = 3 }, timeProvider: _time);
+        for (var i = 0; i < 7; i++)
+        {
+            await _outbox.SendAsync(new OutboxMessage($"m{i}"), Ct);
+        }
+
+        Assert.Equal(7, await _outbox.DispatchPendingAsync(Ct));
+
+        Assert.Equal([3, 3, 1], publisher.Batches);
+        Assert.Equal([1L, 3, 4, 5, 6, 7], publisher.Inner.Published.Select(m => m.Id));
+        Assert.Equal(1, _store.PendingCount);
+    }
+
+    [Fact]
+    public async Task A_batch_call_that_throws_fails_every_message_of_the_batch_for_a_retry()
+    {
+        var publisher = new RecordingBatchPublisher { ThrowForBatch = new OutboxException("throttled") };
+        _outbox = new Outbox(_store, publisher, timeProvider: _time);
+        var errors = _outbox.Errors;
+        await _outbox.SendAsync(new OutboxMessage("a"), Ct);
+        await _outbox.SendAsync(new OutboxMessage("b"), Ct);
+
+        Assert.Equal(2, await _outbox.DispatchPendingAsync(Ct));
+
+        Assert.Equal(2, _store.PendingCount);
+        Assert.True(errors.TryRead(out var first));
+        Assert.True(errors.TryRead(out var second));
+        Assert.Equal([1L, 2L], new[] { first.Id!.Value, second.Id!.Value });
+        Assert.Equal("throttled", first.Exception.Message);
+    }
+
+    [Fact]
     public async Task A_publish_that_is_never_confirmed_times_out_as_a_transient_failure()
     {
         var outbox = Create(new OutboxOptions { PublishTimeout = TimeSpan.FromSeconds(10) });

@@ -158,6 +158,11 @@ internal sealed class Dispatcher
     {
         using var timeout = new CancellationTokenSource(_options.PublishTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        if (_publisher is IOutboxBatchPublisher batchPublisher)
+        {
+            return await PublishBatchAsync(batchPublisher, batch, linked.Token, timeout.Token).ConfigureAwait(false);
+        }
+
         var tasks = new Task<Exception?>[batch.Count];
         for (var i = 0; i < batch.Count; i++)
         {
@@ -165,6 +170,35 @@ internal sealed class Dispatcher
         }
 
         return await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    private async Task<Exception?[]> PublishBatchAsync(IOutboxBatchPublisher publisher, IReadOnlyList<OutboxMessage> batch, CancellationToken cancellationToken, CancellationToken timeout)
+    {
+        Exception failure;
+        try
+        {
+            var results = await publisher.PublishBatchAsync(batch, cancellationToken).ConfigureAwait(false);
+            if (results.Count == batch.Count)
+            {
+                return [.. results];
+            }
+
+            failure = new OutboxException($"{publisher.GetType().Name} returned {results.Count} results for a batch of {batch.Count} messages; the batch counts as failed.", isTransient: true);
+        }
+        catch (OperationCanceledException ex) when (timeout.IsCancellationRequested)
+        {
+            failure = new OutboxException($"The event stream did not confirm a batch of {batch.Count} messages within {_options.PublishTimeout}.", isTransient: true, ex);
+        }
+#pragma warning disable CA1031 // A failing batch is reported and retried; it must not stop the loop.
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested || timeout.IsCancellationRequested)
+#pragma warning restore CA1031
+        {
+            failure = ex;
+        }
+
+        var failures = new Exception?[batch.Count];
+        Array.Fill(failures, failure);
+        return failures;
     }
 
     private async Task<Exception?> PublishOneAsync(OutboxMessage message, CancellationToken cancellationToken, CancellationToken timeout)
