@@ -90,7 +90,19 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(transaction);
         Prepare(message);
-        var id = await _store.AddAsync(transaction, message, cancellationToken).ConfigureAwait(false);
+        using var activity = Telemetry.StartEnqueue(message);
+        long id;
+        try
+        {
+            id = await _store.AddAsync(transaction, message, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Telemetry.Failed(activity, ex);
+            throw;
+        }
+
+        Telemetry.EnqueuedMessages.Add(1);
         _dispatcher.Wake(committed: false);
         return id;
     }
@@ -108,7 +120,19 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public async Task<long> SendAsync(OutboxMessage message, CancellationToken cancellationToken = default)
     {
         Prepare(message);
-        var id = await _store.AddWithinTransactionAsync(message, null, cancellationToken).ConfigureAwait(false);
+        using var activity = Telemetry.StartEnqueue(message);
+        long id;
+        try
+        {
+            id = await _store.AddWithinTransactionAsync(message, null, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Telemetry.Failed(activity, ex);
+            throw;
+        }
+
+        Telemetry.EnqueuedMessages.Add(1);
         _dispatcher.Wake(committed: true);
         return id;
     }
@@ -129,7 +153,19 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(work);
         Prepare(message);
-        var id = await _store.AddWithinTransactionAsync(message, work, cancellationToken).ConfigureAwait(false);
+        using var activity = Telemetry.StartEnqueue(message);
+        long id;
+        try
+        {
+            id = await _store.AddWithinTransactionAsync(message, work, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Telemetry.Failed(activity, ex);
+            throw;
+        }
+
+        Telemetry.EnqueuedMessages.Add(1);
         _dispatcher.Wake(committed: true);
         return id;
     }

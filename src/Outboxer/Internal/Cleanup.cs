@@ -68,6 +68,7 @@ internal sealed class Cleanup
 
         if (total > 0)
         {
+            Telemetry.DeletedMessages.Add(total);
             Log.CleanupDeleted(_logger, total, cutoff);
         }
 

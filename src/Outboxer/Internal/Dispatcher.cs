@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Outboxer.Providers;
 
@@ -120,13 +121,33 @@ internal sealed class Dispatcher
     public async Task<int> DispatchBatchAsync(CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
-        var batch = await _store.ClaimAsync(_options.MessageBatchSize, now, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+        IReadOnlyList<OutboxMessage> batch;
+        using (var claim = Telemetry.Source.HasListeners() ? Telemetry.Source.StartActivity("claim outbox") : null)
+        {
+            try
+            {
+                batch = await _store.ClaimAsync(_options.MessageBatchSize, now, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Telemetry.Failed(claim, ex);
+                throw;
+            }
+
+            claim?.SetTag("outboxer.batch.size", batch.Count);
+        }
+
         if (batch.Count == 0)
         {
             return 0;
         }
 
+        Telemetry.ClaimedMessages.Add(batch.Count);
+        var activities = StartPublishActivities(batch);
+        var started = _time.GetTimestamp();
         var failures = await PublishAsync(batch, cancellationToken).ConfigureAwait(false);
+        Telemetry.OperationDuration.Record(_time.GetElapsedTime(started).TotalSeconds, new KeyValuePair<string, object?>("messaging.operation.name", "send"));
+        StopPublishActivities(activities, failures);
 
         var confirmed = new List<long>(batch.Count);
         for (var i = 0; i < batch.Count; i++)
@@ -152,6 +173,51 @@ internal sealed class Dispatcher
 
         Log.BatchDispatched(_logger, confirmed.Count, batch.Count);
         return batch.Count;
+    }
+
+    private static Activity?[]? StartPublishActivities(IReadOnlyList<OutboxMessage> batch)
+    {
+        if (!Telemetry.Source.HasListeners())
+        {
+            return null;
+        }
+
+        var activities = new Activity?[batch.Count];
+        var current = Activity.Current;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            activities[i] = Telemetry.StartPublish(batch[i]);
+
+            // Each publish span is a child of its own message's context, not of the previous span.
+            Activity.Current = current;
+        }
+
+        return activities;
+    }
+
+    private static void StopPublishActivities(Activity?[]? activities, Exception?[] failures)
+    {
+        var failed = 0;
+        for (var i = 0; i < failures.Length; i++)
+        {
+            if (failures[i] is { } failure)
+            {
+                failed++;
+                Telemetry.Failed(activities?[i], failure);
+            }
+
+            activities?[i]?.Dispose();
+        }
+
+        if (failures.Length - failed > 0)
+        {
+            Telemetry.SentMessages.Add(failures.Length - failed, new KeyValuePair<string, object?>("messaging.operation.name", "send"));
+        }
+
+        if (failed > 0)
+        {
+            Telemetry.FailedMessages.Add(failed);
+        }
     }
 
     private async Task<Exception?[]> PublishAsync(IReadOnlyList<OutboxMessage> batch, CancellationToken cancellationToken)

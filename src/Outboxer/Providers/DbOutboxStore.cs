@@ -131,25 +131,43 @@ public abstract class DbOutboxStore : IOutboxStore
             var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
             await using (connection.ConfigureAwait(false))
             {
-                var command = CreateClaimCommand(connection, batchSize, now, leaseUntil);
-                await using (command.ConfigureAwait(false))
-                {
-                    var messages = new List<OutboxMessage>(batchSize);
-                    var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                    await using (reader.ConfigureAwait(false))
-                    {
-                        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                        {
-                            messages.Add(ReadClaimed(reader));
-                        }
-                    }
+                var messages = new List<OutboxMessage>(batchSize);
+                await ClaimCoreAsync(connection, messages, batchSize, now, leaseUntil, cancellationToken).ConfigureAwait(false);
 
-                    // RETURNING does not promise an order; the dispatcher publishes oldest first.
-                    messages.Sort(static (a, b) => a.Id.CompareTo(b.Id));
-                    return messages;
-                }
+                // RETURNING does not promise an order; the dispatcher publishes oldest first.
+                messages.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+                return messages;
             }
         });
+    }
+
+    /// <summary>
+    /// Claims pending messages on <paramref name="connection"/> and adds them to <paramref name="claimed"/>, in any order. The default runs
+    /// <see cref="CreateClaimCommand"/> and reads its rows with <see cref="ReadClaimed"/>; a provider whose database cannot claim in one
+    /// statement (MySQL has no <c>UPDATE ... RETURNING</c>) overrides it. Database errors are wrapped by the caller.
+    /// </summary>
+    /// <param name="connection">An open connection of the store's own.</param>
+    /// <param name="claimed">The list to add the claimed messages to.</param>
+    /// <param name="batchSize">The most rows to claim.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="leaseUntil">Until when the rows stay reserved.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>A task that completes when the rows are claimed.</returns>
+    protected virtual async Task ClaimCoreAsync(DbConnection connection, ICollection<OutboxMessage> claimed, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(claimed);
+        var command = CreateClaimCommand(connection, batchSize, now, leaseUntil);
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    claimed.Add(ReadClaimed(reader));
+                }
+            }
+        }
     }
 
     /// <inheritdoc />

@@ -1,0 +1,112 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Reflection;
+
+namespace Outboxer.Internal;
+
+/// <summary>
+/// The library's one <see cref="ActivitySource"/> and one <see cref="Meter"/>, both named <c>Outboxer</c>, with instrument names from
+/// OpenTelemetry's messaging conventions where they exist.
+/// </summary>
+internal static class Telemetry
+{
+    public const string Name = "Outboxer";
+    public const string TraceParent = "traceparent";
+    public const string TraceState = "tracestate";
+
+    private static readonly string? Version = typeof(Telemetry).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion;
+
+    public static readonly ActivitySource Source = new(Name, Version);
+
+    private static readonly Meter Meter = new(Name, Version);
+
+    // https://opentelemetry.io/docs/specs/semconv/messaging/messaging-metrics/
+    public static readonly Counter<long> SentMessages = Meter.CreateCounter<long>(
+        "messaging.client.sent.messages", "{message}", "Messages the broker confirmed.");
+
+    public static readonly Histogram<double> OperationDuration = Meter.CreateHistogram<double>(
+        "messaging.client.operation.duration", "s", "Time from handing a batch to the event stream to its last confirmation.");
+
+    public static readonly Counter<long> FailedMessages = Meter.CreateCounter<long>(
+        "outboxer.messages.failed", "{message}", "Publish attempts that failed; the message is retried after a delay.");
+
+    public static readonly Counter<long> ClaimedMessages = Meter.CreateCounter<long>(
+        "outboxer.messages.claimed", "{message}", "Messages claimed from the store for publishing.");
+
+    public static readonly Counter<long> EnqueuedMessages = Meter.CreateCounter<long>(
+        "outboxer.messages.enqueued", "{message}", "Messages written to the outbox (counted at insert; a rolled-back transaction is included).");
+
+    public static readonly Counter<long> DeletedMessages = Meter.CreateCounter<long>(
+        "outboxer.messages.deleted", "{message}", "Dispatched messages the cleanup deleted.");
+
+    /// <summary>Starts the span of an enqueue and records the trace context in the message's headers, so the publish span and the consumer link back.</summary>
+    public static Activity? StartEnqueue(OutboxMessage message)
+    {
+        var activity = Source.HasListeners() ? Source.StartActivity("create outbox", ActivityKind.Producer) : null;
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("messaging.operation.type", "create");
+            activity.SetTag("messaging.operation.name", "create");
+            activity.SetTag("messaging.message.id", message.MessageId.ToString());
+        }
+
+        var context = activity ?? Activity.Current;
+        if (context is { IdFormat: ActivityIdFormat.W3C } && !message.Headers.ContainsKey(TraceParent))
+        {
+            message.Headers[TraceParent] = context.Id;
+            if (!string.IsNullOrEmpty(context.TraceStateString))
+            {
+                message.Headers[TraceState] = context.TraceStateString;
+            }
+        }
+
+        return activity;
+    }
+
+    /// <summary>Starts the span of one message's publish as a child of the context stored at enqueue, and puts its own context in the headers sent.</summary>
+    public static Activity? StartPublish(OutboxMessage message)
+    {
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
+
+        ActivityContext.TryParse(message.Headers.GetValueOrDefault(TraceParent) as string, message.Headers.GetValueOrDefault(TraceState) as string, out var parent);
+        var activity = Source.StartActivity("send", ActivityKind.Producer, parent);
+        if (activity is null)
+        {
+            return null;
+        }
+
+        if (activity.IsAllDataRequested)
+        {
+            activity.SetTag("messaging.operation.type", "send");
+            activity.SetTag("messaging.operation.name", "send");
+            activity.SetTag("messaging.message.id", message.MessageId.ToString());
+            activity.SetTag("outboxer.message.db_id", message.Id);
+            activity.SetTag("outboxer.message.attempt", message.Attempts);
+        }
+
+        message.Headers[TraceParent] = activity.Id;
+        if (!string.IsNullOrEmpty(activity.TraceStateString))
+        {
+            message.Headers[TraceState] = activity.TraceStateString;
+        }
+
+        return activity;
+    }
+
+    public static void Failed(Activity? activity, Exception exception)
+    {
+        if (activity is null)
+        {
+            return;
+        }
+
+        activity.SetStatus(ActivityStatusCode.Error, exception.Message);
+        if (activity.IsAllDataRequested)
+        {
+            activity.SetTag("error.type", exception.GetType().FullName);
+        }
+    }
+}
