@@ -35,8 +35,9 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
 
     private static readonly CreateChannelOptions s_confirmingChannel = new(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true);
 
-    private readonly IConnection _connection;
+    private readonly Func<CancellationToken, Task<IConnection>>? _connect;
     private readonly bool _ownsConnection;
+    private IConnection? _connection;
     private readonly ILogger _logger;
     private readonly RabbitMQPublisherOptions _options;
     private readonly SemaphoreSlim _channelLock = new(1, 1);
@@ -61,7 +62,24 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
     {
     }
 
-    private RabbitMQPublisher(IConnection connection, RabbitMQPublisherOptions options, ILogger? logger, bool ownsConnection)
+    /// <summary>
+    /// Initializes a publisher that connects to <paramref name="uri"/> on its first publish (with automatic recovery, client name
+    /// <c>Outboxer</c>), owns the connection and closes it when disposed. Until the broker answers, publishes fail with a transient
+    /// <see cref="OutboxException"/> and the outbox retries them, so an application can start while the broker is down.
+    /// </summary>
+    /// <param name="uri">The broker address, for example <c>amqp://user:password@localhost:5672/</c>; <c>amqps://</c> uses TLS.</param>
+    /// <param name="options">The settings; <see langword="null"/> for the defaults. They are copied and validated here.</param>
+    /// <param name="loggerFactory">The logger factory; <see langword="null"/> for no logging.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="uri"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">An option is invalid.</exception>
+    public RabbitMQPublisher(Uri uri, RabbitMQPublisherOptions? options = null, ILoggerFactory? loggerFactory = null)
+        : this(null, ValidatedCopy(options), (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<RabbitMQPublisher>(), ownsConnection: true)
+    {
+        ArgumentNullException.ThrowIfNull(uri);
+        _connect = ct => OpenConnectionAsync(uri, _logger, ct);
+    }
+
+    private RabbitMQPublisher(IConnection? connection, RabbitMQPublisherOptions options, ILogger? logger, bool ownsConnection)
     {
         _connection = connection;
         _options = options;
@@ -89,6 +107,13 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(uri);
         var validated = ValidatedCopy(options);
+        var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<RabbitMQPublisher>();
+        var connection = await OpenConnectionAsync(uri, logger, cancellationToken).ConfigureAwait(false);
+        return new RabbitMQPublisher(connection, validated, logger, ownsConnection: true);
+    }
+
+    private static async Task<IConnection> OpenConnectionAsync(Uri uri, ILogger logger, CancellationToken cancellationToken)
+    {
         var factory = new ConnectionFactory
         {
             Uri = uri,
@@ -110,9 +135,8 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
             throw new OutboxException($"Could not connect to RabbitMQ at {endpoint}: {ex.InnerException?.Message ?? ex.Message}", isTransient: !refused, ex);
         }
 
-        var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<RabbitMQPublisher>();
         Log.Connected(logger, endpoint, ClientName);
-        return new RabbitMQPublisher(connection, validated, logger, ownsConnection: true);
+        return connection;
     }
 
     /// <summary>
@@ -195,7 +219,7 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
             _channelLock.Release();
         }
 
-        if (_ownsConnection)
+        if (_ownsConnection && _connection is not null)
         {
             try
             {
@@ -356,10 +380,15 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
                 return current;
             }
 
-            if (!_connection.IsOpen)
+            if (_connection is null && _connect is not null)
+            {
+                _connection = await _connect(cancellationToken).ConfigureAwait(false);
+            }
+
+            if (_connection is not { IsOpen: true })
             {
                 // Automatic recovery reopens the connection and its channels; opening one now would only fail.
-                throw new OutboxException($"The RabbitMQ connection is closed ({Describe(_connection.CloseReason)}); the message will be retried.", isTransient: true);
+                throw new OutboxException($"The RabbitMQ connection is closed ({Describe(_connection?.CloseReason)}); the message will be retried.", isTransient: true);
             }
 
             var channel = await _connection.CreateChannelAsync(publishing ? s_confirmingChannel : null, cancellationToken).ConfigureAwait(false);
@@ -434,7 +463,7 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
     private OutboxException TranslateShutdown(Exception ex, ShutdownEventArgs reason, OutboxMessage message, Route route, string target)
     {
         var aboutThisExchange = route.Exchange.Name.Length > 0 && reason.ReplyText.Contains($"exchange '{route.Exchange.Name}'", StringComparison.Ordinal);
-        if (_connection.IsOpen && reason.Initiator == ShutdownInitiator.Peer && aboutThisExchange)
+        if (_connection is { IsOpen: true } && reason.Initiator == ShutdownInitiator.Peer && aboutThisExchange)
         {
             if (reason.ReplyCode == Constants.NotFound)
             {
