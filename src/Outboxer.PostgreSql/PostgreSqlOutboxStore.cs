@@ -24,16 +24,20 @@ namespace Outboxer.PostgreSql;
 /// exists, starting needs no <c>CREATE</c> privilege and takes no lock on the table.
 /// </para>
 /// </remarks>
-public sealed class PostgreSqlOutboxStore : DbOutboxStore
+public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
 {
     private const string PendingIndexSuffix = "pending_ix";
     private const string CleanupIndexSuffix = "dispatched_at_ix";
+    private const string NotifySuffix = "notify";
 
-    // Whether the schema exists, and how many of the table and its two indexes do.
+    // Whether the schema exists, how many of the table and its two indexes do, and whether the notify trigger does.
     private const string StateSql = """
         SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = @schema),
             (SELECT count(*)::integer FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = @schema AND c.relname IN (@table, @pending_ix, @cleanup_ix))
+             WHERE n.nspname = @schema AND c.relname IN (@table, @pending_ix, @cleanup_ix)),
+            EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = @schema AND c.relname = @table AND t.tgname = @trigger)
         """;
 
     private readonly string _schema;
@@ -41,6 +45,8 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
     private readonly string _table;
     private readonly string _pendingIndex;
     private readonly string _cleanupIndex;
+    private readonly string _trigger;
+    private readonly string _channel;
     private readonly long _lockKey;
     private readonly string _createSchemaSql;
     private readonly string _createTableSql;
@@ -64,6 +70,8 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
         _table = QualifiedName(_schema, _tableName);
         _pendingIndex = IndexName(_tableName, PendingIndexSuffix);
         _cleanupIndex = IndexName(_tableName, CleanupIndexSuffix);
+        _trigger = IndexName(_tableName, NotifySuffix);
+        _channel = ChannelFor(_schema, _tableName);
         _lockKey = LockKey(_schema, _tableName);
         _createSchemaSql = CreateSchemaSql(_schema);
         _createTableSql = CreateTableSql(_schema, _tableName);
@@ -106,6 +114,48 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
     /// <inheritdoc />
     protected override string TableDisplayName => _table;
 
+    /// <summary>
+    /// Gets the <c>LISTEN/NOTIFY</c> channel on which the table's insert trigger announces commits, one notification per committing
+    /// transaction: <c>outboxer_</c> and a hash of the schema and table names.
+    /// </summary>
+    public string NotificationChannel => _channel;
+
+    /// <summary>
+    /// Listens on <see cref="NotificationChannel"/> with a connection of its own and calls <paramref name="wakeUp"/> for every commit that
+    /// inserted into the table, from any process (the trigger fires only when the inserting transaction commits).
+    /// </summary>
+    /// <param name="wakeUp">Called on every notification, and once when listening starts.</param>
+    /// <param name="cancellationToken">Stops listening.</param>
+    /// <returns>A task that ends when listening stops.</returns>
+    /// <exception cref="OutboxException">The connection failed.</exception>
+    public async Task ListenAsync(Action wakeUp, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(wakeUp);
+        try
+        {
+            var connection = await ((NpgsqlDataSource)DataSource).OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                connection.Notification += (_, _) => wakeUp();
+                var listen = Command(connection, null, $"LISTEN \"{_channel}\"");
+                await using (listen.ConfigureAwait(false))
+                {
+                    await listen.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                wakeUp();
+                while (true)
+                {
+                    await connection.WaitAsync(cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (NpgsqlException ex)
+        {
+            throw new OutboxException($"Listening on {_channel} for commits to {_table} failed: {ex.Message}", ex.IsTransient, ex);
+        }
+    }
+
     /// <summary>Gets the SQL that creates the schema, the outbox table and its indexes, for teams that manage their schema themselves.</summary>
     /// <param name="options">The settings whose schema and table names to use; <see langword="null"/> for the defaults.</param>
     /// <returns>The DDL script; every statement is safe to run again.</returns>
@@ -114,7 +164,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
     {
         options ??= new PostgreSqlOutboxStoreOptions();
         options.Validate();
-        return CreateSchemaSql(options.SchemaName) + CreateTableSql(options.SchemaName, options.TableName);
+        return CreateSchemaSql(options.SchemaName) + CreateTableSql(options.SchemaName, options.TableName) + CreateTriggerSql(options.SchemaName, options.TableName);
     }
 
     /// <inheritdoc />
@@ -147,7 +197,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
             var (schemaExists, created) = await ReadStateAsync(connection, tx, cancellationToken).ConfigureAwait(false);
             if (!created)
             {
-                var create = Command(connection, tx, schemaExists ? _createTableSql : _createSchemaSql + _createTableSql);
+                var create = Command(connection, tx, (schemaExists ? _createTableSql : _createSchemaSql + _createTableSql) + CreateTriggerSql(_schema, _tableName));
                 await using (create.ConfigureAwait(false))
                 {
                     await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
@@ -256,11 +306,12 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
             Add(command, "table", _tableName);
             Add(command, "pending_ix", _pendingIndex);
             Add(command, "cleanup_ix", _cleanupIndex);
+            Add(command, "trigger", _trigger);
             var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {
                 await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                return (reader.GetBoolean(0), reader.GetInt32(1) == 3);
+                return (reader.GetBoolean(0), reader.GetInt32(1) == 3 && reader.GetBoolean(2));
             }
         }
     }
@@ -320,6 +371,27 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore
 
             """;
     }
+
+    // A statement-level trigger: every committed transaction that inserted sends one notification (PostgreSQL folds identical
+    // notifications of a transaction into one, and delivers them only on commit), whoever inserted, in whatever language.
+    private static string CreateTriggerSql(string schema, string table)
+    {
+        var function = $"\"{schema}\".\"{IndexName(table, NotifySuffix)}\"";
+        return $"""
+            CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $outboxer$
+            BEGIN
+                PERFORM pg_notify('{ChannelFor(schema, table)}', '');
+                RETURN NULL;
+            END
+            $outboxer$;
+            CREATE OR REPLACE TRIGGER "{IndexName(table, NotifySuffix)}" AFTER INSERT ON {QualifiedName(schema, table)}
+                FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+
+            """;
+    }
+
+    private static string ChannelFor(string schema, string table) =>
+        "outboxer_" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{schema}.{table}")).AsSpan(0, 8));
 
     private static string QualifiedName(string schema, string table) => $"\"{schema}\".\"{table}\"";
 

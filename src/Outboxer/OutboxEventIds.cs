@@ -24,6 +24,9 @@ public static class OutboxEventIds
     /// <summary>Recording a failed attempt failed.</summary>
     public const int ReleaseFailed = 1006;
 
+    /// <summary>Listening for other processes' commits failed; the dispatcher polls meanwhile and listens again.</summary>
+    public const int ListenFailed = 1007;
+
     /// <summary>The cleanup started.</summary>
     public const int CleanupStarted = 2000;
 

@@ -61,6 +61,7 @@ internal sealed class Dispatcher
     {
         Log.DispatcherStarted(_logger, _options.MessageBatchSize, _options.CheckInterval);
         var eagerDelay = TimeSpan.Zero;
+        var listening = _store is IOutboxWakeUpSource source ? ListenAsync(source, stopping) : Task.CompletedTask;
         try
         {
             while (!stopping.IsCancellationRequested)
@@ -113,7 +114,40 @@ internal sealed class Dispatcher
         }
         finally
         {
+            await listening.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             Log.DispatcherStopped(_logger);
+        }
+    }
+
+    /// <summary>Keeps listening for other processes' commits, and listens again after the check interval when the connection fails.</summary>
+    private async Task ListenAsync(IOutboxWakeUpSource source, CancellationToken stopping)
+    {
+        await Task.Yield();
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await source.ListenAsync(_wake.Set, stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+#pragma warning disable CA1031 // Listening is an optimisation over polling: report, wait, listen again.
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                Log.ListenFailed(_logger, ex, _options.CheckInterval);
+            }
+
+            try
+            {
+                await Task.Delay(_options.CheckInterval, _time, stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
         }
     }
 

@@ -26,6 +26,9 @@ internal static partial class Log
     [LoggerMessage(EventId = OutboxEventIds.ReleaseFailed, Level = LogLevel.Warning, Message = "Could not record the failed attempt of message {Id}; it will be retried after its lease")]
     public static partial void ReleaseFailed(ILogger logger, Exception exception, long id);
 
+    [LoggerMessage(EventId = OutboxEventIds.ListenFailed, Level = LogLevel.Warning, Message = "Listening for other processes' commits failed; polling every {CheckInterval} meanwhile and listening again")]
+    public static partial void ListenFailed(ILogger logger, Exception exception, TimeSpan checkInterval);
+
     [LoggerMessage(EventId = OutboxEventIds.CleanupStarted, Level = LogLevel.Information, Message = "Outbox cleanup started (interval {Interval}, retention {Retention})")]
     public static partial void CleanupStarted(ILogger logger, TimeSpan interval, TimeSpan retention);
 

@@ -1,0 +1,97 @@
+using Npgsql;
+using Outboxer.Testing;
+using Xunit;
+
+namespace Outboxer.PostgreSql.Tests;
+
+/// <summary>Push wake-ups: a commit in another process wakes the dispatcher through LISTEN/NOTIFY, long before its check interval.</summary>
+public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    private readonly string _schema = $"outboxer_wake_{Guid.NewGuid():N}"[..30];
+    private readonly NpgsqlDataSource _dataSource = PostgreSqlServer.CreateDataSource();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+
+    public async ValueTask DisposeAsync()
+    {
+        await using (var drop = _dataSource.CreateCommand($"DROP SCHEMA IF EXISTS \"{_schema}\" CASCADE"))
+        {
+            await drop.ExecuteNonQueryAsync();
+        }
+
+        await _dataSource.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_commit_by_another_process_wakes_the_dispatcher_at_once()
+    {
+        var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema };
+        var publisher = new RecordingPublisher();
+        await using var dispatcherSide = new Outbox(new PostgreSqlOutboxStore(_dataSource, options), publisher, new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) });
+        var dispatched = dispatcherSide.Dispatched;
+        dispatcherSide.StartDispatcher();
+
+        // "Another process": its own store and data source, and no dispatcher, so nothing local wakes the dispatcher above.
+        await using var otherDataSource = PostgreSqlServer.CreateDataSource();
+        var producer = new PostgreSqlOutboxStore(otherDataSource, options);
+        for (var i = 0; i < 3; i++)
+        {
+            var message = new OutboxMessage($"from elsewhere {i}") { MessageId = Guid.NewGuid(), CreatedAt = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero) };
+            await producer.AddWithinTransactionAsync(message, null, Ct);
+
+            var notification = await dispatched.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+            Assert.Equal(message.Id, notification.Id);
+        }
+    }
+
+    [Fact]
+    public async Task The_insert_trigger_notifies_once_per_committed_transaction_and_never_for_a_rollback()
+    {
+        var store = new PostgreSqlOutboxStore(_dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = _schema });
+        await store.EnsureCreatedAsync(Ct);
+        await using var listener = await _dataSource.OpenConnectionAsync(Ct);
+        var notifications = 0;
+        listener.Notification += (_, e) => Interlocked.Increment(ref notifications);
+        await using (var listen = new NpgsqlCommand($"LISTEN \"{store.NotificationChannel}\"", listener))
+        {
+            await listen.ExecuteNonQueryAsync(Ct);
+        }
+
+        await using (var connection = await _dataSource.OpenConnectionAsync(Ct))
+        {
+            await using (var rolledBack = await connection.BeginTransactionAsync(Ct))
+            {
+                await store.AddAsync(rolledBack, NewMessage(), Ct);
+                await rolledBack.RollbackAsync(Ct);
+            }
+
+            await using var committed = await connection.BeginTransactionAsync(Ct);
+            for (var i = 0; i < 5; i++)
+            {
+                await store.AddAsync(committed, NewMessage(), Ct);
+            }
+
+            await committed.CommitAsync(Ct);
+        }
+
+        // Notifications arrive in commit order: a marker sent after the commit proves every earlier notification has arrived.
+        await using (var marker = _dataSource.CreateCommand($"NOTIFY \"{store.NotificationChannel}\", 'marker'"))
+        {
+            await marker.ExecuteNonQueryAsync(Ct);
+        }
+
+        while (Volatile.Read(ref notifications) < 2)
+        {
+            await listener.WaitAsync(Ct).WaitAsync(Bound, Ct);
+        }
+
+        Assert.Equal(2, notifications);
+        Assert.Contains("CREATE OR REPLACE TRIGGER", PostgreSqlOutboxStore.GetCreateScript(), StringComparison.Ordinal);
+    }
+
+    private static OutboxMessage NewMessage() => new("m") { MessageId = Guid.NewGuid(), CreatedAt = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero) };
+}
