@@ -250,6 +250,56 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         return command;
     }
 
+    /// <summary>Inserts the messages with one binary <c>COPY</c> within the caller's transaction. <see cref="OutboxMessage.Id"/> stays zero.</summary>
+    /// <param name="connection">The transaction's connection.</param>
+    /// <param name="transaction">The caller's transaction.</param>
+    /// <param name="rows">The validated messages.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>How many rows were copied.</returns>
+    protected override async Task<int> InsertRangeAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<SerializedMessage> rows, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        foreach (var row in rows)
+        {
+            // Checked before anything reaches the server: a failed COPY would abort the caller's whole transaction.
+            RejectNul(row.OptionsJson, "options");
+            RejectNul(row.HeadersJson, "headers");
+        }
+
+        // COPY runs in whatever transaction the connection has; make sure it is the caller's, still open, and not autocommit.
+        using (var probe = Command(connection, null, "SELECT 1"))
+        {
+            try
+            {
+                probe.Transaction = (NpgsqlTransaction)transaction;
+            }
+            catch (InvalidOperationException ex)
+            {
+                throw new ArgumentException("The transaction is already committed or rolled back; enqueue inside an open transaction.", nameof(transaction), ex);
+            }
+        }
+
+        var importer = await ((NpgsqlConnection)connection).BeginBinaryImportAsync(
+            $"COPY {_table} (message_id, payload, options, headers, created_at) FROM STDIN (FORMAT BINARY)", cancellationToken).ConfigureAwait(false);
+        await using (importer.ConfigureAwait(false))
+        {
+            foreach (var row in rows)
+            {
+                await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(row.Message.MessageId, NpgsqlDbType.Uuid, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(row.Message.Payload, NpgsqlDbType.Bytea, cancellationToken).ConfigureAwait(false);
+                await WriteJsonAsync(importer, row.OptionsJson, cancellationToken).ConfigureAwait(false);
+                await WriteJsonAsync(importer, row.HeadersJson, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(row.Message.CreatedAt.ToUniversalTime(), NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
+            }
+
+            return (int)await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static Task WriteJsonAsync(NpgsqlBinaryImporter importer, string? json, CancellationToken cancellationToken) =>
+        json is null ? importer.WriteNullAsync(cancellationToken) : importer.WriteAsync(json, NpgsqlDbType.Jsonb, cancellationToken);
+
     /// <inheritdoc />
     protected override DbCommand CreateClaimCommand(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil)
     {

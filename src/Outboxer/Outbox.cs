@@ -108,6 +108,46 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     }
 
     /// <summary>
+    /// Enqueues many messages within <paramref name="transaction"/> in as few round trips as the store allows (PostgreSQL: one binary
+    /// <c>COPY</c>), for imports and fan-outs. Every message is checked before anything is written. Assigns
+    /// <see cref="OutboxMessage.MessageId"/> and <see cref="OutboxMessage.CreatedAt"/> when unset; <see cref="OutboxMessage.Id"/> is
+    /// assigned by stores that insert row by row and stays zero after a bulk copy.
+    /// </summary>
+    /// <param name="transaction">An open transaction on the outbox's database.</param>
+    /// <param name="messages">The messages to enqueue, in order.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>How many messages were enqueued.</returns>
+    /// <exception cref="ArgumentNullException">An argument is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">A message is null or cannot be stored, or the transaction is completed or of another database.</exception>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public async ValueTask<int> EnqueueManyAsync(DbTransaction transaction, IEnumerable<OutboxMessage> messages, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        ArgumentNullException.ThrowIfNull(messages);
+        var list = messages as IReadOnlyList<OutboxMessage> ?? [.. messages];
+        for (var i = 0; i < list.Count; i++)
+        {
+            Prepare(list[i] ?? throw new ArgumentException($"messages[{i}] is null.", nameof(messages)));
+        }
+
+        using var activity = Telemetry.StartEnqueue(list);
+        int count;
+        try
+        {
+            count = await _store.AddRangeAsync(transaction, list, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Telemetry.Failed(activity, ex);
+            throw;
+        }
+
+        Telemetry.EnqueuedMessages.Add(count);
+        _dispatcher.Wake(committed: false);
+        return count;
+    }
+
+    /// <summary>
     /// Enqueues <paramref name="message"/> in a transaction of its own and commits it. The counterpart of the Go outboxer's <c>Send</c>.
     /// Use <see cref="EnqueueAsync"/> when the message must commit together with your own changes.
     /// </summary>

@@ -321,6 +321,59 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         Assert.Equal(100, publisher.Published.Count);
     }
 
+    [Fact]
+    public async Task Many_messages_enqueued_at_once_commit_and_roll_back_with_the_transaction()
+    {
+        var store = CreateStore();
+        var publisher = new RecordingPublisher();
+        await using var outbox = new Outbox(store, publisher, new OutboxOptions { MessageBatchSize = 500 }, timeProvider: new FakeTimeProvider(T0));
+        var committed = Enumerable.Range(0, 1000).Select(i =>
+        {
+            var message = new OutboxMessage($"bulk {i}");
+            message.Headers["index"] = i;
+            return message;
+        }).ToList();
+
+        foreach (var (messages, commit) in new[] { (committed, true), (Enumerable.Range(0, 10).Select(i => new OutboxMessage($"undone {i}")).ToList(), false) })
+        {
+            await using var connection = await OpenConnectionAsync();
+            await using var transaction = await connection.BeginTransactionAsync(Ct);
+            Assert.Equal(messages.Count, await outbox.EnqueueManyAsync(transaction, messages, Ct));
+            if (commit)
+            {
+                await transaction.CommitAsync(Ct);
+            }
+            else
+            {
+                await transaction.RollbackAsync(Ct);
+            }
+        }
+
+        Assert.Equal(1000, await outbox.DispatchPendingAsync(Ct));
+        var published = publisher.Published.OrderBy(m => m.Id).ToList();
+        Assert.Equal(committed.Select(m => m.MessageId), published.Select(m => m.MessageId));
+        Assert.Equal(999L, published[^1].Headers["index"]);
+    }
+
+    [Fact]
+    public async Task A_bad_message_among_many_is_rejected_before_any_is_written()
+    {
+        var store = CreateStore();
+        await using var outbox = new Outbox(store, new RecordingPublisher(), timeProvider: new FakeTimeProvider(T0));
+        var bad = new OutboxMessage("bad");
+        bad.Options["socket"] = new object();
+
+        await using (var connection = await OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync(Ct))
+        {
+            await Assert.ThrowsAsync<ArgumentException>(async () => await outbox.EnqueueManyAsync(transaction, [new OutboxMessage("good"), bad], Ct));
+            await Assert.ThrowsAsync<ArgumentException>(async () => await outbox.EnqueueManyAsync(transaction, [new OutboxMessage("good"), null!], Ct));
+            await transaction.CommitAsync(Ct);
+        }
+
+        Assert.Empty(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+    }
+
     /// <summary>Creates a message with the id and creation time an <see cref="Outbox"/> would assign.</summary>
     protected static OutboxMessage NewMessage(string payload) =>
         new(payload) { MessageId = Guid.CreateVersion7(), CreatedAt = T0.AddTicks(Random.Shared.Next(1, 1000) * 10) };

@@ -42,15 +42,48 @@ internal static class Telemetry
     /// <summary>Starts the span of an enqueue and records the trace context in the message's headers, so the publish span and the consumer link back.</summary>
     public static Activity? StartEnqueue(OutboxMessage message)
     {
+        var activity = StartCreate();
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("messaging.message.id", message.MessageId.ToString());
+        }
+
+        StoreContext(activity ?? Activity.Current, message);
+        return activity;
+    }
+
+    /// <summary>Starts the one span of a bulk enqueue and records its trace context in every message's headers.</summary>
+    public static Activity? StartEnqueue(IReadOnlyList<OutboxMessage> messages)
+    {
+        var activity = StartCreate();
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("messaging.batch.message_count", messages.Count);
+        }
+
+        var context = activity ?? Activity.Current;
+        foreach (var message in messages)
+        {
+            StoreContext(context, message);
+        }
+
+        return activity;
+    }
+
+    private static Activity? StartCreate()
+    {
         var activity = Source.HasListeners() ? Source.StartActivity("create outbox", ActivityKind.Producer) : null;
         if (activity is { IsAllDataRequested: true })
         {
             activity.SetTag("messaging.operation.type", "create");
             activity.SetTag("messaging.operation.name", "create");
-            activity.SetTag("messaging.message.id", message.MessageId.ToString());
         }
 
-        var context = activity ?? Activity.Current;
+        return activity;
+    }
+
+    private static void StoreContext(Activity? context, OutboxMessage message)
+    {
         if (context is { IdFormat: ActivityIdFormat.W3C } && !message.Headers.ContainsKey(TraceParent))
         {
             message.Headers[TraceParent] = context.Id;
@@ -59,8 +92,6 @@ internal static class Telemetry
                 message.Headers[TraceState] = context.TraceStateString;
             }
         }
-
-        return activity;
     }
 
     /// <summary>Starts the span of one message's publish as a child of the context stored at enqueue, and puts its own context in the headers sent.</summary>

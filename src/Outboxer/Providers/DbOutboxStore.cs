@@ -60,22 +60,31 @@ public abstract class DbOutboxStore : IOutboxStore
         ArgumentNullException.ThrowIfNull(message);
         var connection = CheckTransaction(transaction);
         var (options, headers) = Serialize(message);
-        if (CreateTableInCallerTransaction && _created is not { IsCompletedSuccessfully: true })
+        await EnsureCreatedForCallerAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+        return await InsertAsync(connection, transaction, message, options, headers, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<int> AddRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        ArgumentNullException.ThrowIfNull(messages);
+        var connection = CheckTransaction(transaction);
+        var rows = new SerializedMessage[messages.Count];
+        for (var i = 0; i < rows.Length; i++)
         {
-            // A database with one writer at a time (SQLite) cannot create the table on a second connection while the
-            // caller's transaction holds the write lock; create it inside that transaction instead (not remembered, as it may roll back).
-            await WrapAsync("create the outbox table", async () =>
-            {
-                await CreateTableAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
-                return 0;
-            }).ConfigureAwait(false);
-        }
-        else
-        {
-            await EnsureCreatedOnceAsync(cancellationToken).ConfigureAwait(false);
+            var message = messages[i] ?? throw new ArgumentException($"messages[{i}] is null.", nameof(messages));
+            var (options, headers) = Serialize(message);
+            rows[i] = new SerializedMessage(message, options, headers);
         }
 
-        return await InsertAsync(connection, transaction, message, options, headers, cancellationToken).ConfigureAwait(false);
+        if (rows.Length == 0)
+        {
+            return 0;
+        }
+
+        await EnsureCreatedForCallerAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+        return await WrapAsync("insert the messages", () => InsertRangeAsync(connection, transaction, rows, cancellationToken)).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -254,6 +263,32 @@ public abstract class DbOutboxStore : IOutboxStore
     /// <returns>The command.</returns>
     protected abstract DbCommand CreateRemoveCommand(DbConnection connection, DateTimeOffset dispatchedBefore, int batchSize);
 
+    /// <summary>
+    /// Inserts validated messages within the caller's transaction. The default runs the insert command of
+    /// <see cref="CreateInsertCommand"/> once per message and assigns each <see cref="OutboxMessage.Id"/>; a provider overrides it
+    /// with its bulk path.
+    /// </summary>
+    /// <param name="connection">The transaction's connection.</param>
+    /// <param name="transaction">The caller's transaction.</param>
+    /// <param name="rows">The messages with their options and headers as JSON.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>How many rows were inserted.</returns>
+    protected virtual async Task<int> InsertRangeAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<SerializedMessage> rows, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        foreach (var row in rows)
+        {
+            var command = CreateInsertCommand(connection, transaction, row.Message, row.OptionsJson, row.HeadersJson);
+            await using (command.ConfigureAwait(false))
+            {
+                var scalar = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+                row.Message.Id = Convert.ToInt64(scalar, System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        return rows.Count;
+    }
+
     /// <summary>Reads a timestamp column as the provider stores it.</summary>
     /// <param name="reader">The reader, positioned on a row.</param>
     /// <param name="ordinal">The column.</param>
@@ -364,6 +399,25 @@ public abstract class DbOutboxStore : IOutboxStore
         }).ConfigureAwait(false);
         message.Id = id;
         return id;
+    }
+
+    /// <summary>Makes sure the table exists before writing in the caller's transaction.</summary>
+    private async Task EnsureCreatedForCallerAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        if (CreateTableInCallerTransaction && _created is not { IsCompletedSuccessfully: true })
+        {
+            // A database with one writer at a time (SQLite) cannot create the table on a second connection while the
+            // caller's transaction holds the write lock; create it inside that transaction instead (not remembered, as it may roll back).
+            await WrapAsync("create the outbox table", async () =>
+            {
+                await CreateTableAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                return 0;
+            }).ConfigureAwait(false);
+        }
+        else
+        {
+            await EnsureCreatedOnceAsync(cancellationToken).ConfigureAwait(false);
+        }
     }
 
     private Task EnsureCreatedOnceAsync(CancellationToken cancellationToken)

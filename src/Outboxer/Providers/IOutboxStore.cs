@@ -29,6 +29,26 @@ public interface IOutboxStore
     ValueTask<long> AddAsync(DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// Inserts many messages within <paramref name="transaction"/> in as few round trips as the database allows (PostgreSQL: one binary
+    /// <c>COPY</c>). Every message is validated before anything is written. The default implementation calls <see cref="AddAsync"/> for each.
+    /// </summary>
+    /// <param name="transaction">An open transaction of this store's database.</param>
+    /// <param name="messages">The messages, each with its <see cref="OutboxMessage.MessageId"/> and <see cref="OutboxMessage.CreatedAt"/> set.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>How many messages were inserted.</returns>
+    /// <exception cref="ArgumentException">The transaction is completed or of another database, or a message cannot be stored.</exception>
+    async ValueTask<int> AddRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        foreach (var message in messages)
+        {
+            await AddAsync(transaction, message, cancellationToken).ConfigureAwait(false);
+        }
+
+        return messages.Count;
+    }
+
+    /// <summary>
     /// Opens a connection and a transaction of its own, runs <paramref name="work"/> with the transaction (when given),
     /// inserts <paramref name="message"/> and commits. When <paramref name="work"/> throws, rolls back and rethrows, and nothing is written.
     /// </summary>
