@@ -86,25 +86,10 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <exception cref="ArgumentNullException">An argument is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">The transaction is completed or of another database; an option or header value cannot be stored.</exception>
     /// <exception cref="OutboxException">The database failed.</exception>
-    public async ValueTask<long> EnqueueAsync(DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default)
+    public ValueTask<long> EnqueueAsync(DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(transaction);
-        Prepare(message);
-        using var activity = Telemetry.StartEnqueue(message);
-        long id;
-        try
-        {
-            id = await _store.AddAsync(transaction, message, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            Telemetry.Failed(activity, ex);
-            throw;
-        }
-
-        Telemetry.EnqueuedMessages.Add(1);
-        _dispatcher.Wake(committed: false);
-        return id;
+        return EnqueueCoreAsync(message, static (store, m, tx, _, ct) => store.AddAsync(tx!, m, ct), transaction, null, committed: false, cancellationToken);
     }
 
     /// <summary>
@@ -159,22 +144,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <exception cref="OutboxException">The database failed.</exception>
     public async Task<long> SendAsync(OutboxMessage message, CancellationToken cancellationToken = default)
     {
-        Prepare(message);
-        using var activity = Telemetry.StartEnqueue(message);
-        long id;
-        try
-        {
-            id = await _store.AddWithinTransactionAsync(message, null, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            Telemetry.Failed(activity, ex);
-            throw;
-        }
-
-        Telemetry.EnqueuedMessages.Add(1);
-        _dispatcher.Wake(committed: true);
-        return id;
+        return await EnqueueCoreAsync(message, static (store, m, _, _, ct) => new ValueTask<long>(store.AddWithinTransactionAsync(m, null, ct)), null, null, committed: true, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -192,22 +162,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public async Task<long> SendWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task> work, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
-        Prepare(message);
-        using var activity = Telemetry.StartEnqueue(message);
-        long id;
-        try
-        {
-            id = await _store.AddWithinTransactionAsync(message, work, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            Telemetry.Failed(activity, ex);
-            throw;
-        }
-
-        Telemetry.EnqueuedMessages.Add(1);
-        _dispatcher.Wake(committed: true);
-        return id;
+        return await EnqueueCoreAsync(message, static (store, m, _, work, ct) => new ValueTask<long>(store.AddWithinTransactionAsync(m, work, ct)), null, work, committed: true, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Starts the dispatcher and the cleanup in the background. Starting what is already running does nothing.</summary>
@@ -306,6 +261,33 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         await StopAsync(CancellationToken.None).ConfigureAwait(false);
         _dispatched.Complete();
         _errors.Complete();
+    }
+
+    /// <summary>The one path of every single-message enqueue: ids, trace context, insert, counters, wake-up.</summary>
+    private async ValueTask<long> EnqueueCoreAsync(
+        OutboxMessage message,
+        Func<IOutboxStore, OutboxMessage, DbTransaction?, Func<DbTransaction, CancellationToken, Task>?, CancellationToken, ValueTask<long>> insert,
+        DbTransaction? transaction,
+        Func<DbTransaction, CancellationToken, Task>? work,
+        bool committed,
+        CancellationToken cancellationToken)
+    {
+        Prepare(message);
+        using var activity = Telemetry.StartEnqueue(message);
+        long id;
+        try
+        {
+            id = await insert(_store, message, transaction, work, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Telemetry.Failed(activity, ex);
+            throw;
+        }
+
+        Telemetry.EnqueuedMessages.Add(1);
+        _dispatcher.Wake(committed);
+        return id;
     }
 
     private void Prepare(OutboxMessage message)
