@@ -49,7 +49,10 @@ public sealed class OutboxOptions
     /// <value>The default value is 5 seconds. Must not be negative.</value>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Gets or sets the longest a failed message waits before it is tried again.</summary>
+    /// <summary>
+    /// Gets or sets the longest a failed message waits before it is tried again. A message that failed with a non-transient
+    /// <see cref="OutboxException"/> (unroutable, too large, an invalid option) waits this long at once.
+    /// </summary>
     /// <value>The default value is 5 minutes. Must not be less than <see cref="RetryDelay"/>.</value>
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromMinutes(5);
 

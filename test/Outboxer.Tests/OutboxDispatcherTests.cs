@@ -183,6 +183,20 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_message_that_cannot_succeed_waits_the_longest_retry_delay_at_once()
+    {
+        var outbox = Create(new OutboxOptions { RetryDelay = TimeSpan.FromSeconds(5), MaxRetryDelay = TimeSpan.FromMinutes(5) });
+        _publisher.Fail = _ => new OutboxException("unroutable", isTransient: false);
+        await outbox.SendAsync(new OutboxMessage("poison"), Ct);
+        await outbox.DispatchPendingAsync(Ct);
+
+        _time.Advance(TimeSpan.FromMinutes(5) - TimeSpan.FromTicks(1));
+        Assert.Equal(0, await outbox.DispatchPendingAsync(Ct));
+        _time.Advance(TimeSpan.FromTicks(1));
+        Assert.Equal(1, await outbox.DispatchPendingAsync(Ct));
+    }
+
+    [Fact]
     public async Task A_publish_that_is_never_confirmed_times_out_as_a_transient_failure()
     {
         var outbox = Create(new OutboxOptions { PublishTimeout = TimeSpan.FromSeconds(10) });

@@ -352,7 +352,10 @@ internal sealed class Dispatcher
 
     private async Task ReleaseAsync(OutboxMessage message, Exception failure, CancellationToken cancellationToken)
     {
-        var retryAt = _time.GetUtcNow() + _options.RetryDelayAfter(message.Attempts);
+        // A failure that cannot succeed by retrying (unroutable, too large, a wrong option) waits the longest delay at once,
+        // so it never spins; dead-lettering it is the next step.
+        var delay = failure is OutboxException { IsTransient: false } ? _options.MaxRetryDelay : _options.RetryDelayAfter(message.Attempts);
+        var retryAt = _time.GetUtcNow() + delay;
         Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
         _errors.Publish(new OutboxError(OutboxOperation.Publish, failure, message.Id, message.MessageId));
         try
