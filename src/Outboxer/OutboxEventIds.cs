@@ -1,6 +1,9 @@
 namespace Outboxer;
 
-/// <summary>The stable event ids of the outbox's log messages, one range per component: dispatcher 1000s, cleanup 2000s.</summary>
+/// <summary>
+/// The stable event ids of the outbox's log messages, one range per component: dispatcher 1000s, cleanup 2000s. The broker packages
+/// use their own ranges: RabbitMQ 4000s, Kinesis 4100s, SQS 4200s, Pub/Sub 4300s.
+/// </summary>
 public static class OutboxEventIds
 {
     /// <summary>The dispatcher started.</summary>
