@@ -40,6 +40,18 @@ public sealed class SampleProcessTests
         Assert.Equal(2, relays.Split(';').Count(relay => relay.Contains(" dispatched ", StringComparison.Ordinal)));
     }
 
+    [Fact]
+    public async Task The_same_committed_messages_go_from_mysql_to_each_of_the_four_brokers()
+    {
+        var (exitCode, output) = await RunAsync("Outboxer.AllBrokers");
+
+        Assert.True(exitCode == 0, output);
+        foreach (var broker in new[] { "RabbitMQ", "SQS", "Kinesis", "Pub/Sub" })
+        {
+            Assert.Contains($"{broker,-9} received 30 of 30 committed, 0 rolled back: exact", output, StringComparison.Ordinal);
+        }
+    }
+
     private static async Task<(int ExitCode, string Output)> RunAsync(string sample, params string[] arguments)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };

@@ -140,7 +140,7 @@ public abstract class DbOutboxStore : IOutboxStore
             var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
             await using (connection.ConfigureAwait(false))
             {
-                var messages = new List<OutboxMessage>(batchSize);
+                var messages = new List<OutboxMessage>(Math.Min(batchSize, 1024));
                 await ClaimCoreAsync(connection, messages, batchSize, now, leaseUntil, cancellationToken).ConfigureAwait(false);
 
                 // RETURNING does not promise an order; the dispatcher publishes oldest first.
