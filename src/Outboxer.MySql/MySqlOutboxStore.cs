@@ -181,7 +181,7 @@ public sealed class MySqlOutboxStore : DbOutboxStore
     protected override bool IsOwnProvider(DbTransaction transaction) => transaction is MySqlTransaction;
 
     /// <inheritdoc />
-    protected override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction transaction, OutboxMessage message, string? optionsJson, string? headersJson)
+    protected override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, OutboxMessage message, string? optionsJson, string? headersJson)
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(message);

@@ -222,7 +222,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
     protected override bool IsOwnProvider(DbTransaction transaction) => transaction is NpgsqlTransaction;
 
     /// <inheritdoc />
-    protected override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction transaction, OutboxMessage message, string? optionsJson, string? headersJson)
+    protected override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, OutboxMessage message, string? optionsJson, string? headersJson)
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(message);
@@ -233,7 +233,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         var command = Command(connection, null, _insertSql);
         try
         {
-            command.Transaction = (NpgsqlTransaction)transaction;
+            command.Transaction = (NpgsqlTransaction?)transaction;
         }
         catch (InvalidOperationException ex)
         {

@@ -85,6 +85,10 @@ public sealed class SqliteOutboxStore : DbOutboxStore
     protected override bool CreateTableInCallerTransaction => true;
 
     /// <inheritdoc />
+    /// <remarks>Microsoft.Data.Sqlite connections do not enlist in a <c>TransactionScope</c>.</remarks>
+    protected override bool SupportsAmbientTransactions => false;
+
+    /// <inheritdoc />
     protected override async Task CreateTableAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(connection);
@@ -113,7 +117,7 @@ public sealed class SqliteOutboxStore : DbOutboxStore
     protected override bool IsOwnProvider(DbTransaction transaction) => transaction is SqliteTransaction;
 
     /// <inheritdoc />
-    protected override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction transaction, OutboxMessage message, string? optionsJson, string? headersJson)
+    protected override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, OutboxMessage message, string? optionsJson, string? headersJson)
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(message);

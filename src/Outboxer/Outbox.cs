@@ -1,4 +1,6 @@
+using System.Data;
 using System.Data.Common;
+using System.Transactions;
 using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -14,7 +16,7 @@ namespace Outboxer;
 /// </summary>
 /// <remarks>
 /// <para>
-/// Enqueue in one of three ways: <see cref="EnqueueAsync"/> within a transaction your code already opened (the main path),
+/// Enqueue in one of three ways: <see cref="EnqueueAsync(DbTransaction, OutboxMessage, CancellationToken)"/> within a transaction your code already opened (the main path),
 /// <see cref="SendWithinTransactionAsync"/> with a transaction the outbox opens around your statements, or <see cref="SendAsync"/>
 /// on its own. Start the dispatcher and the cleanup with <see cref="StartAsync"/> (or each alone) and stop them with
 /// <see cref="StopAsync"/>. The outbox is an <see cref="IHostedService"/>, so a host can start and stop it.
@@ -89,7 +91,52 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public ValueTask<long> EnqueueAsync(DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(transaction);
-        return EnqueueCoreAsync(message, static (store, m, tx, _, ct) => store.AddAsync(tx!, m, ct), transaction, null, committed: false, cancellationToken);
+        return EnqueueCoreAsync(message, transaction, static (store, m, tx, ct) => store.AddAsync(tx, m, ct), committed: false, cancellationToken);
+    }
+
+    /// <summary>
+    /// Enqueues <paramref name="message"/> within a transaction your code holds as an <see cref="IDbTransaction"/> (Dapper style). The same
+    /// as <see cref="EnqueueAsync(DbTransaction, OutboxMessage, CancellationToken)"/>: every ADO.NET provider's transaction is a <see cref="DbTransaction"/>.
+    /// </summary>
+    /// <param name="transaction">An open transaction on the outbox's database.</param>
+    /// <param name="message">The message to enqueue.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The database id of the message.</returns>
+    /// <exception cref="ArgumentNullException">An argument is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">The transaction is not an ADO.NET <see cref="DbTransaction"/>, is completed, or is of another database.</exception>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public ValueTask<long> EnqueueAsync(IDbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        return EnqueueAsync(
+            transaction as DbTransaction ?? throw new ArgumentException($"The transaction is a {transaction.GetType().FullName}, not an ADO.NET DbTransaction.", nameof(transaction)),
+            message,
+            cancellationToken);
+    }
+
+    /// <summary>
+    /// Enqueues <paramref name="message"/> on <paramref name="connection"/> inside an ambient <see cref="TransactionScope"/>: the message
+    /// commits when the scope completes and is discarded when it does not. Open the connection inside the scope so that it enlists.
+    /// </summary>
+    /// <param name="connection">An open connection to the outbox's database, enlisted in the ambient transaction.</param>
+    /// <param name="message">The message to enqueue.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The database id of the message.</returns>
+    /// <exception cref="ArgumentNullException">An argument is <see langword="null"/>.</exception>
+    /// <exception cref="InvalidOperationException">There is no ambient transaction: the message would commit on its own.</exception>
+    /// <exception cref="NotSupportedException">The store's provider does not enlist in ambient transactions (SQLite).</exception>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public ValueTask<long> EnqueueAsync(DbConnection connection, OutboxMessage message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        if (Transaction.Current is null)
+        {
+            throw new InvalidOperationException(
+                "There is no ambient transaction (TransactionScope), so the message would commit on its own. Enqueue inside a TransactionScope " +
+                "created with TransactionScopeAsyncFlowOption.Enabled, or pass the DbTransaction.");
+        }
+
+        return EnqueueCoreAsync(message, connection, static (store, m, c, ct) => store.AddAsync(c, m, ct), committed: false, cancellationToken);
     }
 
     /// <summary>
@@ -134,7 +181,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
 
     /// <summary>
     /// Enqueues <paramref name="message"/> in a transaction of its own and commits it. The counterpart of the Go outboxer's <c>Send</c>.
-    /// Use <see cref="EnqueueAsync"/> when the message must commit together with your own changes.
+    /// Use <see cref="EnqueueAsync(DbTransaction, OutboxMessage, CancellationToken)"/> when the message must commit together with your own changes.
     /// </summary>
     /// <param name="message">The message to enqueue.</param>
     /// <param name="cancellationToken">A token to cancel the operation.</param>
@@ -144,7 +191,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <exception cref="OutboxException">The database failed.</exception>
     public async Task<long> SendAsync(OutboxMessage message, CancellationToken cancellationToken = default)
     {
-        return await EnqueueCoreAsync(message, static (store, m, _, _, ct) => new ValueTask<long>(store.AddWithinTransactionAsync(m, null, ct)), null, null, committed: true, cancellationToken).ConfigureAwait(false);
+        return await EnqueueCoreAsync(message, (object?)null, static (store, m, _, ct) => new ValueTask<long>(store.AddWithinTransactionAsync(m, null, ct)), committed: true, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -162,7 +209,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public async Task<long> SendWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task> work, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
-        return await EnqueueCoreAsync(message, static (store, m, _, work, ct) => new ValueTask<long>(store.AddWithinTransactionAsync(m, work, ct)), null, work, committed: true, cancellationToken).ConfigureAwait(false);
+        return await EnqueueCoreAsync(message, work, static (store, m, w, ct) => new ValueTask<long>(store.AddWithinTransactionAsync(m, w, ct)), committed: true, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Starts the dispatcher and the cleanup in the background. Starting what is already running does nothing.</summary>
@@ -264,11 +311,10 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     }
 
     /// <summary>The one path of every single-message enqueue: ids, trace context, insert, counters, wake-up.</summary>
-    private async ValueTask<long> EnqueueCoreAsync(
+    private async ValueTask<long> EnqueueCoreAsync<TState>(
         OutboxMessage message,
-        Func<IOutboxStore, OutboxMessage, DbTransaction?, Func<DbTransaction, CancellationToken, Task>?, CancellationToken, ValueTask<long>> insert,
-        DbTransaction? transaction,
-        Func<DbTransaction, CancellationToken, Task>? work,
+        TState state,
+        Func<IOutboxStore, OutboxMessage, TState, CancellationToken, ValueTask<long>> insert,
         bool committed,
         CancellationToken cancellationToken)
     {
@@ -277,7 +323,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         long id;
         try
         {
-            id = await insert(_store, message, transaction, work, cancellationToken).ConfigureAwait(false);
+            id = await insert(_store, message, state, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex)
         {

@@ -63,3 +63,26 @@ public sealed class SqliteOutboxStoreTests : OutboxStoreConformanceTests
         Assert.Contains("WHERE dispatched = 0", script, StringComparison.Ordinal);
     }
 }
+
+public sealed class SqliteAmbientTransactionTests
+{
+    [Fact]
+    public async Task Sqlite_refuses_to_enqueue_in_a_transaction_scope_because_its_connections_do_not_enlist()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"outboxer-{Guid.NewGuid():N}.db");
+        try
+        {
+            await using var outbox = new Outbox(new SqliteOutboxStore($"Data Source={path}"), new RecordingPublisher());
+            using var scope = new System.Transactions.TransactionScope(System.Transactions.TransactionScopeAsyncFlowOption.Enabled);
+            await using var connection = new SqliteConnection($"Data Source={path}");
+            await connection.OpenAsync(TestContext.Current.CancellationToken);
+
+            await Assert.ThrowsAsync<NotSupportedException>(async () => await outbox.EnqueueAsync(connection, new OutboxMessage("x"), TestContext.Current.CancellationToken));
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            File.Delete(path);
+        }
+    }
+}

@@ -345,7 +345,10 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
         var outbox = Create();
 
         await Assert.ThrowsAsync<ArgumentNullException>(() => outbox.SendAsync(null!, Ct));
-        await Assert.ThrowsAsync<ArgumentNullException>(async () => await outbox.EnqueueAsync(null!, new OutboxMessage("x"), Ct));
+        await Assert.ThrowsAsync<ArgumentNullException>(async () => await outbox.EnqueueAsync((System.Data.Common.DbTransaction)null!, new OutboxMessage("x"), Ct));
+        await Assert.ThrowsAsync<ArgumentNullException>(async () => await outbox.EnqueueAsync((System.Data.IDbTransaction)null!, new OutboxMessage("x"), Ct));
+        await Assert.ThrowsAsync<ArgumentNullException>(async () => await outbox.EnqueueAsync((System.Data.Common.DbConnection)null!, new OutboxMessage("x"), Ct));
+        await Assert.ThrowsAsync<ArgumentNullException>(async () => await outbox.EnqueueManyAsync(null!, [new OutboxMessage("x")], Ct));
         await Assert.ThrowsAsync<ArgumentNullException>(() => outbox.SendWithinTransactionAsync(new OutboxMessage("x"), null!, Ct));
         Assert.Throws<ArgumentNullException>(() => new OutboxMessage((byte[])null!));
         Assert.Throws<ArgumentNullException>(() => new OutboxMessage("x").Payload = null!);

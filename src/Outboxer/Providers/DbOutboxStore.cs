@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using System.Transactions;
 
 namespace Outboxer.Providers;
 
@@ -15,6 +16,7 @@ namespace Outboxer.Providers;
 public abstract class DbOutboxStore : IOutboxStore
 {
     private readonly Lock _createLock = new();
+    private readonly Lazy<Type> _connectionType;
     private Task? _created;
 
     /// <summary>Initializes the store.</summary>
@@ -25,6 +27,11 @@ public abstract class DbOutboxStore : IOutboxStore
     {
         ArgumentNullException.ThrowIfNull(dataSource);
         DataSource = dataSource;
+        _connectionType = new Lazy<Type>(() =>
+        {
+            using var probe = dataSource.CreateConnection();
+            return probe.GetType();
+        });
         if (!createTableIfMissing)
         {
             _created = Task.CompletedTask;
@@ -62,6 +69,37 @@ public abstract class DbOutboxStore : IOutboxStore
         var (options, headers) = Serialize(message);
         await EnsureCreatedForCallerAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
         return await InsertAsync(connection, transaction, message, options, headers, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<long> AddAsync(DbConnection connection, OutboxMessage message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(message);
+        if (!SupportsAmbientTransactions)
+        {
+            throw new NotSupportedException($"{GetType().Name} cannot join an ambient transaction (TransactionScope); enqueue within a DbTransaction instead.");
+        }
+
+        var expected = _connectionType.Value;
+        if (connection.GetType() != expected)
+        {
+            throw new ArgumentException($"The connection is a {connection.GetType().FullName}, which this store ({GetType().Name}) cannot write to; it writes through {expected.FullName}.", nameof(connection));
+        }
+
+        if (connection.State != ConnectionState.Open)
+        {
+            throw new ArgumentException($"The connection is {connection.State}; open it inside the transaction scope first.", nameof(connection));
+        }
+
+        var (options, headers) = Serialize(message);
+        using (new TransactionScope(TransactionScopeOption.Suppress, TransactionScopeAsyncFlowOption.Enabled))
+        {
+            // The store's own connection must not enlist in the caller's ambient transaction.
+            await EnsureCreatedOnceAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return await InsertAsync(connection, null, message, options, headers, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -206,6 +244,13 @@ public abstract class DbOutboxStore : IOutboxStore
     }
 
     /// <summary>
+    /// Gets a value indicating whether the provider's connections enlist in an ambient <c>System.Transactions</c> transaction
+    /// (<c>TransactionScope</c>), so that <see cref="AddAsync(DbConnection, OutboxMessage, CancellationToken)"/> is safe.
+    /// The default is <see langword="true"/>; Microsoft.Data.Sqlite does not enlist, so the SQLite store says <see langword="false"/>.
+    /// </summary>
+    protected virtual bool SupportsAmbientTransactions => true;
+
+    /// <summary>
     /// Gets a value indicating whether the table is created inside the caller's transaction when a message is enqueued before the
     /// table exists, because the database lets only one connection write at a time (SQLite). The default is <see langword="false"/>:
     /// the table is created on a connection of the store's own.
@@ -226,12 +271,12 @@ public abstract class DbOutboxStore : IOutboxStore
 
     /// <summary>Creates the command that inserts one message and returns its new id as a scalar.</summary>
     /// <param name="connection">The transaction's connection.</param>
-    /// <param name="transaction">The transaction to insert within.</param>
+    /// <param name="transaction">The transaction to insert within, or <see langword="null"/> when the connection is enlisted in an ambient <c>TransactionScope</c>.</param>
     /// <param name="message">The message.</param>
     /// <param name="optionsJson">The message's options as JSON, or <see langword="null"/> when it has none.</param>
     /// <param name="headersJson">The message's headers as JSON, or <see langword="null"/> when it has none.</param>
     /// <returns>The command.</returns>
-    protected abstract DbCommand CreateInsertCommand(DbConnection connection, DbTransaction transaction, OutboxMessage message, string? optionsJson, string? headersJson);
+    protected abstract DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, OutboxMessage message, string? optionsJson, string? headersJson);
 
     /// <summary>Creates the single statement that claims pending messages (see <see cref="IOutboxStore.ClaimAsync"/>).</summary>
     /// <param name="connection">An open connection.</param>
@@ -386,7 +431,7 @@ public abstract class DbOutboxStore : IOutboxStore
         return connection;
     }
 
-    private async Task<long> InsertAsync(DbConnection connection, DbTransaction transaction, OutboxMessage message, string? options, string? headers, CancellationToken cancellationToken)
+    private async Task<long> InsertAsync(DbConnection connection, DbTransaction? transaction, OutboxMessage message, string? options, string? headers, CancellationToken cancellationToken)
     {
         var id = await WrapAsync("insert the message", async () =>
         {

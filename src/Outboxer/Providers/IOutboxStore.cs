@@ -29,8 +29,21 @@ public interface IOutboxStore
     ValueTask<long> AddAsync(DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// Inserts <paramref name="message"/> on <paramref name="connection"/> with no explicit transaction: the connection is enlisted in the
+    /// caller's ambient <c>System.Transactions</c> transaction (a <c>TransactionScope</c>), which decides whether the row commits.
+    /// Sets <see cref="OutboxMessage.Id"/> and returns it.
+    /// </summary>
+    /// <param name="connection">An open connection of this store's database, opened inside the transaction scope.</param>
+    /// <param name="message">The message to insert.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The database id of the new row.</returns>
+    /// <exception cref="NotSupportedException">The store's database provider does not enlist in ambient transactions.</exception>
+    ValueTask<long> AddAsync(DbConnection connection, OutboxMessage message, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException($"{GetType().Name} cannot join an ambient transaction (TransactionScope); enqueue within a DbTransaction instead.");
+
+    /// <summary>
     /// Inserts many messages within <paramref name="transaction"/> in as few round trips as the database allows (PostgreSQL: one binary
-    /// <c>COPY</c>). Every message is validated before anything is written. The default implementation calls <see cref="AddAsync"/> for each.
+    /// <c>COPY</c>). Every message is validated before anything is written. The default implementation calls <see cref="AddAsync(DbTransaction, OutboxMessage, CancellationToken)"/> for each.
     /// </summary>
     /// <param name="transaction">An open transaction of this store's database.</param>
     /// <param name="messages">The messages, each with its <see cref="OutboxMessage.MessageId"/> and <see cref="OutboxMessage.CreatedAt"/> set.</param>
