@@ -212,6 +212,13 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         return await EnqueueCoreAsync(message, work, static (store, m, w, ct) => new ValueTask<long>(store.AddWithinTransactionAsync(m, w, ct)), committed: true, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Tells this process's dispatcher that messages were just committed, so that it looks for them at once instead of at its next
+    /// check. Integrations that learn of the commit (an EF Core interceptor, a unit of work) call it after committing; enqueueing
+    /// already wakes the dispatcher, so plain code never needs it.
+    /// </summary>
+    public void Wake() => _dispatcher.Wake(committed: true);
+
     /// <summary>Starts the dispatcher and the cleanup in the background. Starting what is already running does nothing.</summary>
     /// <param name="cancellationToken">Not used; starting does not wait.</param>
     /// <returns>A completed task.</returns>
