@@ -74,15 +74,18 @@ public sealed class MySqlOutboxStore : DbOutboxStore
         _createTableSql = CreateTableSql(_tableName);
 
         // MySQL has no INSERT ... RETURNING (MariaDB has); LAST_INSERT_ID() is per session, so the second statement reads this insert's id.
-        _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at) VALUES (@message_id, @payload, @options, @headers, @created_at); SELECT LAST_INSERT_ID()";
+        _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key) VALUES (@message_id, @payload, @options, @headers, @created_at, @ordering_key); SELECT LAST_INSERT_ID()";
 
         // The first step of a claim: lock the claimable rows, passing over those another claim, a mark or a release holds, and an
         // enqueue not yet committed. attempts + 1 is the count the claim's UPDATE writes (the rows stay locked until it commits).
         _claimSql = $"""
-            SELECT id, message_id, payload, options, headers, created_at, attempts + 1
-            FROM {_table}
-            WHERE dispatched = 0 AND (locked_until IS NULL OR locked_until <= @now)
-            ORDER BY id
+            SELECT c.id, c.message_id, c.payload, c.options, c.headers, c.created_at, c.attempts + 1, c.ordering_key
+            FROM {_table} AS c
+            WHERE c.dispatched = 0 AND c.dead_lettered_at IS NULL AND (c.locked_until IS NULL OR c.locked_until <= @now)
+              AND (c.ordering_key IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM {_table} AS p
+                  WHERE p.ordering_key = c.ordering_key AND p.id < c.id AND p.dispatched = 0 AND p.dead_lettered_at IS NULL))
+            ORDER BY c.id
             LIMIT @limit
             FOR UPDATE SKIP LOCKED
             """;
@@ -193,6 +196,7 @@ public sealed class MySqlOutboxStore : DbOutboxStore
         Add(command, "@options", MySqlDbType.JSON, optionsJson);
         Add(command, "@headers", MySqlDbType.JSON, headersJson);
         Add(command, "@created_at", MySqlDbType.DateTime, ToDb(message.CreatedAt));
+        Add(command, "@ordering_key", MySqlDbType.VarChar, message.OrderingKey);
         return command;
     }
 
@@ -301,6 +305,9 @@ public sealed class MySqlOutboxStore : DbOutboxStore
 
     // UTC wall-clock time without a Kind: MySqlConnector refuses a Utc DateTime when the connection string says DateTimeKind=Local
     // (and a Local one when it says Utc), but takes an Unspecified one under every setting, and never converts it.
+    /// <inheritdoc />
+    protected override object ToDbTimestamp(DateTimeOffset value) => ToDb(value);
+
     private static DateTime ToDb(DateTimeOffset value) => DateTime.SpecifyKind(value.UtcDateTime, DateTimeKind.Unspecified);
 
     private async Task<(string? Database, bool TableExists, bool PendingIndexExists, bool CleanupIndexExists, bool Complete)> ReadStateAsync(
@@ -391,8 +398,11 @@ public sealed class MySqlOutboxStore : DbOutboxStore
             attempts INT NOT NULL DEFAULT 0,
             locked_until DATETIME(6) NULL,
             last_error TEXT NULL,
+            ordering_key VARCHAR(255) NULL,
+            dead_lettered_at DATETIME(6) NULL,
             INDEX {PendingIndexDefinition(table)},
-            INDEX {CleanupIndexDefinition(table)}
+            INDEX {CleanupIndexDefinition(table)},
+            INDEX {Quote(IndexName(table, "ordering_ix"))} (ordering_key, dispatched, id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
         """;

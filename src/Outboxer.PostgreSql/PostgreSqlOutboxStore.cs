@@ -28,13 +28,15 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
 {
     private const string PendingIndexSuffix = "pending_ix";
     private const string CleanupIndexSuffix = "dispatched_at_ix";
+    private const string OrderingIndexSuffix = "ordering_ix";
+    private const string DeadLetterIndexSuffix = "dead_letters_ix";
     private const string NotifySuffix = "notify";
 
-    // Whether the schema exists, how many of the table and its two indexes do, and whether the notify trigger does.
+    // Whether the schema exists, how many of the table and its four indexes do, and whether the notify trigger does.
     private const string StateSql = """
         SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = @schema),
             (SELECT count(*)::integer FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = @schema AND c.relname IN (@table, @pending_ix, @cleanup_ix)),
+             WHERE n.nspname = @schema AND c.relname IN (@table, @pending_ix, @cleanup_ix, @ordering_ix, @dead_letters_ix)),
             EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                     WHERE n.nspname = @schema AND c.relname = @table AND t.tgname = @trigger)
@@ -75,21 +77,24 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         _lockKey = LockKey(_schema, _tableName);
         _createSchemaSql = CreateSchemaSql(_schema);
         _createTableSql = CreateTableSql(_schema, _tableName);
-        _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at) VALUES (@message_id, @payload, @options, @headers, @created_at) RETURNING id";
+        _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key) VALUES (@message_id, @payload, @options, @headers, @created_at, @ordering_key) RETURNING id";
 
         // The CTE is MATERIALIZED so the locking SELECT runs exactly once; SKIP LOCKED passes over rows that another claim,
         // a mark or a release is holding, and READ COMMITTED re-checks the WHERE on rows changed since the snapshot.
         _claimSql = $"""
             WITH claimable AS MATERIALIZED (
-                SELECT id FROM {_table}
-                WHERE NOT dispatched AND (locked_until IS NULL OR locked_until <= @now)
-                ORDER BY id
+                SELECT c.id FROM {_table} AS c
+                WHERE NOT c.dispatched AND c.dead_lettered_at IS NULL AND (c.locked_until IS NULL OR c.locked_until <= @now)
+                  AND (c.ordering_key IS NULL OR NOT EXISTS (
+                      SELECT FROM {_table} AS p
+                      WHERE p.ordering_key = c.ordering_key AND p.id < c.id AND NOT p.dispatched AND p.dead_lettered_at IS NULL))
+                ORDER BY c.id
                 LIMIT @limit
                 FOR UPDATE SKIP LOCKED)
             UPDATE {_table} AS o SET locked_until = @lease_until, attempts = o.attempts + 1
             FROM claimable
             WHERE o.id = claimable.id
-            RETURNING o.id, o.message_id, o.payload, o.options::text, o.headers::text, o.created_at, o.attempts
+            RETURNING o.id, o.message_id, o.payload, o.options::text, o.headers::text, o.created_at, o.attempts, o.ordering_key
             """;
 
         // The ids travel as the text of a bigint[] ('{1,2,3}'), not as a long[] parameter: a slim (NativeAOT) data source
@@ -247,6 +252,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         command.Parameters.Add(new NpgsqlParameter("options", NpgsqlDbType.Jsonb) { Value = (object?)optionsJson ?? DBNull.Value });
         command.Parameters.Add(new NpgsqlParameter("headers", NpgsqlDbType.Jsonb) { Value = (object?)headersJson ?? DBNull.Value });
         Add(command, "created_at", message.CreatedAt.ToUniversalTime());
+        command.Parameters.Add(new NpgsqlParameter("ordering_key", NpgsqlDbType.Text) { Value = (object?)message.OrderingKey ?? DBNull.Value });
         return command;
     }
 
@@ -280,7 +286,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         }
 
         var importer = await ((NpgsqlConnection)connection).BeginBinaryImportAsync(
-            $"COPY {_table} (message_id, payload, options, headers, created_at) FROM STDIN (FORMAT BINARY)", cancellationToken).ConfigureAwait(false);
+            $"COPY {_table} (message_id, payload, options, headers, created_at, ordering_key) FROM STDIN (FORMAT BINARY)", cancellationToken).ConfigureAwait(false);
         await using (importer.ConfigureAwait(false))
         {
             foreach (var row in rows)
@@ -291,6 +297,14 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
                 await WriteJsonAsync(importer, row.OptionsJson, cancellationToken).ConfigureAwait(false);
                 await WriteJsonAsync(importer, row.HeadersJson, cancellationToken).ConfigureAwait(false);
                 await importer.WriteAsync(row.Message.CreatedAt.ToUniversalTime(), NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
+                if (row.Message.OrderingKey is { } key)
+                {
+                    await importer.WriteAsync(key, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await importer.WriteNullAsync(cancellationToken).ConfigureAwait(false);
+                }
             }
 
             return (int)await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
@@ -356,12 +370,14 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
             Add(command, "table", _tableName);
             Add(command, "pending_ix", _pendingIndex);
             Add(command, "cleanup_ix", _cleanupIndex);
+            Add(command, "ordering_ix", IndexName(_tableName, OrderingIndexSuffix));
+            Add(command, "dead_letters_ix", IndexName(_tableName, DeadLetterIndexSuffix));
             Add(command, "trigger", _trigger);
             var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {
                 await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                return (reader.GetBoolean(0), reader.GetInt32(1) == 3 && reader.GetBoolean(2));
+                return (reader.GetBoolean(0), reader.GetInt32(1) == 5 && reader.GetBoolean(2));
             }
         }
     }
@@ -414,10 +430,14 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
                 dispatched_at timestamptz NULL,
                 attempts integer NOT NULL DEFAULT 0,
                 locked_until timestamptz NULL,
-                last_error text NULL
+                last_error text NULL,
+                ordering_key text NULL,
+                dead_lettered_at timestamptz NULL
             );
             CREATE INDEX IF NOT EXISTS "{IndexName(table, PendingIndexSuffix)}" ON {qualified} (id) WHERE NOT dispatched;
             CREATE INDEX IF NOT EXISTS "{IndexName(table, CleanupIndexSuffix)}" ON {qualified} (dispatched_at) WHERE dispatched;
+            CREATE INDEX IF NOT EXISTS "{IndexName(table, OrderingIndexSuffix)}" ON {qualified} (ordering_key, id) WHERE NOT dispatched AND ordering_key IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS "{IndexName(table, DeadLetterIndexSuffix)}" ON {qualified} (id) WHERE dead_lettered_at IS NOT NULL;
 
             """;
     }

@@ -39,11 +39,19 @@ public sealed class SqliteOutboxStore : DbOutboxStore
         options.Validate();
         _table = $"\"{options.TableName}\"";
         _createSql = GetCreateScript(options);
-        _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at) VALUES ($message_id, $payload, $options, $headers, $created_at) RETURNING id";
+        _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key) VALUES ($message_id, $payload, $options, $headers, $created_at, $ordering_key) RETURNING id";
+
+        // Only the oldest pending message of each ordering key is claimable, so a key goes one message at a time, in order.
         _claimSql = $"""
             UPDATE {_table} SET locked_until = $lease_until, attempts = attempts + 1
-            WHERE id IN (SELECT id FROM {_table} WHERE dispatched = 0 AND (locked_until IS NULL OR locked_until <= $now) ORDER BY id LIMIT $limit)
-            RETURNING id, message_id, payload, options, headers, created_at, attempts
+            WHERE id IN (
+                SELECT o.id FROM {_table} AS o
+                WHERE o.dispatched = 0 AND o.dead_lettered_at IS NULL AND (o.locked_until IS NULL OR o.locked_until <= $now)
+                  AND (o.ordering_key IS NULL OR NOT EXISTS (
+                      SELECT 1 FROM {_table} AS p
+                      WHERE p.ordering_key = o.ordering_key AND p.id < o.id AND p.dispatched = 0 AND p.dead_lettered_at IS NULL))
+                ORDER BY o.id LIMIT $limit)
+            RETURNING id, message_id, payload, options, headers, created_at, attempts, ordering_key
             """;
         _markSql = $"UPDATE {_table} SET dispatched = 1, dispatched_at = $at, locked_until = NULL WHERE id IN (SELECT value FROM json_each($ids))";
         _releaseSql = $"UPDATE {_table} SET locked_until = $retry_at, last_error = $error WHERE id = $id AND dispatched = 0";
@@ -74,9 +82,13 @@ public sealed class SqliteOutboxStore : DbOutboxStore
                 dispatched_at INTEGER NULL,
                 attempts INTEGER NOT NULL DEFAULT 0,
                 locked_until INTEGER NULL,
-                last_error TEXT NULL
+                last_error TEXT NULL,
+                ordering_key TEXT NULL,
+                dead_lettered_at INTEGER NULL
             );
             CREATE INDEX IF NOT EXISTS "{name}_pending" ON "{name}" (id) WHERE dispatched = 0;
+            CREATE INDEX IF NOT EXISTS "{name}_ordering" ON "{name}" (ordering_key, id) WHERE dispatched = 0 AND ordering_key IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS "{name}_dead_letters" ON "{name}" (id) WHERE dead_lettered_at IS NOT NULL;
             CREATE INDEX IF NOT EXISTS "{name}_dispatched_at" ON "{name}" (dispatched_at) WHERE dispatched = 1;
             """;
     }
@@ -129,6 +141,7 @@ public sealed class SqliteOutboxStore : DbOutboxStore
         AddParameter(command, "$options", optionsJson);
         AddParameter(command, "$headers", headersJson);
         AddParameter(command, "$created_at", message.CreatedAt.UtcTicks);
+        AddParameter(command, "$ordering_key", message.OrderingKey);
         return command;
     }
 
@@ -147,6 +160,9 @@ public sealed class SqliteOutboxStore : DbOutboxStore
     /// <inheritdoc />
     protected override DbCommand CreateRemoveCommand(DbConnection connection, DateTimeOffset dispatchedBefore, int batchSize) =>
         Command(connection, _removeSql, ("$cutoff", dispatchedBefore.UtcTicks), ("$limit", batchSize));
+
+    /// <inheritdoc />
+    protected override object ToDbTimestamp(DateTimeOffset value) => value.UtcTicks;
 
     /// <inheritdoc />
     protected override DateTimeOffset ReadTimestamp(DbDataReader reader, int ordinal)

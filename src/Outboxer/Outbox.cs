@@ -291,6 +291,43 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         return total;
     }
 
+    /// <summary>
+    /// Reads the dead letters: messages that failed <see cref="OutboxOptions.MaxAttempts"/> times, or once with a failure that cannot
+    /// succeed, with their <see cref="OutboxMessage.LastError"/> and <see cref="OutboxMessage.DeadLetteredAt"/>, oldest first.
+    /// </summary>
+    /// <param name="limit">The most messages to return.</param>
+    /// <param name="afterId">Return only messages with a greater id, to read page after page; 0 for the first page.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The dead letters.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="limit"/> is not positive.</exception>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public Task<IReadOnlyList<OutboxMessage>> GetDeadLettersAsync(int limit = 100, long afterId = 0, CancellationToken cancellationToken = default) =>
+        _store.GetDeadLettersAsync(limit, afterId, cancellationToken);
+
+    /// <summary>Makes dead letters pending again with their attempts reset, and wakes the dispatcher to publish them.</summary>
+    /// <param name="ids">The ids to requeue; <see langword="null"/> for every dead letter.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>How many messages were requeued.</returns>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public async Task<int> RequeueDeadLettersAsync(IReadOnlyCollection<long>? ids = null, CancellationToken cancellationToken = default)
+    {
+        var count = await _store.RequeueDeadLettersAsync(ids, cancellationToken).ConfigureAwait(false);
+        if (count > 0)
+        {
+            _dispatcher.Wake(committed: true);
+        }
+
+        return count;
+    }
+
+    /// <summary>Deletes dead letters.</summary>
+    /// <param name="ids">The ids to delete; <see langword="null"/> for every dead letter.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>How many messages were deleted.</returns>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public Task<int> PurgeDeadLettersAsync(IReadOnlyCollection<long>? ids = null, CancellationToken cancellationToken = default) =>
+        _store.PurgeDeadLettersAsync(ids, cancellationToken);
+
     /// <summary>Deletes every message dispatched longer ago than <see cref="OutboxOptions.CleanupOlderThan"/> now, in batches, without waiting for the cleanup loop.</summary>
     /// <param name="cancellationToken">A token to cancel the operation.</param>
     /// <returns>How many messages were deleted.</returns>

@@ -30,6 +30,9 @@ public static class OutboxEventIds
     /// <summary>Listening for other processes' commits failed; the dispatcher polls meanwhile and listens again.</summary>
     public const int ListenFailed = 1007;
 
+    /// <summary>A message was moved to the dead letters.</summary>
+    public const int DeadLettered = 1008;
+
     /// <summary>The cleanup started.</summary>
     public const int CleanupStarted = 2000;
 

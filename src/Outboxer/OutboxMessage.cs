@@ -20,6 +20,7 @@ namespace Outboxer;
 public sealed class OutboxMessage
 {
     private byte[] _payload;
+    private string? _orderingKey;
 
     /// <summary>Initializes a new message with the given payload.</summary>
     /// <param name="payload">The message body, sent to the broker unchanged.</param>
@@ -64,6 +65,39 @@ public sealed class OutboxMessage
 
     /// <summary>Gets or sets how many times the dispatcher has claimed the message for publishing.</summary>
     public int Attempts { get; set; }
+
+    /// <summary>
+    /// Gets or sets the ordering key: messages with the same key are published one at a time, in the order they were committed,
+    /// across every dispatcher; messages with different keys (or none) go in parallel, and a failing key pauses only itself.
+    /// Brokers that have the notion use it: the Kinesis partition key, the SQS FIFO message group, the Pub/Sub ordering key.
+    /// </summary>
+    /// <value>At most 255 characters; <see langword="null"/> (the default) for no ordering.</value>
+    /// <exception cref="ArgumentException">The value is empty or longer than 255 characters.</exception>
+    public string? OrderingKey
+    {
+        get => _orderingKey;
+        set
+        {
+            if (value is { Length: 0 or > MaxOrderingKeyLength })
+            {
+                throw new ArgumentException($"An ordering key must have 1 to {MaxOrderingKeyLength} characters, but it has {value.Length}.", nameof(value));
+            }
+
+            _orderingKey = value;
+        }
+    }
+
+    /// <summary>Gets or sets the failure of the last attempt to publish the message, or <see langword="null"/>.</summary>
+    public string? LastError { get; set; }
+
+    /// <summary>
+    /// Gets or sets when the message was moved to the dead letters (after <see cref="OutboxOptions.MaxAttempts"/> attempts, or at once
+    /// for a failure that cannot succeed), or <see langword="null"/>. Dead letters are kept, not published, until requeued or purged.
+    /// </summary>
+    public DateTimeOffset? DeadLetteredAt { get; set; }
+
+    /// <summary>The longest <see cref="OrderingKey"/> accepted.</summary>
+    public const int MaxOrderingKeyLength = 255;
 
     /// <summary>Gets or sets the message body, sent to the broker unchanged.</summary>
     /// <exception cref="ArgumentNullException">The value is <see langword="null"/>.</exception>

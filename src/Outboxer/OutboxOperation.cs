@@ -17,4 +17,7 @@ public enum OutboxOperation
 
     /// <summary>Deleting old dispatched messages.</summary>
     Cleanup,
+
+    /// <summary>Moving a message that cannot be published to the dead letters.</summary>
+    DeadLetter,
 }

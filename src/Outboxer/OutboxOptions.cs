@@ -49,12 +49,18 @@ public sealed class OutboxOptions
     /// <value>The default value is 5 seconds. Must not be negative.</value>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>
-    /// Gets or sets the longest a failed message waits before it is tried again. A message that failed with a non-transient
-    /// <see cref="OutboxException"/> (unroutable, too large, an invalid option) waits this long at once.
-    /// </summary>
+    /// <summary>Gets or sets the longest a failed message waits before it is tried again.</summary>
     /// <value>The default value is 5 minutes. Must not be less than <see cref="RetryDelay"/>.</value>
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Gets or sets how many times a message is tried before it moves to the dead letters (kept, queryable, and requeued or purged
+    /// through <see cref="Outbox.GetDeadLettersAsync"/>, <see cref="Outbox.RequeueDeadLettersAsync"/> and
+    /// <see cref="Outbox.PurgeDeadLettersAsync"/>). A failure that cannot succeed (a non-transient <see cref="OutboxException"/>:
+    /// unroutable, too large, an invalid option) moves it there at once.
+    /// </summary>
+    /// <value>The default value is 10. Must be positive.</value>
+    public int MaxAttempts { get; set; } = 10;
 
     /// <summary>
     /// Gets or sets how many notifications <see cref="Outbox.Dispatched"/> and <see cref="Outbox.Errors"/> each keep for a slow
@@ -75,6 +81,7 @@ public sealed class OutboxOptions
         Positive(CleanupBatchSize, nameof(CleanupBatchSize));
         Positive(MessageBatchSize, nameof(MessageBatchSize));
         Positive(NotificationCapacity, nameof(NotificationCapacity));
+        Positive(MaxAttempts, nameof(MaxAttempts));
         if (RetryDelay < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(RetryDelay), RetryDelay, $"OutboxOptions.{nameof(RetryDelay)} must not be negative, but it is {RetryDelay}.");

@@ -79,7 +79,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
 
             var id = await stores[3].AddWithinTransactionAsync(NewMessage("after the race"), null, Ct);
             Assert.Equal(id, Assert.Single(await stores[7].ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
-            Assert.Equal([$"{table}_dispatched_at_ix", $"{table}_pending_ix"], (await ReadIndexesAsync(table)).Keys.Order());
+            Assert.Equal([$"{table}_dispatched_at_ix", $"{table}_ordering_ix", $"{table}_pending_ix"], (await ReadIndexesAsync(table)).Keys.Order());
         }
     }
 
@@ -190,10 +190,11 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
         Assert.StartsWith("int", columns["attempts"].Type, StringComparison.Ordinal);
         Assert.Equal(("datetime(6)", "YES", null), columns["locked_until"]);
         Assert.Equal(("text", "YES", "utf8mb4"), columns["last_error"]);
-        Assert.Equal(11, columns.Count);
+        Assert.Equal(13, columns.Count);
 
         var indexes = await ReadIndexesAsync(_table);
-        Assert.Equal(2, indexes.Count);
+        Assert.Equal(3, indexes.Count);
+        Assert.Equal("ordering_key,dispatched,id", indexes[$"{_table}_ordering_ix"]);
         Assert.Equal("dispatched,id", indexes[$"{_table}_pending_ix"]);
         Assert.Equal("dispatched,dispatched_at", indexes[$"{_table}_dispatched_at_ix"]);
     }
@@ -210,7 +211,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
 
         await CreateStore().EnsureCreatedAsync(Ct);
 
-        Assert.Equal(2, (await ReadIndexesAsync(_table)).Count);
+        Assert.Equal(3, (await ReadIndexesAsync(_table)).Count);
         Assert.Equal(id, Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
     }
 
@@ -487,7 +488,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
 
         await ExecuteAsync(holder, null, $"DO RELEASE_LOCK('{lockName}')");
         await new MySqlOutboxStore(_dataSource, Options(table)).EnsureCreatedAsync(Ct);
-        Assert.Equal(2, (await ReadIndexesAsync(table)).Count);
+        Assert.Equal(3, (await ReadIndexesAsync(table)).Count);
     }
 
     [Fact]
@@ -514,8 +515,8 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
 
         Assert.Equal("a", Encoding.UTF8.GetString(Assert.Single(await first.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Payload));
         Assert.Equal("b", Encoding.UTF8.GetString(Assert.Single(await second.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Payload));
-        Assert.Equal([$"{a}_dispatched_at_ix", $"{a}_pending_ix"], (await ReadIndexesAsync(a)).Keys.Order());
-        Assert.Equal([$"{b}_dispatched_at_ix", $"{b}_pending_ix"], (await ReadIndexesAsync(b)).Keys.Order());
+        Assert.Equal([$"{a}_dispatched_at_ix", $"{a}_ordering_ix", $"{a}_pending_ix"], (await ReadIndexesAsync(a)).Keys.Order());
+        Assert.Equal([$"{b}_dispatched_at_ix", $"{b}_ordering_ix", $"{b}_pending_ix"], (await ReadIndexesAsync(b)).Keys.Order());
     }
 
     [Fact]
@@ -526,14 +527,14 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
         await new MySqlOutboxStore(_dataSource, Options(table)).EnsureCreatedAsync(Ct);
 
         var indexes = await ReadIndexesAsync(table);
-        Assert.Equal(2, indexes.Count);
+        Assert.Equal(3, indexes.Count);
         Assert.All(indexes.Keys, name => Assert.True(name.Length <= SqlIdentifier.MaxLength, name));
         Assert.Single(indexes, i => i.Key.EndsWith("_pending_ix", StringComparison.Ordinal) && i.Value == "dispatched,id");
         Assert.Single(indexes, i => i.Key.EndsWith("_dispatched_at_ix", StringComparison.Ordinal) && i.Value == "dispatched,dispatched_at");
 
         // Running the check again finds everything in place instead of creating anything.
         await new MySqlOutboxStore(_dataSource, Options(table)).EnsureCreatedAsync(Ct);
-        Assert.Equal(2, (await ReadIndexesAsync(table)).Count);
+        Assert.Equal(3, (await ReadIndexesAsync(table)).Count);
     }
 
     [Fact]

@@ -90,7 +90,7 @@ public sealed class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
 
             var id = await stores[3].AddWithinTransactionAsync(NewMessage("after the race"), null, Ct);
             Assert.Equal(id, Assert.Single(await stores[7].ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
-            Assert.Equal(2, (await ReadIndexesAsync(schema)).Count);
+            Assert.Equal(4, (await ReadIndexesAsync(schema)).Count);
         }
     }
 
@@ -185,12 +185,16 @@ public sealed class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
         Assert.Equal(("integer", "NO", "NO"), columns["attempts"]);
         Assert.Equal(("timestamp with time zone", "YES", "NO"), columns["locked_until"]);
         Assert.Equal(("text", "YES", "NO"), columns["last_error"]);
-        Assert.Equal(11, columns.Count);
+        Assert.Equal(("text", "YES", "NO"), columns["ordering_key"]);
+        Assert.Equal(("timestamp with time zone", "YES", "NO"), columns["dead_lettered_at"]);
+        Assert.Equal(13, columns.Count);
 
         var indexes = await ReadIndexesAsync(_schema);
-        Assert.Equal(2, indexes.Count);
+        Assert.Equal(4, indexes.Count);
         Assert.EndsWith("(id) WHERE (NOT dispatched)", indexes["outbox_messages_pending_ix"], StringComparison.Ordinal);
         Assert.EndsWith("(dispatched_at) WHERE dispatched", indexes["outbox_messages_dispatched_at_ix"], StringComparison.Ordinal);
+        Assert.EndsWith("(ordering_key, id) WHERE ((NOT dispatched) AND (ordering_key IS NOT NULL))", indexes["outbox_messages_ordering_ix"], StringComparison.Ordinal);
+        Assert.EndsWith("(id) WHERE (dead_lettered_at IS NOT NULL)", indexes["outbox_messages_dead_letters_ix"], StringComparison.Ordinal);
     }
 
     [Fact]
@@ -287,27 +291,29 @@ public sealed class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
         Assert.Equal(1, a);
         Assert.Equal(1, b);
         var indexes = await ReadIndexesAsync(_schema);
-        Assert.Equal(["outbox_a_dispatched_at_ix", "outbox_a_pending_ix", "outbox_b_dispatched_at_ix", "outbox_b_pending_ix"], indexes.Keys.Order());
+        Assert.Equal(
+            ["outbox_a_dead_letters_ix", "outbox_a_dispatched_at_ix", "outbox_a_ordering_ix", "outbox_a_pending_ix", "outbox_b_dead_letters_ix", "outbox_b_dispatched_at_ix", "outbox_b_ordering_ix", "outbox_b_pending_ix"],
+            indexes.Keys.Order());
         Assert.Contains("ON " + _schema + ".outbox_a ", indexes["outbox_a_pending_ix"], StringComparison.Ordinal);
         Assert.Contains("ON " + _schema + ".outbox_b ", indexes["outbox_b_pending_ix"], StringComparison.Ordinal);
     }
 
     [Fact]
-    public async Task A_table_name_of_the_longest_allowed_length_still_gets_two_distinct_indexes()
+    public async Task A_table_name_of_the_longest_allowed_length_still_gets_distinct_indexes()
     {
         var table = new string('t', SqlIdentifier.MaxLength);
         var store = new PostgreSqlOutboxStore(_dataSource, Options(table: table));
         await store.EnsureCreatedAsync(Ct);
 
         var indexes = await ReadIndexesAsync(_schema);
-        Assert.Equal(2, indexes.Count);
+        Assert.Equal(4, indexes.Count);
         Assert.All(indexes.Keys, name => Assert.True(name.Length <= SqlIdentifier.MaxLength, name));
         Assert.Single(indexes, i => i.Key.EndsWith("_pending_ix", StringComparison.Ordinal) && i.Value.EndsWith("(id) WHERE (NOT dispatched)", StringComparison.Ordinal));
         Assert.Single(indexes, i => i.Key.EndsWith("_dispatched_at_ix", StringComparison.Ordinal) && i.Value.EndsWith("(dispatched_at) WHERE dispatched", StringComparison.Ordinal));
 
         // Running the check again finds everything in place instead of creating anything.
         await new PostgreSqlOutboxStore(_dataSource, Options(table: table)).EnsureCreatedAsync(Ct);
-        Assert.Equal(2, (await ReadIndexesAsync(_schema)).Count);
+        Assert.Equal(4, (await ReadIndexesAsync(_schema)).Count);
     }
 
     [Fact]

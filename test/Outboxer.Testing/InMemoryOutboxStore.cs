@@ -97,7 +97,7 @@ public sealed class InMemoryOutboxStore : IOutboxStore
         lock (_lock)
         {
             claimed = [];
-            foreach (var row in _rows.Where(r => !r.Dispatched && (r.LockedUntil is null || r.LockedUntil <= now)).Take(batchSize))
+            foreach (var row in _rows.Where(r => r.IsPending && (r.LockedUntil is null || r.LockedUntil <= now) && IsHeadOfItsKey(r)).Take(batchSize))
             {
                 row.LockedUntil = leaseUntil;
                 row.Message.Attempts++;
@@ -140,6 +140,70 @@ public sealed class InMemoryOutboxStore : IOutboxStore
     }
 
     /// <inheritdoc />
+    public Task DeadLetterAsync(long id, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var row = _rows.Single(r => r.Message.Id == id);
+            if (!row.Dispatched)
+            {
+                row.Message.DeadLetteredAt = deadLetteredAt;
+                row.LastError = error;
+                row.LockedUntil = null;
+            }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<OutboxMessage>> GetDeadLettersAsync(int limit, long afterId = 0, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult<IReadOnlyList<OutboxMessage>>(_rows
+                .Where(r => r.Message.DeadLetteredAt is not null && r.Message.Id > afterId)
+                .Take(limit)
+                .Select(r =>
+                {
+                    var copy = Copy(r.Message);
+                    copy.LastError = r.LastError;
+                    copy.DeadLetteredAt = r.Message.DeadLetteredAt;
+                    return copy;
+                })
+                .ToList());
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<int> RequeueDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var rows = DeadLetters(ids);
+            foreach (var row in rows)
+            {
+                row.Message.DeadLetteredAt = null;
+                row.Message.Attempts = 0;
+                row.LockedUntil = null;
+            }
+
+            return Task.FromResult(rows.Count);
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<int> PurgeDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var rows = DeadLetters(ids);
+            _rows.RemoveAll(rows.Contains);
+            return Task.FromResult(rows.Count);
+        }
+    }
+
+    /// <inheritdoc />
     public Task<int> RemoveDispatchedAsync(DateTimeOffset dispatchedBefore, int batchSize, CancellationToken cancellationToken = default)
     {
         lock (_lock)
@@ -154,6 +218,14 @@ public sealed class InMemoryOutboxStore : IOutboxStore
         }
     }
 
+    private List<Row> DeadLetters(IReadOnlyCollection<long>? ids) =>
+        _rows.Where(r => r.Message.DeadLetteredAt is not null && (ids is null || ids.Contains(r.Message.Id))).ToList();
+
+    // As the database stores do: a keyed message waits while an older message with its key is pending.
+    private bool IsHeadOfItsKey(Row row) =>
+        row.Message.OrderingKey is null ||
+        !_rows.Any(r => r.IsPending && r.Message.OrderingKey == row.Message.OrderingKey && r.Message.Id < row.Message.Id);
+
     private static OutboxMessage Copy(OutboxMessage source)
     {
         var copy = new OutboxMessage(source.Payload)
@@ -162,6 +234,7 @@ public sealed class InMemoryOutboxStore : IOutboxStore
             MessageId = source.MessageId,
             CreatedAt = source.CreatedAt,
             Attempts = source.Attempts,
+            OrderingKey = source.OrderingKey,
         };
         foreach (var (key, value) in source.Options)
         {
@@ -181,6 +254,8 @@ public sealed class InMemoryOutboxStore : IOutboxStore
         public OutboxMessage Message { get; } = message;
 
         public bool Dispatched { get; set; }
+
+        public bool IsPending => !Dispatched && Message.DeadLetteredAt is null;
 
         public DateTimeOffset? LockedUntil { get; set; }
 

@@ -374,6 +374,77 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         Assert.Empty(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
     }
 
+    [Fact]
+    public async Task Only_the_oldest_pending_message_of_each_ordering_key_is_claimable()
+    {
+        var store = CreateStore();
+        var ids = new Dictionary<string, long>();
+        foreach (var (name, key) in new[] { ("a1", "a"), ("b1", "b"), ("a2", "a"), ("n1", null), ("b2", "b"), ("a3", "a"), ("n2", null) })
+        {
+            var message = NewMessage(name);
+            message.OrderingKey = key;
+            ids[name] = await store.AddWithinTransactionAsync(message, null, Ct);
+        }
+
+        var first = await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct);
+        Assert.Equal([ids["a1"], ids["b1"], ids["n1"], ids["n2"]], first.Select(m => m.Id));
+        Assert.Equal("a", first[0].OrderingKey);
+        Assert.Null(first[2].OrderingKey);
+
+        // While a key's head is leased (or waiting for a retry), nothing behind it is claimable, by this claimer or another.
+        Assert.Empty(await CreateStore().ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+
+        await store.MarkDispatchedAsync([ids["a1"], ids["n1"], ids["n2"]], T0, Ct);
+        await store.ReleaseAsync(ids["b1"], T0.AddMinutes(1), "b1 failed", Ct);
+        Assert.Equal([ids["a2"]], (await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Select(m => m.Id));
+
+        // A dead-lettered head no longer holds its key back.
+        await store.DeadLetterAsync(ids["b1"], T0, "b1 gave up", Ct);
+        Assert.Equal([ids["b2"]], (await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Select(m => m.Id));
+    }
+
+    [Fact]
+    public async Task Dead_letters_are_kept_out_of_claims_listed_with_their_error_requeued_and_purged()
+    {
+        var store = CreateStore();
+        var ids = new List<long>();
+        for (var i = 0; i < 4; i++)
+        {
+            var message = NewMessage($"m{i}");
+            message.OrderingKey = $"key{i}";
+            ids.Add(await store.AddWithinTransactionAsync(message, null, Ct));
+        }
+
+        Assert.Equal(4, (await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Count);
+        foreach (var id in ids.Take(3))
+        {
+            await store.DeadLetterAsync(id, T0.AddSeconds(1), $"unroutable {id}", Ct);
+        }
+
+        var later = T0.AddHours(1);
+        Assert.Equal([ids[3]], (await store.ClaimAsync(10, later, later.AddSeconds(30), Ct)).Select(m => m.Id));
+
+        var dead = await store.GetDeadLettersAsync(10, 0, Ct);
+        Assert.Equal(ids.Take(3), dead.Select(m => m.Id));
+        Assert.Equal($"unroutable {ids[0]}", dead[0].LastError);
+        Assert.Equal(T0.AddSeconds(1), dead[0].DeadLetteredAt);
+        Assert.Equal("key0", dead[0].OrderingKey);
+        Assert.Equal("m0", Encoding.UTF8.GetString(dead[0].Payload));
+        Assert.Equal([ids[1], ids[2]], (await store.GetDeadLettersAsync(5, ids[0], Ct)).Select(m => m.Id));
+        Assert.Equal([ids[0]], (await store.GetDeadLettersAsync(1, 0, Ct)).Select(m => m.Id));
+
+        Assert.Equal(1, await store.RequeueDeadLettersAsync([ids[0], ids[3]], Ct));
+        var requeued = Assert.Single(await store.ClaimAsync(10, later, later.AddSeconds(30), Ct));
+        Assert.Equal(ids[0], requeued.Id);
+        Assert.Equal(1, requeued.Attempts);
+
+        Assert.Equal(1, await store.PurgeDeadLettersAsync([ids[1]], Ct));
+        Assert.Equal([ids[2]], (await store.GetDeadLettersAsync(10, 0, Ct)).Select(m => m.Id));
+        Assert.Equal(1, await store.PurgeDeadLettersAsync(null, Ct));
+        Assert.Empty(await store.GetDeadLettersAsync(10, 0, Ct));
+        Assert.Equal(0, await store.RequeueDeadLettersAsync(null, Ct));
+    }
+
     /// <summary>Creates a message with the id and creation time an <see cref="Outbox"/> would assign.</summary>
     protected static OutboxMessage NewMessage(string payload) =>
         new(payload) { MessageId = Guid.CreateVersion7(), CreatedAt = T0.AddTicks(Random.Shared.Next(1, 1000) * 10) };

@@ -109,6 +109,14 @@ public sealed class OutboxCleanupTests
 
         public Task ReleaseAsync(long id, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default) => inner.ReleaseAsync(id, retryAt, error, cancellationToken);
 
+        public Task DeadLetterAsync(long id, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default) => inner.DeadLetterAsync(id, deadLetteredAt, error, cancellationToken);
+
+        public Task<IReadOnlyList<OutboxMessage>> GetDeadLettersAsync(int limit, long afterId = 0, CancellationToken cancellationToken = default) => inner.GetDeadLettersAsync(limit, afterId, cancellationToken);
+
+        public Task<int> RequeueDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default) => inner.RequeueDeadLettersAsync(ids, cancellationToken);
+
+        public Task<int> PurgeDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default) => inner.PurgeDeadLettersAsync(ids, cancellationToken);
+
         public async Task<int> RemoveDispatchedAsync(DateTimeOffset dispatchedBefore, int batchSize, CancellationToken cancellationToken = default)
         {
             try

@@ -183,17 +183,102 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
     }
 
     [Fact]
-    public async Task A_message_that_cannot_succeed_waits_the_longest_retry_delay_at_once()
+    public async Task A_message_that_cannot_succeed_is_dead_lettered_at_once_and_can_be_requeued_or_purged()
     {
-        var outbox = Create(new OutboxOptions { RetryDelay = TimeSpan.FromSeconds(5), MaxRetryDelay = TimeSpan.FromMinutes(5) });
-        _publisher.Fail = _ => new OutboxException("unroutable", isTransient: false);
-        await outbox.SendAsync(new OutboxMessage("poison"), Ct);
-        await outbox.DispatchPendingAsync(Ct);
+        var outbox = Create();
+        var unroutable = true;
+        _publisher.Fail = m => unroutable && Encoding.UTF8.GetString(m.Payload) != "fine" ? new OutboxException("unroutable", isTransient: false) : null;
+        var poison = new OutboxMessage("poison");
+        var other = new OutboxMessage("other poison");
+        await outbox.SendAsync(poison, Ct);
+        await outbox.SendAsync(other, Ct);
+        await outbox.SendAsync(new OutboxMessage("fine"), Ct);
 
-        _time.Advance(TimeSpan.FromMinutes(5) - TimeSpan.FromTicks(1));
+        Assert.Equal(3, await outbox.DispatchPendingAsync(Ct));
+        _time.Advance(TimeSpan.FromDays(1));
         Assert.Equal(0, await outbox.DispatchPendingAsync(Ct));
-        _time.Advance(TimeSpan.FromTicks(1));
+
+        var dead = await outbox.GetDeadLettersAsync(cancellationToken: Ct);
+        Assert.Equal([poison.Id, other.Id], dead.Select(m => m.Id));
+        Assert.Equal("OutboxException: unroutable", dead[0].LastError);
+        Assert.Equal(_time.GetUtcNow().AddDays(-1), dead[0].DeadLetteredAt);
+        Assert.Equal([other.Id], (await outbox.GetDeadLettersAsync(10, afterId: poison.Id, Ct)).Select(m => m.Id));
+
+        unroutable = false;
+        Assert.Equal(1, await outbox.RequeueDeadLettersAsync([poison.Id], Ct));
         Assert.Equal(1, await outbox.DispatchPendingAsync(Ct));
+        Assert.Contains(_publisher.Published, m => m.Id == poison.Id);
+        Assert.Equal(1, await outbox.PurgeDeadLettersAsync(cancellationToken: Ct));
+        Assert.Empty(await outbox.GetDeadLettersAsync(cancellationToken: Ct));
+        Assert.Equal(0, _store.PendingCount);
+    }
+
+    [Fact]
+    public async Task A_message_is_dead_lettered_after_its_last_allowed_attempt()
+    {
+        var outbox = Create(new OutboxOptions { MaxAttempts = 3, RetryDelay = TimeSpan.FromSeconds(1), MaxRetryDelay = TimeSpan.FromSeconds(1) });
+        _publisher.Fail = _ => new InvalidOperationException("broker down");
+        var errors = outbox.Errors;
+        await outbox.SendAsync(new OutboxMessage("flaky"), Ct);
+
+        for (var attempt = 1; attempt <= 3; attempt++)
+        {
+            Assert.Empty(await outbox.GetDeadLettersAsync(cancellationToken: Ct));
+            Assert.Equal(1, await outbox.DispatchPendingAsync(Ct));
+            _time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        Assert.Equal(0, await outbox.DispatchPendingAsync(Ct));
+        var dead = Assert.Single(await outbox.GetDeadLettersAsync(cancellationToken: Ct));
+        Assert.Equal(3, dead.Attempts);
+        Assert.Equal("InvalidOperationException: broker down", dead.LastError);
+        Assert.Equal(3, _publisher.Attempts);
+        var reported = 0;
+        while (errors.TryRead(out var error))
+        {
+            Assert.Equal(OutboxOperation.Publish, error.Operation);
+            reported++;
+        }
+
+        Assert.Equal(3, reported);
+    }
+
+    [Fact]
+    public async Task Messages_with_one_ordering_key_go_one_at_a_time_in_order_and_a_failing_key_pauses_only_itself()
+    {
+        var outbox = Create(new OutboxOptions { RetryDelay = TimeSpan.FromSeconds(5) });
+        var failFirstA = true;
+        _publisher.Fail = m => failFirstA && Encoding.UTF8.GetString(m.Payload) == "a1" ? new InvalidOperationException("a1 failed") : null;
+        foreach (var (key, payload) in new[] { ("a", "a1"), ("b", "b1"), ("a", "a2"), ((string?)null, "n1"), ("b", "b2"), ("a", "a3") })
+        {
+            await outbox.SendAsync(new OutboxMessage(payload) { OrderingKey = key }, Ct);
+        }
+
+        await outbox.DispatchPendingAsync(Ct);
+        Assert.Equal(["b1", "n1", "b2"], Payloads());
+
+        failFirstA = false;
+        _time.Advance(TimeSpan.FromSeconds(5));
+        await outbox.DispatchPendingAsync(Ct);
+        Assert.Equal(["b1", "n1", "b2", "a1", "a2", "a3"], Payloads());
+
+        List<string> Payloads() => [.. _publisher.Published.Select(m => Encoding.UTF8.GetString(m.Payload))];
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData(null)]
+    public void An_ordering_key_must_have_one_to_255_characters(string? tooShort)
+    {
+        var message = new OutboxMessage("x") { OrderingKey = "k" };
+        message.OrderingKey = null;
+        if (tooShort is not null)
+        {
+            Assert.Throws<ArgumentException>(() => message.OrderingKey = tooShort);
+        }
+
+        Assert.Throws<ArgumentException>(() => message.OrderingKey = new string('k', 256));
+        message.OrderingKey = new string('k', 255);
     }
 
     [Fact]

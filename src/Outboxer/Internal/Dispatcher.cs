@@ -352,15 +352,38 @@ internal sealed class Dispatcher
 
     private async Task ReleaseAsync(OutboxMessage message, Exception failure, CancellationToken cancellationToken)
     {
-        // A failure that cannot succeed by retrying (unroutable, too large, a wrong option) waits the longest delay at once,
-        // so it never spins; dead-lettering it is the next step.
-        var delay = failure is OutboxException { IsTransient: false } ? _options.MaxRetryDelay : _options.RetryDelayAfter(message.Attempts);
-        var retryAt = _time.GetUtcNow() + delay;
-        Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
         _errors.Publish(new OutboxError(OutboxOperation.Publish, failure, message.Id, message.MessageId));
+        var error = $"{failure.GetType().Name}: {failure.Message}";
+        var now = _time.GetUtcNow();
+
+        // A failure that cannot succeed by retrying (unroutable, too large, a wrong option), or the last allowed attempt, moves the
+        // message to the dead letters, where it is kept for an operator instead of blocking or spinning.
+        var permanent = failure is OutboxException { IsTransient: false };
+        if (permanent || message.Attempts >= _options.MaxAttempts)
+        {
+            Log.DeadLettered(_logger, failure, message.Id, message.MessageId, message.Attempts, permanent);
+            try
+            {
+                await _store.DeadLetterAsync(message.Id, now, error, cancellationToken).ConfigureAwait(false);
+                Telemetry.DeadLetteredMessages.Add(1);
+            }
+#pragma warning disable CA1031 // Reported; the row comes back after its lease and fails again.
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                Log.ReleaseFailed(_logger, ex, message.Id);
+                _errors.Publish(new OutboxError(OutboxOperation.DeadLetter, ex, message.Id, message.MessageId));
+            }
+
+            return;
+        }
+
+        var retryAt = now + _options.RetryDelayAfter(message.Attempts);
+        Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
+        Telemetry.RetriedMessages.Add(1);
         try
         {
-            await _store.ReleaseAsync(message.Id, retryAt, $"{failure.GetType().Name}: {failure.Message}", cancellationToken).ConfigureAwait(false);
+            await _store.ReleaseAsync(message.Id, retryAt, error, cancellationToken).ConfigureAwait(false);
         }
 #pragma warning disable CA1031 // Reported; the row comes back after its lease anyway.
         catch (Exception ex)

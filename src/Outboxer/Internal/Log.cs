@@ -20,6 +20,9 @@ internal static partial class Log
     [LoggerMessage(EventId = OutboxEventIds.PublishFailed, Level = LogLevel.Warning, Message = "Could not publish outbox message {Id} ({MessageId}), attempt {Attempt}; retrying at {RetryAt}")]
     public static partial void PublishFailed(ILogger logger, Exception exception, long id, Guid messageId, int attempt, DateTimeOffset retryAt);
 
+    [LoggerMessage(EventId = OutboxEventIds.DeadLettered, Level = LogLevel.Error, Message = "Moved outbox message {Id} ({MessageId}) to the dead letters after attempt {Attempt} (permanent failure: {Permanent})")]
+    public static partial void DeadLettered(ILogger logger, Exception exception, long id, Guid messageId, int attempt, bool permanent);
+
     [LoggerMessage(EventId = OutboxEventIds.MarkDispatchedFailed, Level = LogLevel.Error, Message = "Could not mark {Count} published messages as dispatched; they will be published again after their lease")]
     public static partial void MarkDispatchedFailed(ILogger logger, Exception exception, int count);
 

@@ -30,6 +30,12 @@ internal static class Telemetry
     public static readonly Counter<long> FailedMessages = Meter.CreateCounter<long>(
         "outboxer.messages.failed", "{message}", "Publish attempts that failed; the message is retried after a delay.");
 
+    public static readonly Counter<long> RetriedMessages = Meter.CreateCounter<long>(
+        "outboxer.messages.retried", "{message}", "Failed messages scheduled for another attempt.");
+
+    public static readonly Counter<long> DeadLetteredMessages = Meter.CreateCounter<long>(
+        "outboxer.messages.dead_lettered", "{message}", "Messages moved to the dead letters.");
+
     public static readonly Counter<long> ClaimedMessages = Meter.CreateCounter<long>(
         "outboxer.messages.claimed", "{message}", "Messages claimed from the store for publishing.");
 

@@ -11,7 +11,9 @@ namespace Outboxer.Providers;
 /// <remarks>
 /// Every operation takes a pooled connection from the <see cref="DbDataSource"/> for its own duration only; no connection
 /// or transaction stays open between operations, and none stays open while the dispatcher waits on the broker.
-/// The claim command must return the columns <c>id, message_id, payload, options, headers, created_at, attempts</c> in that order.
+/// The claim command must return the columns <c>id, message_id, payload, options, headers, created_at, attempts, ordering_key</c> in that
+/// order. The table needs the columns every store has: <c>id, message_id, payload, options, headers, created_at, dispatched (boolean or
+/// 0/1), dispatched_at, attempts, locked_until, last_error, ordering_key, dead_lettered_at</c>.
 /// </remarks>
 public abstract class DbOutboxStore : IOutboxStore
 {
@@ -41,7 +43,10 @@ public abstract class DbOutboxStore : IOutboxStore
     /// <summary>Gets the data source the store opens its own connections from.</summary>
     protected DbDataSource DataSource { get; }
 
-    /// <summary>Gets a human-readable name of the table, used in error messages (for example <c>"public"."outbox_messages"</c>).</summary>
+    /// <summary>
+    /// Gets the table's quoted (and, where the database has them, qualified) name, for SQL and error messages (for example
+    /// <c>"public"."outbox_messages"</c>). The statements the base class writes itself (dead letters) use it.
+    /// </summary>
     protected abstract string TableDisplayName { get; }
 
     /// <inheritdoc />
@@ -237,6 +242,73 @@ public abstract class DbOutboxStore : IOutboxStore
     }
 
     /// <inheritdoc />
+    public Task DeadLetterAsync(long id, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        return ExecuteAsync(
+            "move a message to the dead letters",
+            c => Command(
+                c,
+                $"UPDATE {TableDisplayName} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND dispatched = FALSE",
+                ("@at", ToDbTimestamp(deadLetteredAt)),
+                ("@error", Truncate(error, 4000)),
+                ("@id", id)),
+            cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<OutboxMessage>> GetDeadLettersAsync(int limit, long afterId = 0, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
+        return WrapAsync<IReadOnlyList<OutboxMessage>>("read the dead letters", async () =>
+        {
+            await EnsureCreatedOnceAsync(cancellationToken).ConfigureAwait(false);
+            var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                var command = Command(
+                    connection,
+                    $"""
+                    SELECT id, message_id, payload, options, headers, created_at, attempts, ordering_key, last_error, dead_lettered_at
+                    FROM {TableDisplayName} WHERE dead_lettered_at IS NOT NULL AND id > @after ORDER BY id LIMIT @limit
+                    """,
+                    ("@after", afterId),
+                    ("@limit", limit));
+                await using (command.ConfigureAwait(false))
+                {
+                    var messages = new List<OutboxMessage>(Math.Min(limit, 1024));
+                    var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await using (reader.ConfigureAwait(false))
+                    {
+                        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        {
+                            var message = ReadClaimed(reader);
+                            message.LastError = reader.IsDBNull(8) ? null : reader.GetString(8);
+                            message.DeadLetteredAt = ReadTimestamp(reader, 9);
+                            messages.Add(message);
+                        }
+                    }
+
+                    return messages;
+                }
+            }
+        });
+    }
+
+    /// <inheritdoc />
+    public Task<int> RequeueDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default) =>
+        ForDeadLettersAsync("requeue dead letters", $"UPDATE {TableDisplayName} SET dead_lettered_at = NULL, attempts = 0, locked_until = NULL", ids, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<int> PurgeDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default) =>
+        ForDeadLettersAsync("purge dead letters", $"DELETE FROM {TableDisplayName}", ids, cancellationToken);
+
+    /// <summary>Converts a time to the value the provider stores in its timestamp columns. The default is the instant in UTC.</summary>
+    /// <param name="value">The time.</param>
+    /// <returns>The parameter value.</returns>
+    protected virtual object ToDbTimestamp(DateTimeOffset value) => value.ToUniversalTime();
+
+    /// <inheritdoc />
     public Task<int> RemoveDispatchedAsync(DateTimeOffset dispatchedBefore, int batchSize, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
@@ -283,7 +355,7 @@ public abstract class DbOutboxStore : IOutboxStore
     /// <param name="batchSize">The most rows to claim.</param>
     /// <param name="now">The current time.</param>
     /// <param name="leaseUntil">Until when the rows stay reserved.</param>
-    /// <returns>The command; it returns <c>id, message_id, payload, options, headers, created_at, attempts</c>.</returns>
+    /// <returns>The command; it returns <c>id, message_id, payload, options, headers, created_at, attempts, ordering_key</c>.</returns>
     protected abstract DbCommand CreateClaimCommand(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil);
 
     /// <summary>Creates the single statement that marks the given rows dispatched.</summary>
@@ -340,7 +412,7 @@ public abstract class DbOutboxStore : IOutboxStore
     /// <returns>The time, in UTC.</returns>
     protected abstract DateTimeOffset ReadTimestamp(DbDataReader reader, int ordinal);
 
-    /// <summary>Reads one claimed row (<c>id, message_id, payload, options, headers, created_at, attempts</c>).</summary>
+    /// <summary>Reads one claimed row (<c>id, message_id, payload, options, headers, created_at, attempts</c> and, when present, <c>ordering_key</c>).</summary>
     /// <param name="reader">The reader, positioned on a row.</param>
     /// <returns>The message.</returns>
     protected virtual OutboxMessage ReadClaimed(DbDataReader reader)
@@ -355,6 +427,10 @@ public abstract class DbOutboxStore : IOutboxStore
         };
         Fill(message.Options, reader.IsDBNull(3) ? null : reader.GetString(3));
         Fill(message.Headers, reader.IsDBNull(4) ? null : reader.GetString(4));
+        if (reader.FieldCount > 7 && !reader.IsDBNull(7))
+        {
+            message.OrderingKey = reader.GetString(7);
+        }
         return message;
     }
 
@@ -487,6 +563,40 @@ public abstract class DbOutboxStore : IOutboxStore
 
     private Task<DbConnection> OpenAsync(string what, CancellationToken cancellationToken) =>
         WrapAsync(what, async () => await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false));
+
+    /// <summary>Runs <paramref name="statement"/> on dead letters: all of them, or those among <paramref name="ids"/>, a chunk of ids per statement.</summary>
+    private async Task<int> ForDeadLettersAsync(string what, string statement, IReadOnlyCollection<long>? ids, CancellationToken cancellationToken)
+    {
+        const string DeadLetters = " WHERE dead_lettered_at IS NOT NULL";
+        if (ids is null)
+        {
+            return await ExecuteAsync(what, c => Command(c, statement + DeadLetters), cancellationToken).ConfigureAwait(false);
+        }
+
+        var total = 0;
+        foreach (var chunk in ids.Distinct().Chunk(500))
+        {
+            var names = chunk.Select((_, i) => $"@id{i}").ToArray();
+            total += await ExecuteAsync(
+                what,
+                c => Command(c, $"{statement}{DeadLetters} AND id IN ({string.Join(", ", names)})", [.. chunk.Select((id, i) => (names[i], (object?)id))]),
+                cancellationToken).ConfigureAwait(false);
+        }
+
+        return total;
+    }
+
+    private static DbCommand Command(DbConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            AddParameter(command, name, value);
+        }
+
+        return command;
+    }
 
     private Task<int> ExecuteAsync(string what, Func<DbConnection, DbCommand> create, CancellationToken cancellationToken) =>
         WrapAsync(what, async () =>

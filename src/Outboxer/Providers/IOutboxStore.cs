@@ -73,7 +73,9 @@ public interface IOutboxStore
 
     /// <summary>
     /// Atomically reserves up to <paramref name="batchSize"/> pending messages, oldest first, that are not reserved by anyone
-    /// at <paramref name="now"/>, until <paramref name="leaseUntil"/>, and counts one more attempt for each.
+    /// at <paramref name="now"/>, until <paramref name="leaseUntil"/>, and counts one more attempt for each. Dead letters are never
+    /// claimed, and a message with an <see cref="OutboxMessage.OrderingKey"/> is claimed only when no older message with the same key
+    /// is pending (dispatched or dead-lettered ones do not count), so each key goes one message at a time.
     /// </summary>
     /// <param name="batchSize">The most messages to claim.</param>
     /// <param name="now">The current time; rows whose lease or retry time is later are skipped.</param>
@@ -96,6 +98,33 @@ public interface IOutboxStore
     /// <param name="cancellationToken">A token to cancel the operation.</param>
     /// <returns>A task that completes when the row is updated.</returns>
     Task ReleaseAsync(long id, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default);
+
+    /// <summary>Moves the message with the given id to the dead letters: it is kept with its error but never claimed again until requeued.</summary>
+    /// <param name="id">The database id of the message.</param>
+    /// <param name="deadLetteredAt">The time to record.</param>
+    /// <param name="error">A description of the last failure, kept with the row.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>A task that completes when the row is updated.</returns>
+    Task DeadLetterAsync(long id, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default);
+
+    /// <summary>Reads dead letters in id order, with their <see cref="OutboxMessage.LastError"/> and <see cref="OutboxMessage.DeadLetteredAt"/>.</summary>
+    /// <param name="limit">The most messages to return.</param>
+    /// <param name="afterId">Return only messages whose id is greater (for paging); 0 for the first page.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The dead letters.</returns>
+    Task<IReadOnlyList<OutboxMessage>> GetDeadLettersAsync(int limit, long afterId = 0, CancellationToken cancellationToken = default);
+
+    /// <summary>Makes dead letters pending again, with their attempts reset, so that the dispatcher publishes them.</summary>
+    /// <param name="ids">The ids of the dead letters to requeue; <see langword="null"/> for all of them.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>How many messages were requeued (ids that are not dead letters are ignored).</returns>
+    Task<int> RequeueDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default);
+
+    /// <summary>Deletes dead letters.</summary>
+    /// <param name="ids">The ids of the dead letters to delete; <see langword="null"/> for all of them.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>How many messages were deleted (ids that are not dead letters are ignored).</returns>
+    Task<int> PurgeDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default);
 
     /// <summary>Deletes up to <paramref name="batchSize"/> messages dispatched before <paramref name="dispatchedBefore"/>.</summary>
     /// <param name="dispatchedBefore">The cutoff; messages dispatched at or after it are kept.</param>
