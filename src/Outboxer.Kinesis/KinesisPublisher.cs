@@ -219,7 +219,7 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
     {
         var options = message.Options;
         var stream = options.GetString(KinesisOptionKeys.StreamName);
-        var partitionKey = options.GetString(KinesisOptionKeys.PartitionKey);
+        var partitionKey = options.GetString(KinesisOptionKeys.PartitionKey) ?? message.OrderingKey;
         var explicitHashKey = options.GetString(KinesisOptionKeys.ExplicitHashKey);
         var sequenceNumber = options.GetString(KinesisOptionKeys.SequenceNumberForOrdering);
 

@@ -283,7 +283,7 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
     private (string Topic, Pending Pending) Prepare(int index, OutboxMessage message)
     {
         var topic = ResolveTopic(message);
-        var orderingKey = message.Options.GetString(PubSubOptionKeys.OrderingKey) ?? string.Empty;
+        var orderingKey = message.Options.GetString(PubSubOptionKeys.OrderingKey) ?? message.OrderingKey ?? string.Empty;
         var orderingKeyBytes = System.Text.Encoding.UTF8.GetByteCount(orderingKey);
         if (orderingKeyBytes > MaxOrderingKeyBytes)
         {

@@ -57,10 +57,12 @@ internal sealed class SqsOutgoing
         var deduplicationId = ReadId(message, SqsOptionKeys.MessageDeduplicationId);
         if (queue.IsFifo)
         {
+            // The message's ordering key is the natural FIFO group: its messages stay in order, other groups go in parallel.
+            groupId ??= message.OrderingKey;
             if (groupId is null)
             {
                 throw new OutboxException(
-                    $"Message {message.MessageId} goes to the FIFO queue '{queue.Reference}', which requires a message group: set the '{SqsOptionKeys.MessageGroupId}' option.",
+                    $"Message {message.MessageId} goes to the FIFO queue '{queue.Reference}', which requires a message group: set the '{SqsOptionKeys.MessageGroupId}' option or the message's OrderingKey.",
                     isTransient: false);
             }
 
