@@ -57,7 +57,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         _dispatched = new Notifier<DispatchedMessage>(_options.NotificationCapacity);
         _errors = new Notifier<OutboxError>(_options.NotificationCapacity);
         _dispatcher = new Dispatcher(store, publisher, _options, _time, loggerFactory.CreateLogger("Outboxer.Dispatcher"), _dispatched, _errors);
-        _cleanup = new Cleanup(store, _options, _time, loggerFactory.CreateLogger("Outboxer.Cleanup"), _errors);
+        _cleanup = new Cleanup(store, _options, _time, loggerFactory.CreateLogger("Outboxer.Cleanup"), _errors, statistics => Telemetry.Record(this, statistics));
     }
 
     /// <summary>
@@ -291,6 +291,33 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         return total;
     }
 
+    /// <summary>Gets a value indicating whether this outbox's dispatcher loop is running (started and not stopped).</summary>
+    public bool IsDispatcherRunning
+    {
+        get
+        {
+            lock (_lifecycle)
+            {
+                return _dispatcherLoop is { IsRunning: true };
+            }
+        }
+    }
+
+    /// <summary>
+    /// Counts the pending, in-flight and dead-lettered messages and finds the age of the oldest pending one (the lag). The snapshot
+    /// also feeds the <c>outboxer.backlog</c>, <c>outboxer.lag</c> and <c>outboxer.dead_letters</c> gauges, which every cleanup run
+    /// refreshes as well.
+    /// </summary>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The snapshot.</returns>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public async Task<OutboxStatistics> GetStatisticsAsync(CancellationToken cancellationToken = default)
+    {
+        var statistics = await _store.GetStatisticsAsync(_time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        Telemetry.Record(this, statistics);
+        return statistics;
+    }
+
     /// <summary>
     /// Reads the dead letters: messages that failed <see cref="OutboxOptions.MaxAttempts"/> times, or once with a failure that cannot
     /// succeed, with their <see cref="OutboxMessage.LastError"/> and <see cref="OutboxMessage.DeadLetteredAt"/>, oldest first.
@@ -350,6 +377,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         }
 
         await StopAsync(CancellationToken.None).ConfigureAwait(false);
+        Telemetry.Forget(this);
         _dispatched.Complete();
         _errors.Complete();
     }
@@ -401,6 +429,8 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         private readonly CancellationTokenSource _stopping = new();
         private readonly CancellationTokenSource _abort = new();
         private Task _task = Task.CompletedTask;
+
+        public bool IsRunning => !_task.IsCompleted;
 
         public static Loop Start(Func<CancellationToken, CancellationToken, Task> run)
         {

@@ -140,6 +140,21 @@ public sealed class InMemoryOutboxStore : IOutboxStore
     }
 
     /// <inheritdoc />
+    public Task<OutboxStatistics> GetStatisticsAsync(DateTimeOffset now, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var pending = _rows.Where(r => r.IsPending).ToList();
+            return Task.FromResult(new OutboxStatistics(
+                pending.Count,
+                pending.Count(r => r.LockedUntil > now),
+                _rows.Count(r => r.Message.DeadLetteredAt is not null),
+                pending.Count == 0 ? null : pending.Min(r => r.Message.CreatedAt),
+                now));
+        }
+    }
+
+    /// <inheritdoc />
     public Task DeadLetterAsync(long id, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default)
     {
         lock (_lock)

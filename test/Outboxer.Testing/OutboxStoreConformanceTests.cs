@@ -445,6 +445,36 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         Assert.Equal(0, await store.RequeueDeadLettersAsync(null, Ct));
     }
 
+    [Fact]
+    public async Task Statistics_count_pending_in_flight_and_dead_letters_and_find_the_oldest_pending_message()
+    {
+        var store = CreateStore();
+        Assert.Equal(new OutboxStatistics(0, 0, 0, null, T0), await store.GetStatisticsAsync(T0, Ct));
+        var ids = new List<long>();
+        for (var i = 0; i < 4; i++)
+        {
+            var message = NewMessage($"m{i}");
+            message.CreatedAt = T0.AddMinutes(i);
+            ids.Add(await store.AddWithinTransactionAsync(message, null, Ct));
+        }
+
+        await store.ClaimAsync(3, T0, T0.AddSeconds(30), Ct);
+        await store.MarkDispatchedAsync([ids[0]], T0, Ct);
+        await store.DeadLetterAsync(ids[1], T0, "gave up", Ct);
+
+        var statistics = await store.GetStatisticsAsync(T0.AddSeconds(10), Ct);
+
+        Assert.Equal(2, statistics.Pending);
+        Assert.Equal(1, statistics.InFlight);
+        Assert.Equal(1, statistics.DeadLettered);
+        Assert.Equal(T0.AddMinutes(2), statistics.OldestPendingCreatedAt);
+        Assert.Equal(TimeSpan.Zero, statistics.Lag);
+
+        var later = await store.GetStatisticsAsync(T0.AddMinutes(5), Ct);
+        Assert.Equal(0, later.InFlight);
+        Assert.Equal(TimeSpan.FromMinutes(3), later.Lag);
+    }
+
     /// <summary>Creates a message with the id and creation time an <see cref="Outbox"/> would assign.</summary>
     protected static OutboxMessage NewMessage(string payload) =>
         new(payload) { MessageId = Guid.CreateVersion7(), CreatedAt = T0.AddTicks(Random.Shared.Next(1, 1000) * 10) };

@@ -109,6 +109,8 @@ public sealed class OutboxCleanupTests
 
         public Task ReleaseAsync(long id, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default) => inner.ReleaseAsync(id, retryAt, error, cancellationToken);
 
+        public Task<OutboxStatistics> GetStatisticsAsync(DateTimeOffset now, CancellationToken cancellationToken = default) => inner.GetStatisticsAsync(now, cancellationToken);
+
         public Task DeadLetterAsync(long id, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default) => inner.DeadLetterAsync(id, deadLetteredAt, error, cancellationToken);
 
         public Task<IReadOnlyList<OutboxMessage>> GetDeadLettersAsync(int limit, long afterId = 0, CancellationToken cancellationToken = default) => inner.GetDeadLettersAsync(limit, afterId, cancellationToken);

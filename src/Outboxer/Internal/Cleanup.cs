@@ -11,9 +11,11 @@ internal sealed class Cleanup
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Notifier<OutboxError> _errors;
+    private readonly Action<OutboxStatistics> _statistics;
 
-    public Cleanup(IOutboxStore store, OutboxOptions options, TimeProvider time, ILogger logger, Notifier<OutboxError> errors)
+    public Cleanup(IOutboxStore store, OutboxOptions options, TimeProvider time, ILogger logger, Notifier<OutboxError> errors, Action<OutboxStatistics> statistics)
     {
+        _statistics = statistics;
         _store = store;
         _options = options;
         _time = time;
@@ -32,6 +34,7 @@ internal sealed class Cleanup
                 try
                 {
                     await RunOnceAsync(stopping, abort).ConfigureAwait(false);
+                    _statistics(await _store.GetStatisticsAsync(_time.GetUtcNow(), abort).ConfigureAwait(false));
                 }
                 catch (OperationCanceledException) when (abort.IsCancellationRequested)
                 {

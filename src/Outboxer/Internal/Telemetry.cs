@@ -45,6 +45,22 @@ internal static class Telemetry
     public static readonly Counter<long> DeletedMessages = Meter.CreateCounter<long>(
         "outboxer.messages.deleted", "{message}", "Dispatched messages the cleanup deleted.");
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<object, OutboxStatistics> Snapshots = new();
+
+    // The backlog and the lag as of each outbox's latest statistics (taken by every cleanup run and every health check).
+    private static readonly ObservableGauge<long> Backlog = Meter.CreateObservableGauge(
+        "outboxer.backlog", () => Snapshots.Values.Select(s => new Measurement<long>(s.Pending)), "{message}", "Messages waiting to be dispatched.");
+
+    private static readonly ObservableGauge<double> Lag = Meter.CreateObservableGauge(
+        "outboxer.lag", () => Snapshots.Values.Select(s => new Measurement<double>(s.Lag.TotalSeconds)), "s", "Age of the oldest pending message.");
+
+    private static readonly ObservableGauge<long> DeadLetters = Meter.CreateObservableGauge(
+        "outboxer.dead_letters", () => Snapshots.Values.Select(s => new Measurement<long>(s.DeadLettered)), "{message}", "Messages in the dead letters.");
+
+    public static void Record(object outbox, OutboxStatistics statistics) => Snapshots[outbox] = statistics;
+
+    public static void Forget(object outbox) => Snapshots.TryRemove(outbox, out _);
+
     /// <summary>Starts the span of an enqueue and records the trace context in the message's headers, so the publish span and the consumer link back.</summary>
     public static Activity? StartEnqueue(OutboxMessage message)
     {

@@ -303,6 +303,42 @@ public abstract class DbOutboxStore : IOutboxStore
     public Task<int> PurgeDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default) =>
         ForDeadLettersAsync("purge dead letters", $"DELETE FROM {TableDisplayName}", ids, cancellationToken);
 
+    /// <inheritdoc />
+    public Task<OutboxStatistics> GetStatisticsAsync(DateTimeOffset now, CancellationToken cancellationToken = default) =>
+        WrapAsync("read the outbox statistics", async () =>
+        {
+            await EnsureCreatedOnceAsync(cancellationToken).ConfigureAwait(false);
+            var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                const string Pending = "dispatched = FALSE AND dead_lettered_at IS NULL";
+                var command = Command(
+                    connection,
+                    $"""
+                    SELECT
+                        (SELECT COUNT(*) FROM {TableDisplayName} WHERE {Pending}),
+                        (SELECT COUNT(*) FROM {TableDisplayName} WHERE {Pending} AND locked_until > @now),
+                        (SELECT COUNT(*) FROM {TableDisplayName} WHERE dead_lettered_at IS NOT NULL),
+                        (SELECT MIN(created_at) FROM {TableDisplayName} WHERE {Pending})
+                    """,
+                    ("@now", ToDbTimestamp(now)));
+                await using (command.ConfigureAwait(false))
+                {
+                    var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await using (reader.ConfigureAwait(false))
+                    {
+                        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                        return new OutboxStatistics(
+                            Convert.ToInt64(reader.GetValue(0), System.Globalization.CultureInfo.InvariantCulture),
+                            Convert.ToInt64(reader.GetValue(1), System.Globalization.CultureInfo.InvariantCulture),
+                            Convert.ToInt64(reader.GetValue(2), System.Globalization.CultureInfo.InvariantCulture),
+                            reader.IsDBNull(3) ? null : ReadTimestamp(reader, 3),
+                            now);
+                    }
+                }
+            }
+        });
+
     /// <summary>Converts a time to the value the provider stores in its timestamp columns. The default is the instant in UTC.</summary>
     /// <param name="value">The time.</param>
     /// <returns>The parameter value.</returns>

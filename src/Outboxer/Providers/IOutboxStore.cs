@@ -126,6 +126,12 @@ public interface IOutboxStore
     /// <returns>How many messages were deleted (ids that are not dead letters are ignored).</returns>
     Task<int> PurgeDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default);
 
+    /// <summary>Counts pending, in-flight and dead-lettered messages and finds the oldest pending one, for health checks, metrics and tools.</summary>
+    /// <param name="now">The current time: leases that end after it count as in flight.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The snapshot.</returns>
+    Task<OutboxStatistics> GetStatisticsAsync(DateTimeOffset now, CancellationToken cancellationToken = default);
+
     /// <summary>Deletes up to <paramref name="batchSize"/> messages dispatched before <paramref name="dispatchedBefore"/>.</summary>
     /// <param name="dispatchedBefore">The cutoff; messages dispatched at or after it are kept.</param>
     /// <param name="batchSize">The most rows to delete.</param>
