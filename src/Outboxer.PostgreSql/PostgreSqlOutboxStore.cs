@@ -324,6 +324,50 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         return command;
     }
 
+    /// <summary>
+    /// Claims in a short transaction of its own that first sets <c>jit = off</c> and <c>synchronous_commit = off</c>, sent with the claim
+    /// in one round trip. Without statistics (a young or fast-growing table) the planner's estimate for the ordering-key check switches
+    /// on JIT compilation, which costs 200 ms and more per claim; and a claim lost in a database crash only makes its messages claimable
+    /// again (at least once), so its commit need not wait for the disk. The later mark does wait, and flushes the claim with it.
+    /// </summary>
+    /// <param name="connection">An open connection of the store's own.</param>
+    /// <param name="claimed">The list to add the claimed messages to.</param>
+    /// <param name="batchSize">The most rows to claim.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="leaseUntil">Until when the rows stay reserved.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>A task that completes when the rows are claimed.</returns>
+    protected override async Task ClaimCoreAsync(DbConnection connection, ICollection<OutboxMessage> claimed, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(claimed);
+        var npgsql = (NpgsqlConnection)connection;
+        var transaction = await npgsql.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (transaction.ConfigureAwait(false))
+        {
+            var batch = new NpgsqlBatch(npgsql, transaction);
+            await using (batch.ConfigureAwait(false))
+            {
+                batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL jit = off"));
+                batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL synchronous_commit = off"));
+                var claim = new NpgsqlBatchCommand(_claimSql);
+                claim.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now.ToUniversalTime()));
+                claim.Parameters.Add(new NpgsqlParameter<int>("limit", batchSize));
+                claim.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("lease_until", leaseUntil.ToUniversalTime()));
+                batch.BatchCommands.Add(claim);
+                var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        claimed.Add(ReadClaimed(reader));
+                    }
+                }
+            }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     /// <inheritdoc />
     protected override DbCommand CreateMarkDispatchedCommand(DbConnection connection, IReadOnlyList<long> ids, DateTimeOffset dispatchedAt)
     {
