@@ -117,6 +117,19 @@ public sealed class OutboxServiceCollectionExtensionsTests
         Assert.Null(host.Services.GetService<Outbox>());
     }
 
+    [Fact]
+    public async Task A_plain_service_collection_without_configuration_gets_the_default_options()
+    {
+        var services = new ServiceCollection();
+        services.AddOutboxer().UseStore(_ => new InMemoryOutboxStore()).UsePublisher(_ => new RecordingPublisher());
+        await using var provider = services.BuildServiceProvider();
+
+        var outbox = provider.GetRequiredService<Outbox>();
+
+        Assert.Equal(100, provider.GetRequiredService<IOptionsMonitor<OutboxOptions>>().Get(Options.DefaultName).MessageBatchSize);
+        Assert.Equal(1, await outbox.SendAsync(new OutboxMessage("x"), Ct));
+    }
+
     private static IHost Build(Action<HostApplicationBuilder> configure, params (string Key, string Value)[] settings)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());

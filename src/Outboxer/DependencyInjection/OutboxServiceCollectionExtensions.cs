@@ -55,7 +55,8 @@ public static class OutboxServiceCollectionExtensions
 
         services.AddKeyedSingleton<OutboxRegistration>(name);
         var section = name.Length == 0 ? ConfigurationSection : $"{ConfigurationSection}:{name}";
-        optionsBuilder.BindConfiguration(section).ValidateOnStart();
+        // Bound when configuration is registered (every host has it); a bare ServiceCollection gets the defaults.
+        optionsBuilder.Configure<IServiceProvider>((options, sp) => sp.GetService<IConfiguration>()?.GetSection(section).Bind(options)).ValidateOnStart();
         services.AddSingleton<IValidateOptions<OutboxOptions>>(new OutboxOptionsValidator(name, section));
 
         services.AddKeyedSingleton(name, (sp, _) => new Outbox(
