@@ -104,6 +104,30 @@ public sealed class PostgreSqlTransactionStyleTests : IAsyncLifetime
         Assert.Equal("kept", System.Text.Encoding.UTF8.GetString(Assert.Single(_publisher.Published).Payload));
     }
 
+    [Fact]
+    public async Task Code_written_with_Dapper_enqueues_on_its_own_connection_and_transaction_and_commits_or_rolls_back_together()
+    {
+        foreach (var commit in new[] { true, false })
+        {
+            using IDbConnection connection = await _dataSource.OpenConnectionAsync(Ct);
+            using var transaction = connection.BeginTransaction();
+            await Dapper.SqlMapper.ExecuteAsync(connection, $"INSERT INTO \"{_schema}\".orders (id) VALUES (@Id)", new { Id = commit ? 10 : 20 }, transaction);
+            await _outbox.EnqueueAsync(transaction, new OutboxMessage(commit ? "dapper kept" : "dapper undone"), Ct);
+            if (commit)
+            {
+                transaction.Commit();
+            }
+            else
+            {
+                transaction.Rollback();
+            }
+        }
+
+        Assert.Equal(1, await _outbox.DispatchPendingAsync(Ct));
+        Assert.Equal("dapper kept", System.Text.Encoding.UTF8.GetString(Assert.Single(_publisher.Published).Payload));
+        Assert.Equal(1L, await CountOrdersAsync());
+    }
+
     private async Task InsertOrderAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, int id)
     {
         await using var insert = new NpgsqlCommand($"INSERT INTO \"{_schema}\".orders (id) VALUES ({id})", connection, transaction);
