@@ -24,6 +24,19 @@ public sealed class PostgreSqlOutboxStoreOptions
     /// </value>
     public bool CreateTableIfMissing { get; set; } = true;
 
+    /// <summary>
+    /// Gets or sets a value indicating whether the table gets a statement-level insert trigger that sends <c>NOTIFY</c> when an enqueuing
+    /// transaction commits, so that dispatchers in every process wake at once (they <c>LISTEN</c>).
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="true"/>. Turn it off for the highest enqueue rates: PostgreSQL serializes the commits of
+    /// transactions that sent a notification (a global lock held through the commit's disk flush), which caps concurrent enqueuing
+    /// commits at a few hundred to a few thousand a second; dispatchers then find other processes' messages by polling every
+    /// <see cref="OutboxOptions.CheckInterval"/>. Turning it off for an existing table also needs
+    /// <c>DROP TRIGGER "&lt;table&gt;_notify" ON &lt;table&gt;</c>.
+    /// </value>
+    public bool NotifyOnCommit { get; set; } = true;
+
     internal void Validate()
     {
         SqlIdentifier.Validate(SchemaName, $"{nameof(PostgreSqlOutboxStoreOptions)}.{nameof(SchemaName)}");

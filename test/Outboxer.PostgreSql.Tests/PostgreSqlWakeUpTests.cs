@@ -93,5 +93,25 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
         Assert.Contains("CREATE OR REPLACE TRIGGER", PostgreSqlOutboxStore.GetCreateScript(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Without_notify_on_commit_no_trigger_is_created_and_messages_are_still_dispatched()
+    {
+        var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema, NotifyOnCommit = false };
+        Assert.DoesNotContain("TRIGGER", PostgreSqlOutboxStore.GetCreateScript(options), StringComparison.Ordinal);
+        var store = new PostgreSqlOutboxStore(_dataSource, options);
+        await store.EnsureCreatedAsync(Ct);
+        await using (var triggers = _dataSource.CreateCommand($"SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{_schema}' AND NOT t.tgisinternal"))
+        {
+            Assert.Equal(0L, await triggers.ExecuteScalarAsync(Ct));
+        }
+
+        var publisher = new RecordingPublisher();
+        await using var outbox = new Outbox(store, publisher);
+        await outbox.SendAsync(new OutboxMessage("polled"), Ct);
+
+        Assert.Equal(1, await outbox.DispatchPendingAsync(Ct));
+        Assert.Single(publisher.Published);
+    }
+
     private static OutboxMessage NewMessage() => new("m") { MessageId = Guid.NewGuid(), CreatedAt = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero) };
 }

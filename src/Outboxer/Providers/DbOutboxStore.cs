@@ -231,7 +231,34 @@ public abstract class DbOutboxStore : IOutboxStore
             return Task.CompletedTask;
         }
 
-        return ExecuteAsync("mark messages dispatched", c => CreateMarkDispatchedCommand(c, ids, dispatchedAt), cancellationToken);
+        return WrapAsync("mark messages dispatched", async () =>
+        {
+            await EnsureCreatedOnceAsync(cancellationToken).ConfigureAwait(false);
+            var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                await MarkDispatchedCoreAsync(connection, ids, dispatchedAt, cancellationToken).ConfigureAwait(false);
+                return 0;
+            }
+        });
+    }
+
+    /// <summary>
+    /// Marks the rows dispatched on <paramref name="connection"/>. The default runs <see cref="CreateMarkDispatchedCommand"/>; a provider
+    /// overrides it to change how the statement commits (PostgreSQL does not wait for the disk flush: a lost mark only republishes).
+    /// </summary>
+    /// <param name="connection">An open connection of the store's own.</param>
+    /// <param name="ids">The row ids.</param>
+    /// <param name="dispatchedAt">The time to record.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>A task that completes when the rows are updated.</returns>
+    protected virtual async Task MarkDispatchedCoreAsync(DbConnection connection, IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken)
+    {
+        var command = CreateMarkDispatchedCommand(connection, ids, dispatchedAt);
+        await using (command.ConfigureAwait(false))
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <inheritdoc />
