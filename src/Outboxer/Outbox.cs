@@ -319,6 +319,26 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     }
 
     /// <summary>
+    /// Waits until nothing is pending: every committed message is dispatched or dead-lettered. For tests and one-shot tools that
+    /// enqueue, let the dispatcher work (started, or another process's), and then check what the broker received.
+    /// </summary>
+    /// <param name="pollInterval">How often to look at the store; <see langword="null"/> for 50 milliseconds (measured by the outbox's
+    /// <see cref="TimeProvider"/>).</param>
+    /// <param name="cancellationToken">Stops waiting; bound the wait with a timeout here.</param>
+    /// <returns>A task that completes when no message is pending.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled first.</exception>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public async Task WaitUntilDrainedAsync(TimeSpan? pollInterval = null, CancellationToken cancellationToken = default)
+    {
+        var interval = pollInterval ?? TimeSpan.FromMilliseconds(50);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero, nameof(pollInterval));
+        while ((await GetStatisticsAsync(cancellationToken).ConfigureAwait(false)).Pending > 0)
+        {
+            await Task.Delay(interval, _time, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
     /// Reads the dead letters: messages that failed <see cref="OutboxOptions.MaxAttempts"/> times, or once with a failure that cannot
     /// succeed, with their <see cref="OutboxMessage.LastError"/> and <see cref="OutboxMessage.DeadLetteredAt"/>, oldest first.
     /// </summary>

@@ -323,6 +323,24 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Waiting_until_drained_returns_once_the_dispatcher_has_published_everything()
+    {
+        var outbox = Create(new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) });
+        for (var i = 0; i < 25; i++)
+        {
+            await _store.AddWithinTransactionAsync(new OutboxMessage($"m{i}") { MessageId = Guid.NewGuid() }, null, Ct);
+        }
+
+        var drained = outbox.WaitUntilDrainedAsync(TimeSpan.FromSeconds(1), Ct);
+        Assert.False(drained.IsCompleted);
+        outbox.StartDispatcher();
+        await AdvanceUntilAsync(drained, TimeSpan.FromSeconds(1));
+
+        Assert.Equal(25, _publisher.Published.Count);
+        await outbox.WaitUntilDrainedAsync(cancellationToken: Ct);
+    }
+
+    [Fact]
     public async Task Stopping_lets_the_batch_in_flight_finish_and_mark_its_messages()
     {
         var outbox = Create();
