@@ -69,8 +69,8 @@ public sealed class MySqlOutboxStore : DbOutboxStore
         _tableName = options.TableName;
         _table = Quote(_tableName);
         _displayName = DisplayName(dataSource, _tableName);
-        _pendingIndex = IndexName(_tableName, PendingIndexSuffix);
-        _cleanupIndex = IndexName(_tableName, CleanupIndexSuffix);
+        _pendingIndex = SqlIdentifier.Derive(_tableName, PendingIndexSuffix);
+        _cleanupIndex = SqlIdentifier.Derive(_tableName, CleanupIndexSuffix);
         _createTableSql = CreateTableSql(_tableName);
 
         // MySQL has no INSERT ... RETURNING (MariaDB has); LAST_INSERT_ID() is per session, so the second statement reads this insert's id.
@@ -402,16 +402,16 @@ public sealed class MySqlOutboxStore : DbOutboxStore
             dead_lettered_at DATETIME(6) NULL,
             INDEX {PendingIndexDefinition(table)},
             INDEX {CleanupIndexDefinition(table)},
-            INDEX {Quote(IndexName(table, "ordering_ix"))} (ordering_key, dispatched, id)
+            INDEX {Quote(SqlIdentifier.Derive(table, "ordering_ix"))} (ordering_key, dispatched, id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
         """;
 
     // Claims walk the pending rows in id order and stop after a batch, however many dispatched rows wait for cleanup.
-    private static string PendingIndexDefinition(string table) => $"{Quote(IndexName(table, PendingIndexSuffix))} (dispatched, id)";
+    private static string PendingIndexDefinition(string table) => $"{Quote(SqlIdentifier.Derive(table, PendingIndexSuffix))} (dispatched, id)";
 
     // Cleanup reads only the expired dispatched rows, oldest first.
-    private static string CleanupIndexDefinition(string table) => $"{Quote(IndexName(table, CleanupIndexSuffix))} (dispatched, dispatched_at)";
+    private static string CleanupIndexDefinition(string table) => $"{Quote(SqlIdentifier.Derive(table, CleanupIndexSuffix))} (dispatched, dispatched_at)";
 
     private static string Quote(string name) => $"`{name}`";
 
@@ -419,20 +419,6 @@ public sealed class MySqlOutboxStore : DbOutboxStore
     {
         var database = new MySqlConnectionStringBuilder(dataSource.ConnectionString).Database;
         return string.IsNullOrEmpty(database) ? Quote(table) : $"`{database.Replace("`", "``", StringComparison.Ordinal)}`.{Quote(table)}";
-    }
-
-    // Index names carry the table's name, as in the other stores. MySQL allows 64 characters; a long table name is shortened with a
-    // hash so that the two indexes never get the same name.
-    private static string IndexName(string table, string suffix)
-    {
-        var name = $"{table}_{suffix}";
-        if (name.Length <= SqlIdentifier.MaxLength)
-        {
-            return name;
-        }
-
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(table)).AsSpan(0, 4));
-        return $"{table[..(SqlIdentifier.MaxLength - suffix.Length - hash.Length - 2)]}_{hash}_{suffix}";
     }
 
     // GET_LOCK names are server-wide, so the name carries the database as well as the table; readable when it fits in 64 characters.

@@ -71,9 +71,9 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         _schema = options.SchemaName;
         _tableName = options.TableName;
         _table = QualifiedName(_schema, _tableName);
-        _pendingIndex = IndexName(_tableName, PendingIndexSuffix);
-        _cleanupIndex = IndexName(_tableName, CleanupIndexSuffix);
-        _trigger = IndexName(_tableName, NotifySuffix);
+        _pendingIndex = SqlIdentifier.Derive(_tableName, PendingIndexSuffix);
+        _cleanupIndex = SqlIdentifier.Derive(_tableName, CleanupIndexSuffix);
+        _trigger = SqlIdentifier.Derive(_tableName, NotifySuffix);
         _channel = ChannelFor(_schema, _tableName);
         _notifyOnCommit = options.NotifyOnCommit;
         _lockKey = LockKey(_schema, _tableName);
@@ -454,8 +454,8 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
             Add(command, "table", _tableName);
             Add(command, "pending_ix", _pendingIndex);
             Add(command, "cleanup_ix", _cleanupIndex);
-            Add(command, "ordering_ix", IndexName(_tableName, OrderingIndexSuffix));
-            Add(command, "dead_letters_ix", IndexName(_tableName, DeadLetterIndexSuffix));
+            Add(command, "ordering_ix", SqlIdentifier.Derive(_tableName, OrderingIndexSuffix));
+            Add(command, "dead_letters_ix", SqlIdentifier.Derive(_tableName, DeadLetterIndexSuffix));
             Add(command, "trigger", _trigger);
             var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
@@ -518,10 +518,10 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
                 ordering_key text NULL,
                 dead_lettered_at timestamptz NULL
             );
-            CREATE INDEX IF NOT EXISTS "{IndexName(table, PendingIndexSuffix)}" ON {qualified} (id) WHERE NOT dispatched;
-            CREATE INDEX IF NOT EXISTS "{IndexName(table, CleanupIndexSuffix)}" ON {qualified} (dispatched_at) WHERE dispatched;
-            CREATE INDEX IF NOT EXISTS "{IndexName(table, OrderingIndexSuffix)}" ON {qualified} (ordering_key, id) WHERE NOT dispatched AND ordering_key IS NOT NULL;
-            CREATE INDEX IF NOT EXISTS "{IndexName(table, DeadLetterIndexSuffix)}" ON {qualified} (id) WHERE dead_lettered_at IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, PendingIndexSuffix)}" ON {qualified} (id) WHERE NOT dispatched;
+            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, CleanupIndexSuffix)}" ON {qualified} (dispatched_at) WHERE dispatched;
+            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, OrderingIndexSuffix)}" ON {qualified} (ordering_key, id) WHERE NOT dispatched AND ordering_key IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, DeadLetterIndexSuffix)}" ON {qualified} (id) WHERE dead_lettered_at IS NOT NULL;
 
             """;
     }
@@ -530,7 +530,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
     // notifications of a transaction into one, and delivers them only on commit), whoever inserted, in whatever language.
     private static string CreateTriggerSql(string schema, string table)
     {
-        var function = $"\"{schema}\".\"{IndexName(table, NotifySuffix)}\"";
+        var function = $"\"{schema}\".\"{SqlIdentifier.Derive(table, NotifySuffix)}\"";
         return $"""
             CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $outboxer$
             BEGIN
@@ -538,7 +538,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
                 RETURN NULL;
             END
             $outboxer$;
-            CREATE OR REPLACE TRIGGER "{IndexName(table, NotifySuffix)}" AFTER INSERT ON {QualifiedName(schema, table)}
+            CREATE OR REPLACE TRIGGER "{SqlIdentifier.Derive(table, NotifySuffix)}" AFTER INSERT ON {QualifiedName(schema, table)}
                 FOR EACH STATEMENT EXECUTE FUNCTION {function}();
 
             """;
@@ -548,20 +548,6 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         "outboxer_" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{schema}.{table}")).AsSpan(0, 8));
 
     private static string QualifiedName(string schema, string table) => $"\"{schema}\".\"{table}\"";
-
-    // Index names live in the schema, so they carry the table's name. PostgreSQL cuts names to 63 characters, which would give both
-    // indexes of a long table name the same name (the second CREATE INDEX IF NOT EXISTS would then skip); shorten with a hash instead.
-    private static string IndexName(string table, string suffix)
-    {
-        var name = $"{table}_{suffix}";
-        if (name.Length <= SqlIdentifier.MaxLength)
-        {
-            return name;
-        }
-
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(table)).AsSpan(0, 4));
-        return $"{table[..(SqlIdentifier.MaxLength - suffix.Length - hash.Length - 2)]}_{hash}_{suffix}";
-    }
 
     // A stable key for pg_advisory_xact_lock: the same in every process and .NET version (unlike string.GetHashCode).
     private static long LockKey(string schema, string table) =>

@@ -7,6 +7,28 @@ public static class SqlIdentifier
     public const int MaxLength = 63;
 
     /// <summary>
+    /// Derives the name of an object that belongs to a table (an index, a trigger) as <c>&lt;table&gt;_&lt;suffix&gt;</c>, so that two
+    /// outbox tables in one schema each get their own. A result longer than <see cref="MaxLength"/> is shortened with a hash of the
+    /// table name instead of being cut (databases cut long names, which could give two objects the same name).
+    /// </summary>
+    /// <param name="table">A validated table name.</param>
+    /// <param name="suffix">What the object is, for example <c>pending_ix</c>.</param>
+    /// <returns>A name of at most <see cref="MaxLength"/> characters.</returns>
+    public static string Derive(string table, string suffix)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        ArgumentNullException.ThrowIfNull(suffix);
+        var name = $"{table}_{suffix}";
+        if (name.Length <= MaxLength)
+        {
+            return name;
+        }
+
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(table)).AsSpan(0, 4));
+        return $"{table[..(MaxLength - suffix.Length - hash.Length - 2)]}_{hash}_{suffix}";
+    }
+
+    /// <summary>
     /// Checks that <paramref name="name"/> is a plain identifier: 1 to 63 characters, ASCII letters, digits and underscores,
     /// not starting with a digit. Stores quote it as well.
     /// </summary>
