@@ -59,8 +59,12 @@ public sealed class OutboxOptions
     /// <see cref="Outbox.PurgeDeadLettersAsync"/>). A failure that cannot succeed (a non-transient <see cref="OutboxException"/>:
     /// unroutable, too large, an invalid option) moves it there at once.
     /// </summary>
-    /// <value>The default value is 10. Must be positive.</value>
-    public int MaxAttempts { get; set; } = 10;
+    /// <value>
+    /// The default value is 20. Must be positive. Attempts that fail while the broker is down count too: with the default delays
+    /// (5 s doubling to 5 min), 20 attempts span about 75 minutes of outage; raise it (or the delays) for longer outages, or requeue
+    /// the dead letters afterwards. When a whole batch fails, the dispatcher pauses instead of trying the rest of the backlog.
+    /// </value>
+    public int MaxAttempts { get; set; } = 20;
 
     /// <summary>
     /// Gets or sets how many notifications <see cref="Outbox.Dispatched"/> and <see cref="Outbox.Errors"/> each keep for a slow

@@ -323,6 +323,51 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task When_a_whole_batch_fails_the_dispatcher_pauses_instead_of_failing_the_rest_of_the_backlog()
+    {
+        var outbox = Create(new OutboxOptions { MessageBatchSize = 2, RetryDelay = TimeSpan.FromSeconds(5), CheckInterval = TimeSpan.FromHours(1) });
+        var brokerDown = true;
+        _publisher.Fail = _ => brokerDown ? new OutboxException("connection refused") : null;
+        for (var i = 0; i < 6; i++)
+        {
+            await _store.AddWithinTransactionAsync(new OutboxMessage($"m{i}") { MessageId = Guid.NewGuid() }, null, Ct);
+        }
+
+        var firstBatch = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _store.Claimed += count =>
+        {
+            if (count > 0)
+            {
+                firstBatch.TrySetResult();
+            }
+        };
+        var dispatched = outbox.Dispatched;
+        outbox.StartDispatcher();
+        await firstBatch.Task.WaitAsync(Bound, Ct);
+        for (var i = 0; i < 100; i++)
+        {
+            await Task.Yield();
+        }
+
+        // Only the first batch was tried; the other four messages kept their attempts.
+        Assert.Equal(2, _publisher.Attempts);
+
+        brokerDown = false;
+        var all = Task.Run(
+            async () =>
+            {
+                for (var i = 0; i < 6; i++)
+                {
+                    await dispatched.ReadAsync(Ct);
+                }
+            },
+            Ct);
+        await AdvanceUntilAsync(all, TimeSpan.FromSeconds(5));
+        Assert.Equal(6, _publisher.Published.Count);
+        Assert.Equal(8, _publisher.Attempts);
+    }
+
+    [Fact]
     public async Task Waiting_until_drained_returns_once_the_dispatcher_has_published_everything()
     {
         var outbox = Create(new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) });

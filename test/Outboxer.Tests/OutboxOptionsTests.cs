@@ -20,6 +20,7 @@ public sealed class OutboxOptionsTests
         Assert.Equal(TimeSpan.FromSeconds(5), options.RetryDelay);
         Assert.Equal(TimeSpan.FromMinutes(5), options.MaxRetryDelay);
         Assert.Equal(1024, options.NotificationCapacity);
+        Assert.Equal(20, options.MaxAttempts);
         options.Validate();
     }
 
@@ -37,6 +38,7 @@ public sealed class OutboxOptionsTests
         { nameof(OutboxOptions.RetryDelay), o => o.RetryDelay = TimeSpan.FromSeconds(-1) },
         { nameof(OutboxOptions.NotificationCapacity), o => o.NotificationCapacity = 0 },
         { nameof(OutboxOptions.MaxRetryDelay), o => o.MaxRetryDelay = TimeSpan.FromSeconds(1) },
+        { nameof(OutboxOptions.MaxAttempts), o => o.MaxAttempts = 0 },
     };
 
     [Theory]

@@ -22,6 +22,7 @@ internal sealed class Dispatcher
     private readonly Notifier<OutboxError> _errors;
     private readonly WakeSignal _wake;
     private int _uncommittedEnqueue;
+    private int _failedBatches;
 
     public Dispatcher(
         IOutboxStore store,
@@ -90,8 +91,24 @@ internal sealed class Dispatcher
                     eagerDelay = TimeSpan.Zero;
                 }
 
+                if (claimed > 0 && _failedBatches == 0)
+                {
+                    continue;
+                }
+
                 if (claimed > 0)
                 {
+                    // Every message of the batch failed (the broker is down or unreachable): pause like a failed message would,
+                    // instead of claiming the rest of the backlog only to fail it and spend its attempts.
+                    try
+                    {
+                        await Task.Delay(_options.RetryDelayAfter(_failedBatches), _time, stopping).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+                    {
+                        break;
+                    }
+
                     continue;
                 }
 
@@ -204,6 +221,9 @@ internal sealed class Dispatcher
                 await ReleaseAsync(batch[i], failure, cancellationToken).ConfigureAwait(false);
             }
         }
+
+        var allFailedTransiently = confirmed.Count == 0 && Array.Exists(failures, f => f is not OutboxException { IsTransient: false });
+        _failedBatches = allFailedTransiently ? _failedBatches + 1 : 0;
 
         Log.BatchDispatched(_logger, confirmed.Count, batch.Count);
         return batch.Count;
