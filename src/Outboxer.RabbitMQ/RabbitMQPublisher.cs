@@ -119,6 +119,9 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
             Uri = uri,
             AutomaticRecoveryEnabled = true,
             TopologyRecoveryEnabled = true,
+
+            // RabbitMQ.Client waits 5 s between reconnection attempts by default; an outbox wants its messages flowing again sooner.
+            NetworkRecoveryInterval = TimeSpan.FromSeconds(1),
             ClientProvidedName = ClientName,
         };
 

@@ -1,0 +1,649 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Npgsql;
+using Outboxer.PostgreSql;
+using Outboxer.RabbitMQ;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+using Xunit;
+
+namespace Outboxer.Guarantees.Tests;
+
+/// <summary>What happened to one enqueued message on the producer side.</summary>
+internal enum Outcome
+{
+    /// <summary>The transaction is still open.</summary>
+    Pending,
+
+    /// <summary><c>COMMIT</c> returned: the message must arrive.</summary>
+    Committed,
+
+    /// <summary>Rolled back on purpose, or the transaction failed before <c>COMMIT</c> was sent: the message must never arrive.</summary>
+    RolledBack,
+
+    /// <summary><c>COMMIT</c> itself failed (the server went away): it may or may not have committed, so neither check applies.</summary>
+    Ambiguous,
+}
+
+/// <summary>One enqueued message as the producer knows it: its place in its key's sequence and when its transaction committed.</summary>
+internal sealed class Sent(int number, string? key, int sequence, Guid messageId)
+{
+    public int Number { get; } = number;
+
+    public string? Key { get; } = key;
+
+    public int Sequence { get; } = sequence;
+
+    public Guid MessageId { get; } = messageId;
+
+    public Outcome Outcome { get; set; }
+
+    public long CommittedAt { get; set; }
+}
+
+/// <summary>One delivery the consumer received, in receive order.</summary>
+internal readonly record struct Arrival(string MessageId, long ReceivedAt, bool Redelivered);
+
+/// <summary>The numbers one scenario reports (one line of artifacts/guarantees.jsonl).</summary>
+internal sealed record GuaranteeReport(
+    string Scenario,
+    bool Crash,
+    int Committed,
+    int RolledBack,
+    int Ambiguous,
+    int DeliveredUnique,
+    int Lost,
+    int Duplicates,
+    int ConsumerRedeliveries,
+    int RolledBackDelivered,
+    int Unknown,
+    int OutOfOrder,
+    double MaxDelayMs,
+    long ElapsedMs,
+    string Faults,
+    List<string> Problems)
+{
+    /// <summary>Gets the rows of the table in the dead letters at the end (poison messages included).</summary>
+    public long DeadLettered { get; init; }
+}
+
+/// <summary>
+/// One scenario's world: a fresh schema with its outbox table, a fresh exchange and durable queue, a producer that commits (and rolls
+/// back) known messages with per-key sequence numbers, a consumer that records every delivery, and the checks.
+/// </summary>
+internal sealed class GuaranteeRun : IAsyncDisposable
+{
+    public const int KeyCount = 10;
+
+    private static readonly Lock s_reportFile = new();
+
+    private readonly ConcurrentDictionary<string, Sent> _sent = new();
+    private readonly ConcurrentQueue<Arrival> _arrivals = new();
+    private readonly int[] _keySequences = new int[KeyCount];
+    private readonly Stopwatch _elapsed = Stopwatch.StartNew();
+    private readonly List<IAsyncDisposable> _owned = [];
+    private readonly List<int> _dispatchedBy = [];
+    private NpgsqlDataSource _producerData = null!;
+    private Outbox _producer = null!;
+    private IConnection _consumerConnection = null!;
+    private IChannel _consumerChannel = null!;
+    private long _lastArrivalAt = Stopwatch.GetTimestamp();
+    private int _number;
+
+    private GuaranteeRun(string scenario)
+    {
+        Scenario = scenario;
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        Schema = $"guarantees_{scenario.Replace('-', '_')}_{suffix}";
+        Exchange = $"outboxer.guarantees.{scenario}.{suffix}";
+        Queue = Exchange;
+    }
+
+    public string Scenario { get; }
+
+    public string Schema { get; }
+
+    public string Exchange { get; }
+
+    public string Queue { get; }
+
+    /// <summary>Transactions that failed before their commit (their messages count as rolled back).</summary>
+    public int FailedTransactions { get; private set; }
+
+    public static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public static async Task<GuaranteeRun> CreateAsync(string scenario)
+    {
+        var run = new GuaranteeRun(scenario);
+        await run.InitializeAsync();
+        return run;
+    }
+
+    /// <summary>
+    /// The outbox options of a dispatcher in a scenario with crashes: a short lease and fast retries. <see cref="OutboxOptions.MaxAttempts"/>
+    /// is raised far above its default (10): every failed publish counts as an attempt, including "the connection is closed" while
+    /// the broker restarts, so with 100 ms..1 s retries the default 10 attempts are used up in about 6.5 s and a broker outage longer
+    /// than that moves healthy committed messages to the dead letters (seen in scenario 2 with MaxAttempts = 10: 60 of 640 committed
+    /// messages dead-lettered with "The RabbitMQ connection is closed (320 CONNECTION_FORCED ...)").
+    /// </summary>
+    public static OutboxOptions FastRecoveryOptions() => new()
+    {
+        MaxAttempts = 1000,
+        MessageBatchSize = 20,
+        CheckInterval = TimeSpan.FromMilliseconds(100),
+        LeaseDuration = TimeSpan.FromSeconds(3),
+        PublishTimeout = TimeSpan.FromSeconds(2),
+        RetryDelay = TimeSpan.FromMilliseconds(100),
+        MaxRetryDelay = TimeSpan.FromSeconds(1),
+    };
+
+    /// <summary>Starts an in-process dispatcher (its own data source, publisher and outbox) on this run's table; disposed with the run.</summary>
+    public Outbox StartDispatcher(OutboxOptions options, string? postgres = null, Uri? rabbitMQ = null)
+    {
+        var dataSource = NpgsqlDataSource.Create(postgres ?? Servers.Postgres);
+        var publisher = new RabbitMQPublisher(rabbitMQ ?? Servers.RabbitMQ);
+        var outbox = new Outbox(new PostgreSqlOutboxStore(dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = Schema, CreateTableIfMissing = false }), publisher, options);
+
+        // Disposed in reverse order: the outbox first (a graceful stop), then the publisher, then the data source.
+        _owned.Add(dataSource);
+        _owned.Add(publisher);
+        _owned.Add(outbox);
+        var slot = _dispatchedBy.Count;
+        _dispatchedBy.Add(0);
+        var reader = outbox.Dispatched;
+        _ = Task.Run(async () =>
+        {
+            await foreach (var _ in reader.ReadAllAsync())
+            {
+                lock (_dispatchedBy)
+                {
+                    _dispatchedBy[slot]++;
+                }
+            }
+        });
+        outbox.StartDispatcher();
+        return outbox;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="transactions"/> transactions one after the other, <paramref name="pause"/> apart: 1 to 3 messages each, every
+    /// fifth rolled back. Two messages in three carry one of <see cref="KeyCount"/> ordering keys and their key's next sequence number.
+    /// A transaction that fails (a server is down) is recorded as rolled back, or as ambiguous when its <c>COMMIT</c> failed, and the
+    /// producer carries on after a short pause.
+    /// </summary>
+    public async Task ProduceAsync(int transactions, TimeSpan pause, Func<int, NpgsqlTransaction, List<Sent>, Task>? extra = null, CancellationToken cancellationToken = default)
+    {
+        for (var t = 0; t < transactions; t++)
+        {
+            var messages = new List<Sent>();
+            var rollback = t % 5 == 4;
+            var commitSent = false;
+            try
+            {
+                await using var connection = await _producerData.OpenConnectionAsync(cancellationToken);
+                await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+                for (var m = 0; m < 1 + (t % 3); m++)
+                {
+                    var number = _number++;
+                    string? key = number % 3 == 0 ? null : $"k{(number / 3) % KeyCount}";
+                    var sequence = key is null ? 0 : ++_keySequences[(number / 3) % KeyCount];
+                    var message = NewMessage(number, key, sequence);
+                    var sent = Track(message, number, key, sequence);
+                    messages.Add(sent);
+                    await _producer.EnqueueAsync(transaction, message, cancellationToken);
+                }
+
+                if (extra is not null)
+                {
+                    await extra(t, transaction, messages);
+                }
+
+                if (rollback)
+                {
+                    await transaction.RollbackAsync(cancellationToken);
+                    Settle(messages, Outcome.RolledBack);
+                }
+                else
+                {
+                    commitSent = true;
+                    await transaction.CommitAsync(cancellationToken);
+                    Settle(messages, Outcome.Committed);
+                }
+            }
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested && ex is NpgsqlException or OutboxException or InvalidOperationException or IOException or TimeoutException)
+            {
+                FailedTransactions++;
+                Settle(messages, commitSent ? Outcome.Ambiguous : Outcome.RolledBack);
+                await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken);
+            }
+
+            if (pause > TimeSpan.Zero)
+            {
+                await Task.Delay(pause, cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>Builds one message for this run's exchange; the payload carries its number, key, sequence and the time it was built.</summary>
+    public OutboxMessage NewMessage(int number, string? key, int sequence, string? exchange = null)
+    {
+        var payload = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object?>
+        {
+            ["n"] = number,
+            ["key"] = key,
+            ["seq"] = sequence,
+            ["enqueued_ts"] = Stopwatch.GetTimestamp(),
+        });
+        var message = new OutboxMessage(payload) { OrderingKey = key, MessageId = Guid.CreateVersion7() };
+        message.Options[RabbitMQOptionKeys.ExchangeName] = exchange ?? Exchange;
+        message.Options[RabbitMQOptionKeys.ExchangeType] = "topic";
+        message.Options[RabbitMQOptionKeys.RoutingKey] = key is null ? "guarantees.unordered" : $"guarantees.{key}";
+        message.Headers["n"] = number;
+        return message;
+    }
+
+    /// <summary>Records a message the caller enqueues itself (for example a poison message); settle it with the transaction.</summary>
+    public Sent Track(OutboxMessage message, int number, string? key, int sequence)
+    {
+        var sent = new Sent(number, key, sequence, message.MessageId);
+        _sent[message.MessageId.ToString()] = sent;
+        return sent;
+    }
+
+    /// <summary>The producer's outbox (its dispatcher never runs), to enqueue extra messages in a transaction.</summary>
+    public Outbox Producer => _producer;
+
+    public int NextNumber() => _number++;
+
+    /// <summary>How many messages each in-process dispatcher marked dispatched, in the order they were started.</summary>
+    public IReadOnlyList<int> DispatchedBy
+    {
+        get
+        {
+            lock (_dispatchedBy)
+            {
+                return [.. _dispatchedBy];
+            }
+        }
+    }
+
+    public int NextSequence(int key) => ++_keySequences[key];
+
+    public int ArrivalCount => _arrivals.Count;
+
+    /// <summary>
+    /// Waits (bounded) until every committed message arrived, then until the table has nothing pending (dead letters excepted) and the
+    /// queue has been quiet for a second; computes the report, appends it to artifacts/guarantees.jsonl and returns it.
+    /// </summary>
+    public async Task<GuaranteeReport> VerifyAsync(bool crash, string faults, IEnumerable<string>? excludedIds = null, TimeSpan? budget = null)
+    {
+        var excluded = new HashSet<string>(excludedIds ?? []);
+        var deadline = Stopwatch.StartNew();
+        var limit = budget ?? TimeSpan.FromSeconds(120);
+        var committed = _sent.Where(s => s.Value.Outcome == Outcome.Committed && !excluded.Contains(s.Key)).Select(s => s.Key).ToHashSet();
+        var problems = new List<string>();
+
+        while (deadline.Elapsed < limit)
+        {
+            var arrived = _arrivals.Select(a => a.MessageId).ToHashSet();
+            if (committed.IsSubsetOf(arrived))
+            {
+                break;
+            }
+
+            await Task.Delay(100, Ct);
+        }
+
+        if (deadline.Elapsed >= limit)
+        {
+            problems.Add($"not every committed message arrived within {limit}");
+        }
+
+        // Then nothing pending in the table, and a quiet queue: late duplicates would have arrived by now.
+        var settle = Stopwatch.StartNew();
+        while (settle.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            var quietFor = Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastArrivalAt));
+            if (quietFor > TimeSpan.FromSeconds(1) && await PendingAsync() == 0)
+            {
+                break;
+            }
+
+            await Task.Delay(100, Ct);
+        }
+
+        if (settle.Elapsed >= TimeSpan.FromSeconds(30))
+        {
+            problems.Add($"the table still had {await PendingAsync()} pending message(s), or the queue was not quiet, 30 s after every message arrived");
+        }
+
+        var report = Compute(crash, faults, excluded, committed, problems);
+        await using (var deadLetters = _producerData.CreateCommand($"SELECT count(*) FROM \"{Schema}\".outbox_messages WHERE dead_lettered_at IS NOT NULL"))
+        {
+            report = report with { DeadLettered = (long)(await deadLetters.ExecuteScalarAsync(Ct))! };
+        }
+
+        if (report.Lost > 0)
+        {
+            // Where the lost messages are in the table: dispatched (the broker or the consumer lost them) or dead-lettered.
+            var seen = _arrivals.Select(a => a.MessageId).ToHashSet();
+            var lostIds = committed.Where(id => !seen.Contains(id)).Select(Guid.Parse).ToArray();
+            await using var command = _producerData.CreateCommand(
+                $"SELECT dispatched, dead_lettered_at IS NOT NULL, count(*), min(attempts), max(attempts), min(last_error) FROM \"{Schema}\".outbox_messages WHERE message_id = ANY($1) GROUP BY 1, 2");
+            command.Parameters.AddWithValue(lostIds);
+            await using var reader = await command.ExecuteReaderAsync(Ct);
+            while (await reader.ReadAsync(Ct))
+            {
+                report.Problems.Add(
+                    $"lost rows: dispatched={reader.GetBoolean(0)} dead_lettered={reader.GetBoolean(1)} count={reader.GetInt64(2)} attempts {reader.GetInt32(3)}..{reader.GetInt32(4)} last_error: {(reader.IsDBNull(5) ? "none" : reader.GetString(5))}");
+            }
+        }
+
+        Append(report);
+        TestContext.Current.TestOutputHelper?.WriteLine(ToJson(report));
+        return report;
+    }
+
+    /// <summary>The checks every scenario makes: nothing lost, no rollback delivered, nothing unknown, per-key order, and no duplicates without a crash.</summary>
+    public static void AssertGuarantees(GuaranteeReport report)
+    {
+        var summary = ToJson(report);
+        Assert.True(report.Problems.Count == 0, $"{string.Join("; ", report.Problems)}\n{summary}");
+        Assert.True(report.Committed > 0, summary);
+        Assert.True(report.Lost == 0, $"committed messages lost\n{summary}");
+        Assert.True(report.RolledBackDelivered == 0, $"rolled-back messages delivered\n{summary}");
+        Assert.True(report.Unknown == 0, $"messages nobody enqueued delivered\n{summary}");
+        Assert.True(report.OutOfOrder == 0, $"per-key order broken\n{summary}");
+        if (!report.Crash)
+        {
+            Assert.True(report.Duplicates == 0, $"duplicates without a crash\n{summary}");
+        }
+    }
+
+    public async Task<long> PendingAsync()
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                await using var command = _producerData.CreateCommand($"SELECT count(*) FROM \"{Schema}\".outbox_messages WHERE NOT dispatched AND dead_lettered_at IS NULL");
+                return (long)(await command.ExecuteScalarAsync(Ct))!;
+            }
+            catch (NpgsqlException) when (attempt < 50)
+            {
+                await Task.Delay(200, Ct);
+            }
+        }
+    }
+
+    /// <summary>Declares an exchange and a queue bound to it, on the consumer's channel (used for poison routes).</summary>
+    public async Task DeclareAsync(string exchange, string exchangeType, string? queue, IDictionary<string, object?>? queueArguments = null)
+    {
+        await _consumerChannel.ExchangeDeclareAsync(exchange, exchangeType, durable: true, autoDelete: false, cancellationToken: Ct);
+        if (queue is not null)
+        {
+            await _consumerChannel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: queueArguments, cancellationToken: Ct);
+            await _consumerChannel.QueueBindAsync(queue, exchange, "#", cancellationToken: Ct);
+        }
+    }
+
+    /// <summary>Deletes exchanges and queues (best effort) after the run, with a connection of its own.</summary>
+    public static async Task DeleteTopologyAsync(IEnumerable<string> exchanges, IEnumerable<string> queues)
+    {
+        try
+        {
+            var factory = new ConnectionFactory { Uri = Servers.RabbitMQ, ClientProvidedName = "Outboxer.Guarantees.Tests.cleanup" };
+            await using var connection = await factory.CreateConnectionAsync(CancellationToken.None);
+            foreach (var queue in queues)
+            {
+                await using var channel = await connection.CreateChannelAsync();
+                await channel.QueueDeleteAsync(queue);
+            }
+
+            foreach (var exchange in exchanges)
+            {
+                await using var channel = await connection.CreateChannelAsync();
+                await channel.ExchangeDeleteAsync(exchange);
+            }
+        }
+#pragma warning disable CA1031 // Best effort: the scenario's result does not depend on it.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        for (var i = _owned.Count - 1; i >= 0; i--)
+        {
+            try
+            {
+                await _owned[i].DisposeAsync();
+            }
+#pragma warning disable CA1031 // Best effort: a dispatcher whose server is gone may fail to stop cleanly.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+        }
+
+        await _producer.DisposeAsync();
+        try
+        {
+            await _consumerChannel.CloseAsync();
+            await _consumerConnection.CloseAsync();
+        }
+#pragma warning disable CA1031 // Best effort, as above.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+
+        await _consumerConnection.DisposeAsync();
+        await DeleteTopologyAsync([Exchange], [Queue]);
+        try
+        {
+            await using var drop = _producerData.CreateCommand($"DROP SCHEMA IF EXISTS \"{Schema}\" CASCADE");
+            await drop.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+#pragma warning disable CA1031 // Best effort, as above.
+        catch (NpgsqlException)
+#pragma warning restore CA1031
+        {
+        }
+
+        await _producerData.DisposeAsync();
+    }
+
+    private async Task InitializeAsync()
+    {
+        _producerData = NpgsqlDataSource.Create(Servers.Postgres);
+        try
+        {
+            await using (var create = _producerData.CreateCommand($"CREATE SCHEMA \"{Schema}\""))
+            {
+                await create.ExecuteNonQueryAsync(Ct);
+            }
+        }
+        catch (NpgsqlException ex)
+        {
+            Assert.Fail($"PostgreSQL is not reachable with OUTBOXER_POSTGRES_URL or the default ({ex.Message}). Start it with `bash eng/servers.sh start postgres`.");
+        }
+
+        var store = new PostgreSqlOutboxStore(_producerData, new PostgreSqlOutboxStoreOptions { SchemaName = Schema });
+        await store.EnsureCreatedAsync(Ct);
+
+        // The producer never starts its dispatcher; its publisher connects lazily, so it never connects.
+        _producer = new Outbox(store, new RabbitMQPublisher(Servers.RabbitMQ));
+
+        var factory = new ConnectionFactory
+        {
+            Uri = Servers.RabbitMQ,
+            ClientProvidedName = $"Outboxer.Guarantees.Tests.{Scenario}",
+            AutomaticRecoveryEnabled = true,
+            TopologyRecoveryEnabled = true,
+            NetworkRecoveryInterval = TimeSpan.FromSeconds(1),
+        };
+        try
+        {
+            _consumerConnection = await factory.CreateConnectionAsync(Ct);
+        }
+        catch (global::RabbitMQ.Client.Exceptions.BrokerUnreachableException ex)
+        {
+            Assert.Fail($"RabbitMQ is not reachable with OUTBOXER_RABBITMQ_URL or the default ({ex.InnerException?.Message ?? ex.Message}). Start it with `bash eng/servers.sh start rabbitmq`.");
+        }
+
+        _consumerChannel = await _consumerConnection.CreateChannelAsync(cancellationToken: Ct);
+        await DeclareAsync(Exchange, ExchangeType.Topic, Queue);
+        await _consumerChannel.BasicQosAsync(0, 500, global: false, Ct);
+        var consumer = new AsyncEventingBasicConsumer(_consumerChannel);
+        consumer.ReceivedAsync += async (_, delivery) =>
+        {
+            var now = Stopwatch.GetTimestamp();
+            _arrivals.Enqueue(new Arrival(delivery.BasicProperties.MessageId ?? string.Empty, now, delivery.Redelivered));
+            Interlocked.Exchange(ref _lastArrivalAt, now);
+            try
+            {
+                await _consumerChannel.BasicAckAsync(delivery.DeliveryTag, multiple: false);
+            }
+#pragma warning disable CA1031 // The channel may be closing (a broker restart); the broker redelivers with the redelivered flag.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+        };
+        await _consumerChannel.BasicConsumeAsync(Queue, autoAck: false, consumer, Ct);
+    }
+
+    private void Settle(List<Sent> messages, Outcome outcome)
+    {
+        var now = Stopwatch.GetTimestamp();
+        foreach (var sent in messages)
+        {
+            sent.Outcome = outcome;
+            sent.CommittedAt = now;
+        }
+    }
+
+    private GuaranteeReport Compute(bool crash, string faults, HashSet<string> excluded, HashSet<string> committed, List<string> problems)
+    {
+        var arrivals = _arrivals.ToArray();
+        var seen = new HashSet<string>();
+        var lastSequence = new Dictionary<string, int>();
+        int duplicates = 0, redeliveries = 0, rolledBackDelivered = 0, unknown = 0, outOfOrder = 0;
+        double maxDelay = 0;
+        foreach (var arrival in arrivals)
+        {
+            if (excluded.Contains(arrival.MessageId))
+            {
+                continue;
+            }
+
+            if (!seen.Add(arrival.MessageId))
+            {
+                // A delivery the broker repeats to the consumer (its ack was lost) is not a second publish.
+                if (arrival.Redelivered)
+                {
+                    redeliveries++;
+                }
+                else
+                {
+                    duplicates++;
+                }
+
+                continue;
+            }
+
+            if (!_sent.TryGetValue(arrival.MessageId, out var sent))
+            {
+                unknown++;
+                continue;
+            }
+
+            if (sent.Outcome == Outcome.RolledBack)
+            {
+                rolledBackDelivered++;
+                problems.Add($"rolled-back message {sent.Number} ({sent.MessageId}) arrived");
+            }
+
+            if (sent.Outcome == Outcome.Committed)
+            {
+                maxDelay = Math.Max(maxDelay, Stopwatch.GetElapsedTime(sent.CommittedAt, arrival.ReceivedAt).TotalMilliseconds);
+            }
+
+            if (sent.Key is { } key)
+            {
+                if (lastSequence.TryGetValue(key, out var last) && sent.Sequence < last)
+                {
+                    outOfOrder++;
+                    if (outOfOrder <= 5)
+                    {
+                        problems.Add($"key {key}: sequence {sent.Sequence} (message {sent.Number}) first arrived after sequence {last}");
+                    }
+                }
+
+                lastSequence[key] = Math.Max(last, sent.Sequence);
+            }
+        }
+
+        var lost = committed.Count(id => !seen.Contains(id));
+        if (lost > 0)
+        {
+            problems.Add($"{lost} committed message(s) never arrived, for example {string.Join(", ", committed.Where(id => !seen.Contains(id)).Take(5).Select(id => _sent[id].Number))}");
+        }
+
+        return new GuaranteeReport(
+            Scenario,
+            crash,
+            committed.Count,
+            _sent.Count(s => s.Value.Outcome == Outcome.RolledBack && !excluded.Contains(s.Key)),
+            _sent.Count(s => s.Value.Outcome == Outcome.Ambiguous && !excluded.Contains(s.Key)),
+            committed.Count(seen.Contains),
+            lost,
+            duplicates,
+            redeliveries,
+            rolledBackDelivered,
+            unknown,
+            outOfOrder,
+            Math.Round(maxDelay, 1),
+            (long)_elapsed.Elapsed.TotalMilliseconds,
+            faults,
+            problems);
+    }
+
+    private static string ToJson(GuaranteeReport report) => JsonSerializer.Serialize(new Dictionary<string, object?>
+    {
+        ["scenario"] = report.Scenario,
+        ["time"] = TimeProvider.System.GetUtcNow().ToString("O", CultureInfo.InvariantCulture),
+        ["crash"] = report.Crash,
+        ["committed"] = report.Committed,
+        ["rolled_back"] = report.RolledBack,
+        ["ambiguous"] = report.Ambiguous,
+        ["delivered_unique"] = report.DeliveredUnique,
+        ["lost"] = report.Lost,
+        ["duplicates"] = report.Duplicates,
+        ["consumer_redeliveries"] = report.ConsumerRedeliveries,
+        ["rolled_back_delivered"] = report.RolledBackDelivered,
+        ["unknown_delivered"] = report.Unknown,
+        ["out_of_order"] = report.OutOfOrder,
+        ["dead_lettered"] = report.DeadLettered,
+        ["max_delay_ms"] = report.MaxDelayMs,
+        ["elapsed_ms"] = report.ElapsedMs,
+        ["faults"] = report.Faults,
+        ["problems"] = report.Problems,
+    });
+
+    private static void Append(GuaranteeReport report)
+    {
+        var folder = Path.Combine(Servers.RepositoryRoot, "artifacts");
+        Directory.CreateDirectory(folder);
+        lock (s_reportFile)
+        {
+            File.AppendAllText(Path.Combine(folder, "guarantees.jsonl"), ToJson(report) + "\n", Encoding.UTF8);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Outboxer.Guarantees.Tests;
+
+/// <summary>One samples/Outboxer.Relay process: a dispatcher on the scenario's table, started, stopped gracefully or killed with SIGKILL.</summary>
+internal sealed class RelayProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _stderr = new();
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly StringBuilder _stdout = new();
+
+    private RelayProcess(Process process) => _process = process;
+
+    public int Id => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    public string Output
+    {
+        get
+        {
+            lock (_stdout)
+            {
+                return _stdout.ToString() + _stderr.ToString();
+            }
+        }
+    }
+
+    public static async Task<RelayProcess> StartAsync(string postgres, Uri rabbitMQ, string schema, CancellationToken cancellationToken)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in new[] { Servers.RelayPath(), postgres, rabbitMQ.ToString(), schema, "3000", "2000" })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        var relay = new RelayProcess(Process.Start(start) ?? throw new InvalidOperationException("Could not start the relay."));
+        relay._process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                relay._ready.TrySetException(new InvalidOperationException($"The relay ended before it was ready:\n{relay.Output}"));
+                return;
+            }
+
+            lock (relay._stdout)
+            {
+                relay._stdout.AppendLine(e.Data);
+            }
+
+            if (e.Data == "ready")
+            {
+                relay._ready.TrySetResult();
+            }
+        };
+        relay._process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                lock (relay._stdout)
+                {
+                    relay._stderr.AppendLine(e.Data);
+                }
+            }
+        };
+        relay._process.BeginOutputReadLine();
+        relay._process.BeginErrorReadLine();
+        await relay._ready.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+        return relay;
+    }
+
+    /// <summary>Kills the process with SIGKILL (what <see cref="Process.Kill()"/> sends on Unix): no graceful stop, no lease released.</summary>
+    public async Task KillAsync()
+    {
+        _process.Kill();
+        await _process.WaitForExitAsync();
+    }
+
+    /// <summary>Asks the relay to stop gracefully (a line on its standard input); kills it when it does not end within 30 seconds.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            try
+            {
+                await _process.StandardInput.WriteLineAsync();
+                _process.StandardInput.Close();
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                await _process.WaitForExitAsync(timeout.Token);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+            {
+                _process.Kill(entireProcessTree: true);
+                await _process.WaitForExitAsync();
+            }
+        }
+
+        _process.Dispose();
+    }
+}
