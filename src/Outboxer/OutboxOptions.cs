@@ -49,7 +49,15 @@ public sealed class OutboxOptions
     /// <value>The default value is 5 seconds. Must not be negative.</value>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Gets or sets the longest a failed message waits before it is tried again.</summary>
+    /// <summary>
+    /// Gets or sets how much each retry delay varies at random, as a fraction of it: a delay <c>d</c> becomes a value between
+    /// <c>d × (1 − RetryJitter)</c> and <c>d × (1 + RetryJitter)</c>, so that messages that failed together (a broker outage) do not all
+    /// come back at the same moment.
+    /// </summary>
+    /// <value>The default value is 0.2. Must be between 0 (no jitter) and 1.</value>
+    public double RetryJitter { get; set; } = 0.2;
+
+    /// <summary>Gets or sets the longest a failed message waits before it is tried again (before <see cref="RetryJitter"/>).</summary>
     /// <value>The default value is 5 minutes. Must not be less than <see cref="RetryDelay"/>.</value>
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromMinutes(5);
 
@@ -91,6 +99,11 @@ public sealed class OutboxOptions
             throw new ArgumentOutOfRangeException(nameof(RetryDelay), RetryDelay, $"OutboxOptions.{nameof(RetryDelay)} must not be negative, but it is {RetryDelay}.");
         }
 
+        if (RetryJitter is < 0 or > 1 || double.IsNaN(RetryJitter))
+        {
+            throw new ArgumentOutOfRangeException(nameof(RetryJitter), RetryJitter, $"OutboxOptions.{nameof(RetryJitter)} must be between 0 and 1, but it is {RetryJitter}.");
+        }
+
         if (MaxRetryDelay < RetryDelay)
         {
             throw new ArgumentOutOfRangeException(
@@ -121,6 +134,13 @@ public sealed class OutboxOptions
         }
 
         return delay < MaxRetryDelay ? delay : MaxRetryDelay;
+    }
+
+    /// <summary><see cref="RetryDelayAfter"/> varied by <see cref="RetryJitter"/>.</summary>
+    internal TimeSpan JitteredRetryDelayAfter(int attempt)
+    {
+        var delay = RetryDelayAfter(attempt);
+        return RetryJitter == 0 ? delay : delay * (1 + (RetryJitter * ((2 * Random.Shared.NextDouble()) - 1)));
     }
 
     private static void Positive(TimeSpan value, string name)

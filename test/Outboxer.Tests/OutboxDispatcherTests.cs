@@ -183,6 +183,34 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Retry_delays_vary_within_the_jitter_so_messages_that_failed_together_spread_out()
+    {
+        var outbox = Create(new OutboxOptions { RetryDelay = TimeSpan.FromSeconds(10), MessageBatchSize = 50 }, jitter: 0.5);
+        var fail = true;
+        _publisher.Fail = _ => fail ? new OutboxException("down") : null;
+        for (var i = 0; i < 50; i++)
+        {
+            await outbox.SendAsync(new OutboxMessage($"m{i}"), Ct);
+        }
+
+        await outbox.DispatchPendingAsync(Ct);
+        fail = false;
+        _time.Advance(TimeSpan.FromSeconds(4.9));
+        Assert.Equal(0, await outbox.DispatchPendingAsync(Ct));
+
+        var retriedAt = new List<int>();
+        for (var second = 5; second <= 15; second++)
+        {
+            _time.Advance(second == 5 ? TimeSpan.FromSeconds(0.1) : TimeSpan.FromSeconds(1));
+            var retried = await outbox.DispatchPendingAsync(Ct);
+            retriedAt.AddRange(Enumerable.Repeat(second, retried));
+        }
+
+        Assert.Equal(50, retriedAt.Count);
+        Assert.True(retriedAt.Distinct().Count() > 3, string.Join(",", retriedAt));
+    }
+
+    [Fact]
     public async Task A_message_that_cannot_succeed_is_dead_lettered_at_once_and_can_be_requeued_or_purged()
     {
         var outbox = Create();
@@ -333,17 +361,11 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
             await _store.AddWithinTransactionAsync(new OutboxMessage($"m{i}") { MessageId = Guid.NewGuid() }, null, Ct);
         }
 
-        var firstBatch = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _store.Claimed += count =>
-        {
-            if (count > 0)
-            {
-                firstBatch.TrySetResult();
-            }
-        };
+        var errors = outbox.Errors;
         var dispatched = outbox.Dispatched;
         outbox.StartDispatcher();
-        await firstBatch.Task.WaitAsync(Bound, Ct);
+        await errors.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        await errors.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
         for (var i = 0; i < 100; i++)
         {
             await Task.Yield();
@@ -524,8 +546,13 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
         Assert.Equal(_time.GetUtcNow().AddDays(-1), given.CreatedAt);
     }
 
-    private Outbox Create(OutboxOptions? options = null) =>
-        _outbox = new Outbox(_store, _publisher, options, timeProvider: _time);
+    // Exact retry times unless a test asks for jitter.
+    private Outbox Create(OutboxOptions? options = null, double jitter = 0)
+    {
+        options ??= new OutboxOptions();
+        options.RetryJitter = jitter;
+        return _outbox = new Outbox(_store, _publisher, options, timeProvider: _time);
+    }
 
     /// <summary>
     /// Moves the clock one step at a time until <paramref name="until"/> completes. The loop registers its timer asynchronously,

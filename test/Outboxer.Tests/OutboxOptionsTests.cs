@@ -21,6 +21,7 @@ public sealed class OutboxOptionsTests
         Assert.Equal(TimeSpan.FromMinutes(5), options.MaxRetryDelay);
         Assert.Equal(1024, options.NotificationCapacity);
         Assert.Equal(20, options.MaxAttempts);
+        Assert.Equal(0.2, options.RetryJitter);
         options.Validate();
     }
 
@@ -39,6 +40,7 @@ public sealed class OutboxOptionsTests
         { nameof(OutboxOptions.NotificationCapacity), o => o.NotificationCapacity = 0 },
         { nameof(OutboxOptions.MaxRetryDelay), o => o.MaxRetryDelay = TimeSpan.FromSeconds(1) },
         { nameof(OutboxOptions.MaxAttempts), o => o.MaxAttempts = 0 },
+        { nameof(OutboxOptions.RetryJitter), o => o.RetryJitter = 1.5 },
     };
 
     [Theory]

@@ -398,7 +398,7 @@ internal sealed class Dispatcher
             return;
         }
 
-        var retryAt = now + _options.RetryDelayAfter(message.Attempts);
+        var retryAt = now + _options.JitteredRetryDelayAfter(message.Attempts);
         Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
         Telemetry.RetriedMessages.Add(1);
         try
