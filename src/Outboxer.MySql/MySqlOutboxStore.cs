@@ -84,7 +84,7 @@ public sealed class MySqlOutboxStore : DbOutboxStore
             WHERE c.dispatched = 0 AND c.dead_lettered_at IS NULL AND (c.locked_until IS NULL OR c.locked_until <= @now)
               AND (c.ordering_key IS NULL OR NOT EXISTS (
                   SELECT 1 FROM {_table} AS p
-                  WHERE p.ordering_key = c.ordering_key AND p.id < c.id AND p.dispatched = 0 AND p.dead_lettered_at IS NULL))
+                  WHERE p.ordering_key = c.ordering_key AND (p.id < c.id OR (p.id <> c.id AND p.locked_until > @now)) AND p.dispatched = 0 AND p.dead_lettered_at IS NULL))
             ORDER BY c.id
             LIMIT @limit
             FOR UPDATE SKIP LOCKED

@@ -49,7 +49,7 @@ public sealed class SqliteOutboxStore : DbOutboxStore
                 WHERE o.dispatched = 0 AND o.dead_lettered_at IS NULL AND (o.locked_until IS NULL OR o.locked_until <= $now)
                   AND (o.ordering_key IS NULL OR NOT EXISTS (
                       SELECT 1 FROM {_table} AS p
-                      WHERE p.ordering_key = o.ordering_key AND p.id < o.id AND p.dispatched = 0 AND p.dead_lettered_at IS NULL))
+                      WHERE p.ordering_key = o.ordering_key AND (p.id < o.id OR (p.id <> o.id AND p.locked_until > $now)) AND p.dispatched = 0 AND p.dead_lettered_at IS NULL))
                 ORDER BY o.id LIMIT $limit)
             RETURNING id, message_id, payload, options, headers, created_at, attempts, ordering_key
             """;

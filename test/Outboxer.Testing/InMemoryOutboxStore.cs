@@ -14,6 +14,7 @@ public sealed class InMemoryOutboxStore : IOutboxStore
     private readonly List<Row> _rows = [];
     private long _nextId;
     private int _claims;
+    private DateTimeOffset _claimNow;
 
     /// <summary>Gets or sets an exception that every claim throws, to simulate a database outage.</summary>
     public Exception? ClaimFailure { get; set; }
@@ -97,7 +98,8 @@ public sealed class InMemoryOutboxStore : IOutboxStore
         lock (_lock)
         {
             claimed = [];
-            foreach (var row in _rows.Where(r => r.IsPending && (r.LockedUntil is null || r.LockedUntil <= now) && IsHeadOfItsKey(r)).Take(batchSize))
+            _claimNow = now;
+            foreach (var row in _rows.Where(r => r.IsPending && (r.LockedUntil is null || r.LockedUntil <= now) && IsHeadOfItsKey(r)).ToList().Take(batchSize))
             {
                 row.LockedUntil = leaseUntil;
                 row.Message.Attempts++;
@@ -239,7 +241,7 @@ public sealed class InMemoryOutboxStore : IOutboxStore
     // As the database stores do: a keyed message waits while an older message with its key is pending.
     private bool IsHeadOfItsKey(Row row) =>
         row.Message.OrderingKey is null ||
-        !_rows.Any(r => r.IsPending && r.Message.OrderingKey == row.Message.OrderingKey && r.Message.Id < row.Message.Id);
+        !_rows.Any(r => r.IsPending && r.Message.OrderingKey == row.Message.OrderingKey && r != row && (r.Message.Id < row.Message.Id || r.LockedUntil > _claimNow));
 
     private static OutboxMessage Copy(OutboxMessage source)
     {

@@ -404,6 +404,30 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_late_commit_of_an_older_message_waits_while_a_newer_message_of_its_key_is_in_flight_or_failing()
+    {
+        var store = CreateStore();
+        var older = NewMessage("older, committed late");
+        older.OrderingKey = "k";
+        var newer = NewMessage("newer, committed first");
+        newer.OrderingKey = "k";
+
+        // A late commit gives the older message (smaller id) a row only after the newer one was claimed. The same state, without
+        // racing transactions (which SQLite, with one writer at a time, cannot have): both rows exist and the newer one is held.
+        await store.AddWithinTransactionAsync(older, null, Ct);
+        await store.AddWithinTransactionAsync(newer, null, Ct);
+
+        // The newer message is leased, then waits for a retry: either way its key is busy, so the older one waits too.
+        await store.ReleaseAsync(newer.Id, T0.AddSeconds(30), "in flight", Ct);
+        Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(1), T0.AddSeconds(31), Ct));
+        await store.ReleaseAsync(newer.Id, T0.AddMinutes(1), "failed", Ct);
+        Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(40), T0.AddSeconds(70), Ct));
+
+        await store.MarkDispatchedAsync([newer.Id], T0.AddMinutes(2), Ct);
+        Assert.Equal(older.Id, Assert.Single(await store.ClaimAsync(10, T0.AddMinutes(2), T0.AddMinutes(3), Ct)).Id);
+    }
+
+    [Fact]
     public async Task Dead_letters_are_kept_out_of_claims_listed_with_their_error_requeued_and_purged()
     {
         var store = CreateStore();
