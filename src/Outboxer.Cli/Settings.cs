@@ -1,0 +1,226 @@
+using System.Data.Common;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Npgsql;
+using Outboxer.PostgreSql;
+using Outboxer.Providers;
+using Outboxer.Sqlite;
+
+namespace Outboxer.Cli;
+
+/// <summary>The exit codes scripts can rely on.</summary>
+internal static class ExitCodes
+{
+    public const int Success = 0;
+    public const int Failed = 1;
+    public const int Usage = 2;
+    public const int Refused = 3;
+}
+
+/// <summary>A wrong or missing option found after parsing: exit code 2.</summary>
+internal sealed class UsageException(string message) : Exception(message);
+
+/// <summary>The <c>--config</c> file: the same settings as the flags (flags win), plus the outbox options of the relay.</summary>
+internal sealed class ConfigFile
+{
+    public string? Store { get; set; }
+
+    public string? Connection { get; set; }
+
+    public string? Schema { get; set; }
+
+    public string? Table { get; set; }
+
+    public string? Broker { get; set; }
+
+    public string? RabbitMQUri { get; set; }
+
+    public string? Output { get; set; }
+
+    public OutboxOptions? Outbox { get; set; }
+
+    public static ConfigFile Load(string? path)
+    {
+        if (path is null)
+        {
+            return new ConfigFile();
+        }
+
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new UsageException($"Cannot read the config file '{path}': {ex.Message}");
+        }
+
+        try
+        {
+            return JsonSerializer.Deserialize(text, ConfigJsonContext.Default.ConfigFile) ?? new ConfigFile();
+        }
+        catch (JsonException ex)
+        {
+            throw new UsageException($"The config file '{path}' is not valid: {ex.Message}");
+        }
+    }
+}
+
+[JsonSourceGenerationOptions(PropertyNameCaseInsensitive = true, ReadCommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true, UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow)]
+[JsonSerializable(typeof(ConfigFile))]
+internal sealed partial class ConfigJsonContext : JsonSerializerContext;
+
+/// <summary>The store settings every verb shares, resolved from the flags, the config file and the environment.</summary>
+internal sealed class StoreSettings
+{
+    public const string Postgres = "postgres";
+    public const string Sqlite = "sqlite";
+
+    public required string Store { get; init; }
+
+    public string? Connection { get; init; }
+
+    public string? Schema { get; init; }
+
+    public string Table { get; init; } = "outbox_messages";
+
+    public ConfigFile Config { get; init; } = new();
+
+    public string RequiredConnection => Connection ?? throw new UsageException(
+        "A connection string is required: --connection, \"connection\" in the --config file, or the OUTBOXER_CONNECTION environment variable.");
+
+    public static StoreSettings Resolve(System.CommandLine.ParseResult parse, Secrets secrets, bool needsConnection)
+    {
+        var config = ConfigFile.Load(parse.GetValue(Commands.ConfigOption));
+        var store = Normalize(parse.GetValue(Commands.StoreOption) ?? config.Store ?? Postgres);
+        var connection = parse.GetValue(Commands.ConnectionOption) ?? config.Connection ?? NullIfEmpty(Environment.GetEnvironmentVariable("OUTBOXER_CONNECTION"));
+        if (connection is not null)
+        {
+            secrets.Add(PasswordsIn(connection));
+        }
+
+        var schema = parse.GetValue(Commands.SchemaOption) ?? config.Schema;
+        if (store == Sqlite && schema is not null)
+        {
+            throw new UsageException("--schema applies to PostgreSQL only; a SQLite database has no schemas.");
+        }
+
+        var settings = new StoreSettings
+        {
+            Store = store,
+            Connection = connection,
+            Schema = schema,
+            Table = parse.GetValue(Commands.TableOption) ?? config.Table ?? "outbox_messages",
+            Config = config,
+        };
+        if (needsConnection)
+        {
+            _ = settings.RequiredConnection;
+        }
+
+        return settings;
+    }
+
+    public static string Normalize(string store) => store.ToUpperInvariant() switch
+    {
+        "POSTGRES" or "POSTGRESQL" or "PG" => Postgres,
+        "SQLITE" => Sqlite,
+        _ => throw new UsageException($"Unknown store '{store}': use postgres or sqlite."),
+    };
+
+    public string DisplayName => Store == Postgres ? $"PostgreSQL \"{Schema ?? "public"}\".\"{Table}\"" : $"SQLite \"{Table}\"";
+
+    public string GetCreateScript()
+    {
+        try
+        {
+            return Store == Postgres
+                ? PostgreSqlOutboxStore.GetCreateScript(PostgresOptions(createTable: false))
+                : SqliteOutboxStore.GetCreateScript(SqliteOptions(createTable: false));
+        }
+        catch (ArgumentException ex)
+        {
+            throw new UsageException(ex.Message);
+        }
+    }
+
+    /// <summary>Opens the store; <paramref name="createTable"/> makes its first use create the table when it is missing.</summary>
+    public OpenStore Open(bool createTable)
+    {
+        var connection = RequiredConnection;
+        try
+        {
+            if (Store == Postgres)
+            {
+                var dataSource = NpgsqlDataSource.Create(connection);
+                try
+                {
+                    return new OpenStore(new PostgreSqlOutboxStore(dataSource, PostgresOptions(createTable)), dataSource);
+                }
+                catch
+                {
+                    dataSource.Dispose();
+                    throw;
+                }
+            }
+
+            var sqlite = connection.Contains('=', StringComparison.Ordinal) ? connection : $"Data Source={connection}";
+            return new OpenStore(new SqliteOutboxStore(sqlite, SqliteOptions(createTable)), null);
+        }
+        catch (ArgumentException ex)
+        {
+            // An invalid connection string or table name. The message names the key, never the value of a password.
+            throw new UsageException(ex.Message);
+        }
+    }
+
+    private PostgreSqlOutboxStoreOptions PostgresOptions(bool createTable) =>
+        new() { SchemaName = Schema ?? "public", TableName = Table, CreateTableIfMissing = createTable };
+
+    private SqliteOutboxStoreOptions SqliteOptions(bool createTable) =>
+        new() { TableName = Table, CreateTableIfMissing = createTable };
+
+    private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
+
+    /// <summary>The passwords in a connection string or in the user information of a URI.</summary>
+    public static string[] PasswordsIn(string connection)
+    {
+        if (Uri.TryCreate(connection, UriKind.Absolute, out var uri) && uri.UserInfo.Contains(':', StringComparison.Ordinal))
+        {
+            var password = uri.UserInfo[(uri.UserInfo.IndexOf(':', StringComparison.Ordinal) + 1)..];
+            return [password, Uri.UnescapeDataString(password)];
+        }
+
+        return PasswordsInConnectionString(connection);
+    }
+
+    private static string[] PasswordsInConnectionString(string connection)
+    {
+        try
+        {
+            var builder = new DbConnectionStringBuilder { ConnectionString = connection };
+            foreach (var key in new[] { "Password", "Pwd" })
+            {
+                if (builder.TryGetValue(key, out var value) && value is string { Length: > 0 } password)
+                {
+                    return [password];
+                }
+            }
+        }
+        catch (ArgumentException)
+        {
+            // Not a key=value connection string (a SQLite file path): no password in it.
+        }
+
+        return [];
+    }
+}
+
+/// <summary>A store and the data source it needs disposed.</summary>
+internal sealed class OpenStore(DbOutboxStore store, IAsyncDisposable? owned) : IAsyncDisposable
+{
+    public DbOutboxStore Store { get; } = store;
+
+    public ValueTask DisposeAsync() => owned?.DisposeAsync() ?? ValueTask.CompletedTask;
+}
