@@ -80,7 +80,7 @@ public sealed class SampleProcessTests
     }
 
     /// <summary>The sample's build output beside this test's: samples/&lt;name&gt;/bin/&lt;configuration&gt;/&lt;tfm&gt;/&lt;name&gt;.dll.</summary>
-    private static string SamplePath(string sample)
+    internal static string SamplePath(string sample)
     {
         var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         var tfm = output.Name;
