@@ -405,7 +405,7 @@ kinesalite_start() {
   cat >"$d/kinesalite-server.js" <<'EOF'
 // written by eng/servers.sh: kinesalite on 127.0.0.1:4567, in-memory, streams ready at once
 const kinesalite = require(__dirname + '/npm/node_modules/kinesalite');
-const server = kinesalite({ createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0 });
+const server = kinesalite({ createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 1000 });
 server.listen(4567, '127.0.0.1', (err) => {
   if (err) throw err;
   console.log('kinesalite listening on 127.0.0.1:4567');

@@ -156,6 +156,8 @@ foreach (var (_, _, outbox) in outboxes)
 }
 
 await sqs.DeleteQueueAsync(queueUrl, ct);
+await kinesis.DeleteStreamAsync(stream, ct);
+await pubsub.DeleteAsync(topic, $"{topic}-reader", ct);
 await using (var connection = await dataSource.OpenConnectionAsync(ct))
 await using (var drop = new MySqlCommand($"DROP TABLE shipments_{run}, outbox_{run}_rabbitmq, outbox_{run}_sqs, outbox_{run}_kinesis, outbox_{run}_pubsub", connection))
 {
@@ -211,6 +213,9 @@ internal sealed class KinesisReader(HttpClient http, Uri endpoint)
         }
     }
 
+    public Task DeleteStreamAsync(string stream, CancellationToken ct) =>
+        CallAsync("DeleteStream", new JsonObject { ["StreamName"] = stream }, ct);
+
     public async Task<List<string>> ReadAsync(string stream, int expected, CancellationToken ct)
     {
         var shard = (await CallAsync("DescribeStream", new JsonObject { ["StreamName"] = stream }, ct))["StreamDescription"]!["Shards"]![0]!["ShardId"]!.GetValue<string>();
@@ -249,6 +254,12 @@ internal sealed class PubSubReader(HttpClient http, Uri project)
         (await http.PutAsync(new Uri(project, $"topics/{topic}"), null, ct)).EnsureSuccessStatusCode();
         var body = JsonContent.Create(new JsonObject { ["topic"] = $"{project.AbsolutePath.TrimStart('/').Replace("v1/", "", StringComparison.Ordinal)}topics/{topic}" });
         (await http.PutAsync(new Uri(project, $"subscriptions/{subscription}"), body, ct)).EnsureSuccessStatusCode();
+    }
+
+    public async Task DeleteAsync(string topic, string subscription, CancellationToken ct)
+    {
+        (await http.DeleteAsync(new Uri(project, $"subscriptions/{subscription}"), ct)).EnsureSuccessStatusCode();
+        (await http.DeleteAsync(new Uri(project, $"topics/{topic}"), ct)).EnsureSuccessStatusCode();
     }
 
     public async Task<List<string>> PullAsync(string subscription, int expected, CancellationToken ct)
