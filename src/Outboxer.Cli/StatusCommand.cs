@@ -5,7 +5,7 @@ using System.Text.Json;
 
 namespace Outboxer.Cli;
 
-/// <summary><c>outboxer status</c>: pending, in flight, dead-lettered, and the age of the oldest pending message.</summary>
+/// <summary><c>outboxer status</c>: pending, in flight, dead-lettered, and the age of the oldest pending message, in all and per destination.</summary>
 internal static class StatusCommand
 {
     private static readonly Option<bool> Json = new("--json") { Description = "Print one JSON object instead of text." };
@@ -22,9 +22,12 @@ internal static class StatusCommand
         var settings = StoreSettings.Resolve(parse, secrets, needsConnection: true);
         await using var open = settings.Open(createTable: false);
         var statistics = await open.Store.GetStatisticsAsync(TimeProvider.System.GetUtcNow(), cancellationToken);
+        IReadOnlyList<OutboxDestinationStatistics> destinations = open.Store is Providers.DbOutboxStore db
+            ? await db.GetDestinationStatisticsAsync(cancellationToken)
+            : [];
         if (parse.GetValue(Json))
         {
-            Console.Out.WriteLine(ToJson(statistics));
+            Console.Out.WriteLine(ToJson(statistics, destinations));
         }
         else
         {
@@ -34,6 +37,15 @@ internal static class StatusCommand
             Console.Out.WriteLine(statistics.OldestPendingCreatedAt is { } oldest
                 ? $"  oldest pending: {oldest.ToString("O", CultureInfo.InvariantCulture)} ({Format(statistics.Lag)} ago)"
                 : "  oldest pending: none");
+            if (destinations.Count > 0)
+            {
+                Console.Out.WriteLine("  per destination (pending / dead-lettered / oldest pending age):");
+                foreach (var destination in destinations)
+                {
+                    var age = destination.OldestPendingCreatedAt is { } created ? Format(statistics.TakenAt - created) : "-";
+                    Console.Out.WriteLine($"    {destination.Destination ?? "(none)",-32} {destination.Pending.ToString(CultureInfo.InvariantCulture),8} {destination.DeadLettered.ToString(CultureInfo.InvariantCulture),8}  {age}");
+                }
+            }
         }
 
         return ExitCodes.Success;
@@ -48,7 +60,7 @@ internal static class StatusCommand
         _ => $"{span.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)}s",
     };
 
-    private static string ToJson(OutboxStatistics statistics)
+    private static string ToJson(OutboxStatistics statistics, IReadOnlyList<OutboxDestinationStatistics> destinations)
     {
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream))
@@ -68,6 +80,26 @@ internal static class StatusCommand
 
             json.WriteNumber("oldest_pending_age_seconds", Math.Round(statistics.Lag.TotalSeconds, 3));
             json.WriteString("taken_at", statistics.TakenAt);
+            json.WriteStartArray("destinations");
+            foreach (var destination in destinations)
+            {
+                json.WriteStartObject();
+                json.WriteString("destination", destination.Destination);
+                json.WriteNumber("pending", destination.Pending);
+                json.WriteNumber("dead_lettered", destination.DeadLettered);
+                if (destination.OldestPendingCreatedAt is { } created)
+                {
+                    json.WriteNumber("oldest_pending_age_seconds", Math.Round((statistics.TakenAt - created).TotalSeconds, 3));
+                }
+                else
+                {
+                    json.WriteNull("oldest_pending_age_seconds");
+                }
+
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
             json.WriteEndObject();
         }
 

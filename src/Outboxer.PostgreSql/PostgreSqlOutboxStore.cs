@@ -237,6 +237,9 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
     protected override bool IsOwnProvider(DbTransaction transaction) => transaction is NpgsqlTransaction;
 
     /// <inheritdoc />
+    protected override string OptionText(string key) => $"(options->>'{key}')";
+
+    /// <inheritdoc />
     protected override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, OutboxMessage message, string? optionsJson, string? headersJson)
     {
         ArgumentNullException.ThrowIfNull(connection);

@@ -129,6 +129,9 @@ public sealed class SqliteOutboxStore : DbOutboxStore
     protected override bool IsOwnProvider(DbTransaction transaction) => transaction is SqliteTransaction;
 
     /// <inheritdoc />
+    protected override string OptionText(string key) => $"json_extract(options, '$.\"{key}\"')";
+
+    /// <inheritdoc />
     protected override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, OutboxMessage message, string? optionsJson, string? headersJson)
     {
         ArgumentNullException.ThrowIfNull(connection);

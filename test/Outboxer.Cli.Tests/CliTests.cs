@@ -89,10 +89,14 @@ public sealed class CliTests : IAsyncLifetime
         Assert.Equal(2, root.GetProperty("dead_lettered").GetInt64());
         Assert.Equal(JsonValueKind.String, root.GetProperty("oldest_pending_created_at").ValueKind);
         Assert.True(root.GetProperty("oldest_pending_age_seconds").GetDouble() >= 0);
+        var destination = Assert.Single(root.GetProperty("destinations").EnumerateArray().ToList());
+        Assert.Equal(3, destination.GetProperty("pending").GetInt64());
+        Assert.Equal(2, destination.GetProperty("dead_lettered").GetInt64());
 
         Assert.True(text.ExitCode == 0, text.ToString());
         Assert.Contains("pending:        3 (in flight: 0)", text.Stdout, StringComparison.Ordinal);
         Assert.Contains("dead-lettered:  2", text.Stdout, StringComparison.Ordinal);
+        Assert.Contains("per destination", text.Stdout, StringComparison.Ordinal);
     }
 
     [Fact]

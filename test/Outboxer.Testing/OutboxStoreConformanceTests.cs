@@ -499,6 +499,39 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         Assert.Equal(TimeSpan.FromMinutes(3), later.Lag);
     }
 
+    [Fact]
+    public async Task Statistics_per_destination_count_pending_and_dead_letters_by_the_destination_their_options_name()
+    {
+        var store = Assert.IsAssignableFrom<DbOutboxStore>(CreateStore());
+        var ids = new List<long>();
+        foreach (var (key, value) in new[] { ("exchange.name", "orders"), ("exchange.name", "orders"), ("queue_name", "billing"), ("routing_key", "direct-queue"), ("none", "x"), ("exchange.name", "orders") })
+        {
+            var message = NewMessage(value);
+            if (key != "none")
+            {
+                message.Options[key] = value;
+            }
+
+            if (key == "routing_key")
+            {
+                message.Options["exchange.name"] = string.Empty;
+            }
+
+            ids.Add(await store.AddWithinTransactionAsync(message, null, Ct));
+        }
+
+        await store.DeadLetterAsync(ids[1], T0, "gave up", Ct);
+        await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct);
+        await store.MarkDispatchedAsync([ids[5]], T0, Ct);
+
+        var statistics = (await store.GetDestinationStatisticsAsync(Ct)).OrderBy(d => d.Destination ?? string.Empty, StringComparer.Ordinal).ToList();
+
+        Assert.Equal([null, "billing", "direct-queue", "orders"], statistics.Select(d => d.Destination));
+        Assert.Equal([1L, 1L, 1L, 1L], statistics.Select(d => d.Pending));
+        Assert.Equal([0L, 0L, 0L, 1L], statistics.Select(d => d.DeadLettered));
+        Assert.NotNull(statistics[3].OldestPendingCreatedAt);
+    }
+
     /// <summary>Creates a message with the id and creation time an <see cref="Outbox"/> would assign.</summary>
     protected static OutboxMessage NewMessage(string payload) =>
         new(payload) { MessageId = Guid.CreateVersion7(), CreatedAt = T0.AddTicks(Random.Shared.Next(1, 1000) * 10) };

@@ -366,6 +366,62 @@ public abstract class DbOutboxStore : IOutboxStore
             }
         });
 
+    /// <summary>
+    /// Counts the pending and dead-lettered messages per destination (see <see cref="OutboxDestinationStatistics.Destination"/>), for
+    /// operators and tools. Reads only undispatched rows.
+    /// </summary>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>One entry per destination, in destination order.</returns>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public Task<IReadOnlyList<OutboxDestinationStatistics>> GetDestinationStatisticsAsync(CancellationToken cancellationToken = default) =>
+        WrapAsync<IReadOnlyList<OutboxDestinationStatistics>>("read the statistics per destination", async () =>
+        {
+            await EnsureCreatedOnceAsync(cancellationToken).ConfigureAwait(false);
+            var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                var keys = new[] { "exchange.name", "queue_name", "stream_name", "topic_name", "routing_key" };
+                var destination = $"COALESCE({string.Join(", ", keys.Select(k => k == "exchange.name" ? $"NULLIF({OptionText(k)}, '')" : OptionText(k)))})";
+                const string Pending = "dead_lettered_at IS NULL";
+                var command = Command(
+                    connection,
+                    $"""
+                    SELECT {destination},
+                        SUM(CASE WHEN {Pending} THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN dead_lettered_at IS NOT NULL THEN 1 ELSE 0 END),
+                        MIN(CASE WHEN {Pending} THEN created_at END)
+                    FROM {TableDisplayName} WHERE dispatched = FALSE
+                    GROUP BY {destination} ORDER BY {destination}
+                    """);
+                await using (command.ConfigureAwait(false))
+                {
+                    var result = new List<OutboxDestinationStatistics>();
+                    var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await using (reader.ConfigureAwait(false))
+                    {
+                        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        {
+                            result.Add(new OutboxDestinationStatistics(
+                                reader.IsDBNull(0) ? null : reader.GetString(0),
+                                Convert.ToInt64(reader.GetValue(1), System.Globalization.CultureInfo.InvariantCulture),
+                                Convert.ToInt64(reader.GetValue(2), System.Globalization.CultureInfo.InvariantCulture),
+                                reader.IsDBNull(3) ? null : ReadTimestamp(reader, 3)));
+                        }
+                    }
+
+                    return result;
+                }
+            }
+        });
+
+    /// <summary>
+    /// Gets the SQL expression that reads option <paramref name="key"/> of the <c>options</c> column as text (or NULL). The default uses
+    /// SQLite's and MySQL's <c>JSON_EXTRACT</c>; PostgreSQL overrides it with <c>options-&gt;&gt;'key'</c>.
+    /// </summary>
+    /// <param name="key">A plain option key (letters, digits, dots and underscores).</param>
+    /// <returns>The SQL expression.</returns>
+    protected virtual string OptionText(string key) => $"JSON_UNQUOTE(JSON_EXTRACT(options, '$.\"{key}\"'))";
+
     /// <summary>Converts a time to the value the provider stores in its timestamp columns. The default is the instant in UTC.</summary>
     /// <param name="value">The time.</param>
     /// <returns>The parameter value.</returns>
