@@ -577,6 +577,31 @@ public sealed class PubSubPublisherTests : OutboxPublisherConformanceTests
         return publisher;
     }
 
+    [Fact]
+    public async Task An_outbox_registered_with_UsePubSub_publishes_to_the_emulator()
+    {
+        var topic = $"projects/{Project}/topics/{UniqueId("di")}";
+        var subscription = await CreateTopicWithSubscriptionAsync(topic);
+        var services = new Microsoft.Extensions.DependencyInjection.ServiceCollection();
+        services.AddOutboxer()
+            .UseStore(_ => new InMemoryOutboxStore())
+            .UsePubSub(o =>
+            {
+                o.EmulatorHost = PubSubServer.Host;
+                o.ProjectId = Project;
+            });
+        await using (var provider = Microsoft.Extensions.DependencyInjection.ServiceCollectionContainerBuilderExtensions.BuildServiceProvider(services))
+        {
+            var outbox = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Outbox>(provider);
+            var message = new OutboxMessage("through UsePubSub");
+            message.Options[PubSubOptionKeys.TopicName] = topic;
+            await outbox.SendAsync(message, Ct);
+            Assert.Equal(1, await outbox.DispatchPendingAsync(Ct));
+        }
+
+        Assert.Equal("through UsePubSub", Encoding.UTF8.GetString(Assert.Single(await PullExactlyAsync(subscription, 1)).Payload));
+    }
+
     /// <summary>Creates a topic and a subscription to it with message ordering enabled; both are deleted after the test.</summary>
     private async Task<string> CreateTopicWithSubscriptionAsync(string topic)
     {
