@@ -66,25 +66,7 @@ public sealed class DisruptiveScenarioTests
         run.StartDispatcher(GuaranteeRun.FastRecoveryOptions());
         var producing = run.ProduceAsync(400, TimeSpan.FromMilliseconds(25), cancellationToken: Ct);
 
-        await Task.Delay(TimeSpan.FromSeconds(2), Ct);
-        var restarted = false;
-        try
-        {
-            Log($"stopping RabbitMQ ({run.ArrivalCount} deliveries so far)");
-            await Servers.RunServersScriptAsync("stop", "rabbitmq");
-            await Task.Delay(TimeSpan.FromSeconds(1), Ct);
-            Log("starting RabbitMQ");
-            await Servers.RunServersScriptAsync("start", "rabbitmq");
-            restarted = true;
-            Log("RabbitMQ started");
-        }
-        finally
-        {
-            if (!restarted)
-            {
-                await Servers.RunServersScriptAsync("start", "rabbitmq");
-            }
-        }
+        await RestartMidRunAsync(run, "rabbitmq", "RabbitMQ");
 
         await producing;
         var report = await run.VerifyAsync(crash: true, faults: "RabbitMQ stopped and started (eng/servers.sh) while producing and dispatching");
@@ -99,25 +81,7 @@ public sealed class DisruptiveScenarioTests
         run.StartDispatcher(GuaranteeRun.FastRecoveryOptions());
         var producing = run.ProduceAsync(400, TimeSpan.FromMilliseconds(25), cancellationToken: Ct);
 
-        await Task.Delay(TimeSpan.FromSeconds(2), Ct);
-        var restarted = false;
-        try
-        {
-            Log($"stopping PostgreSQL ({run.ArrivalCount} deliveries so far)");
-            await Servers.RunServersScriptAsync("stop", "postgres");
-            await Task.Delay(TimeSpan.FromSeconds(1), Ct);
-            Log("starting PostgreSQL (OUTBOXER_PG_FAST=1)");
-            await Servers.RunServersScriptAsync("start", "postgres");
-            restarted = true;
-            Log("PostgreSQL started");
-        }
-        finally
-        {
-            if (!restarted)
-            {
-                await Servers.RunServersScriptAsync("start", "postgres");
-            }
-        }
+        await RestartMidRunAsync(run, "postgres", "PostgreSQL");
 
         await producing;
         Log($"{run.FailedTransactions} producer transaction(s) failed during the outage");
@@ -160,5 +124,29 @@ public sealed class DisruptiveScenarioTests
             faults: $"dispatcher connections cut through TCP proxies: database {databaseProxy.Cuts} cuts ({databaseProxy.ConnectionsCut} connections reset), broker {brokerProxy.Cuts} cuts ({brokerProxy.ConnectionsCut} connections reset), new connections refused for {refuse.TotalSeconds} s each");
         Assert.True(databaseProxy.ConnectionsCut > 0 && brokerProxy.ConnectionsCut > 0, "the dispatchers did not connect through the proxies");
         GuaranteeRun.AssertGuarantees(report);
+    }
+
+    /// <summary>After two seconds of traffic, stops a server, waits a second and starts it again (and starts it in any case).</summary>
+    private static async Task RestartMidRunAsync(GuaranteeRun run, string server, string name)
+    {
+        await Task.Delay(TimeSpan.FromSeconds(2), Ct);
+        var restarted = false;
+        try
+        {
+            Log($"stopping {name} ({run.ArrivalCount} deliveries so far)");
+            await Servers.RunServersScriptAsync("stop", server);
+            await Task.Delay(TimeSpan.FromSeconds(1), Ct);
+            Log($"starting {name}");
+            await Servers.RunServersScriptAsync("start", server);
+            restarted = true;
+            Log($"{name} started");
+        }
+        finally
+        {
+            if (!restarted)
+            {
+                await Servers.RunServersScriptAsync("start", server);
+            }
+        }
     }
 }
