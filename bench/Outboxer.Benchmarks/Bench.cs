@@ -655,6 +655,7 @@ internal sealed class Bench(BenchOptions options, Report report, Broker broker, 
         result.Extra["threadpool_max_queue"] = rss.MaxThreadPoolQueue;
         result.Extra["threadpool_max_threads"] = rss.MaxThreadPoolThreads;
         result.Extra["managed_heap_mb_max"] = Math.Round(rss.MaxManagedMegabytes, 1);
+        result.Extra["cpu_share"] = rss.CpuShare?.DeepClone();
     }
 
     private static void AddConsumerCounts(Result result, ConsumerRun run)

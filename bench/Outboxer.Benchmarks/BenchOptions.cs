@@ -59,6 +59,9 @@ internal sealed class BenchOptions
 
     public bool Help { get; private set; }
 
+    /// <summary>OutboxOptions.MaxBatchesInFlight for every dispatcher; null for the library's default.</summary>
+    public int? BatchesInFlight { get; private set; }
+
     /// <summary>The ceiling's most unconfirmed publishes at a time (over all its connections).</summary>
     public int CeilingInFlight { get; private set; } = 1000;
 
@@ -99,6 +102,9 @@ internal sealed class BenchOptions
                     break;
                 case "--batch":
                     options.BatchSize = int.Parse(Value(), CultureInfo.InvariantCulture);
+                    break;
+                case "--in-flight":
+                    options.BatchesInFlight = int.Parse(Value(), CultureInfo.InvariantCulture);
                     break;
                 case "--batch-sweep":
                     options.BatchSweep = [.. Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture))];
@@ -185,6 +191,7 @@ internal sealed class BenchOptions
           --quick             smoke run: 10x smaller counts, W3 for 3 s
           --profile           time the dispatcher's claim SQL, publish/confirm wait and mark SQL per batch
           --batch N           OutboxOptions.MessageBatchSize for every dispatcher (default 100)
+          --in-flight N       OutboxOptions.MaxBatchesInFlight for every dispatcher (default: the library's)
           --batch-sweep A,B   extra W2 runs at these batch sizes (default 500; "" for none)
           --w3-seconds S      W3 duration (default 20, quick 3); --w3-rate R messages/s (default 500)
           --ceiling-in-flight N   the ceiling's unconfirmed publishes at most (default 1000)

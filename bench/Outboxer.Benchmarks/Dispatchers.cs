@@ -66,7 +66,7 @@ internal sealed class Dispatchers : IAsyncDisposable
                     }
                 }
 
-                var outbox = new Outbox(store, publishing, new OutboxOptions { MessageBatchSize = batchSize });
+                var outbox = new Outbox(store, publishing, new OutboxOptions { MessageBatchSize = batchSize, MaxBatchesInFlight = options.BatchesInFlight ?? new OutboxOptions().MaxBatchesInFlight });
                 set._members.Add(new Member(outbox, publisher, dataSource, profile));
                 set._errorReaders.Add(set.ReadErrorsAsync(outbox));
             }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.Json.Nodes;
 
 namespace Outboxer.Benchmarks;
 
@@ -15,6 +16,9 @@ internal sealed class RssSampler : IAsyncDisposable
     private long _maxQueue;
     private int _maxThreads;
     private long _maxManaged;
+
+    private readonly CpuTimes _cpuAtStart = CpuTimes.Take();
+    private JsonObject? _cpu;
 
     private RssSampler()
     {
@@ -32,6 +36,9 @@ internal sealed class RssSampler : IAsyncDisposable
     /// <summary>The largest managed heap seen in a sample (GC.GetTotalMemory), in MB: how much of the RSS is .NET objects.</summary>
     public double MaxManagedMegabytes => Volatile.Read(ref _maxManaged) / (1024.0 * 1024.0);
 
+    /// <summary>Each process group's share of the machine's CPU capacity from start to stop (see <see cref="CpuTimes"/>).</summary>
+    public JsonObject? CpuShare => _cpu;
+
     /// <summary>The most thread-pool threads seen in a sample.</summary>
     public int MaxThreadPoolThreads => Volatile.Read(ref _maxThreads);
 
@@ -42,6 +49,7 @@ internal sealed class RssSampler : IAsyncDisposable
     {
         await _stop.CancelAsync();
         await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        _cpu ??= CpuTimes.Take().Since(_cpuAtStart);
         Sample();
         return PeakMegabytes;
     }

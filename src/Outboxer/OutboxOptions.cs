@@ -32,6 +32,19 @@ public sealed class OutboxOptions
     public int MessageBatchSize { get; set; } = 100;
 
     /// <summary>
+    /// Gets or sets how many claimed batches one dispatcher publishes and marks at a time. While a batch waits for the event stream's
+    /// confirmations and for its mark, the dispatcher already claims and publishes the next one, so the database and the broker work
+    /// side by side. Messages with the same <see cref="OutboxMessage.OrderingKey"/> still go out one after another: a key's next message
+    /// cannot be claimed until the previous one is dispatched.
+    /// </summary>
+    /// <value>
+    /// The default value is 4. Must be positive; 1 claims, publishes and marks strictly one batch after another. At most
+    /// <c>MaxBatchesInFlight × MessageBatchSize</c> messages are held in memory. While the event stream fails, the dispatcher sends one batch at
+    /// a time.
+    /// </value>
+    public int MaxBatchesInFlight { get; set; } = 4;
+
+    /// <summary>
     /// Gets or sets how long a claimed message stays reserved for the dispatcher that claimed it. Other dispatchers
     /// skip it until then; if its dispatcher crashed, another one picks it up after the lease.
     /// </summary>
@@ -92,6 +105,7 @@ public sealed class OutboxOptions
         Positive(PublishTimeout, nameof(PublishTimeout));
         Positive(CleanupBatchSize, nameof(CleanupBatchSize));
         Positive(MessageBatchSize, nameof(MessageBatchSize));
+        Positive(MaxBatchesInFlight, nameof(MaxBatchesInFlight));
         Positive(NotificationCapacity, nameof(NotificationCapacity));
         Positive(MaxAttempts, nameof(MaxAttempts));
         if (RetryDelay < TimeSpan.Zero)

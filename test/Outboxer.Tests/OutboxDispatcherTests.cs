@@ -294,6 +294,67 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
     }
 
     [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public async Task The_dispatcher_publishes_up_to_MaxBatchesInFlight_batches_while_earlier_ones_wait_for_confirmation(int inFlight)
+    {
+        var outbox = Create(new OutboxOptions { MessageBatchSize = 1, MaxBatchesInFlight = inFlight, CheckInterval = TimeSpan.FromHours(1) });
+        for (var i = 0; i < 5; i++)
+        {
+            await _store.AddWithinTransactionAsync(new OutboxMessage($"m{i}") { MessageId = Guid.NewGuid() }, null, Ct);
+        }
+
+        _publisher.Hold();
+        var drained = ReadDispatchedAsync(outbox, 5);
+        outbox.StartDispatcher();
+        await EventuallyAsync(() => _publisher.Attempts == inFlight);
+
+        // Every slot is taken by a batch waiting for its confirmation: nothing more is claimed, however long they wait.
+        var claims = _store.Claims;
+        for (var i = 0; i < 100; i++)
+        {
+            await Task.Yield();
+        }
+
+        Assert.Equal(inFlight, _publisher.Attempts);
+        Assert.Equal(claims, _store.Claims);
+
+        _publisher.Release();
+        await drained.WaitAsync(Bound, Ct);
+        Assert.Equal(5, _publisher.Published.Count);
+        Assert.Equal(0, _store.PendingCount);
+    }
+
+    [Fact]
+    public async Task With_batches_in_flight_different_keys_go_side_by_side_and_a_keys_next_message_waits_for_the_previous()
+    {
+        var outbox = Create(new OutboxOptions { MessageBatchSize = 1, MaxBatchesInFlight = 4, CheckInterval = TimeSpan.FromHours(1) });
+        foreach (var (key, payload) in new[] { ("a", "a1"), ("a", "a2"), ("b", "b1"), ("a", "a3"), ("b", "b2") })
+        {
+            await _store.AddWithinTransactionAsync(new OutboxMessage(payload) { MessageId = Guid.NewGuid(), OrderingKey = key }, null, Ct);
+        }
+
+        _publisher.Hold();
+        var drained = ReadDispatchedAsync(outbox, 5);
+        outbox.StartDispatcher();
+        await EventuallyAsync(() => _publisher.Attempts == 2);
+        for (var i = 0; i < 100; i++)
+        {
+            await Task.Yield();
+        }
+
+        // a1 and b1 are in flight; a2, a3 and b2 wait for them although two slots are free.
+        Assert.Equal(2, _publisher.Attempts);
+
+        _publisher.Release();
+        await drained.WaitAsync(Bound, Ct);
+        var published = _publisher.Published.Select(m => Encoding.UTF8.GetString(m.Payload)).ToList();
+        Assert.Equal(["a1", "a2", "a3"], published.Where(p => p[0] == 'a'));
+        Assert.Equal(["b1", "b2"], published.Where(p => p[0] == 'b'));
+        Assert.Equal(5, _publisher.Attempts);
+    }
+
+    [Theory]
     [InlineData("")]
     [InlineData(null)]
     public void An_ordering_key_must_have_one_to_255_characters(string? tooShort)
@@ -570,6 +631,32 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
         }
 
         await until;
+    }
+
+    /// <summary>Reads <paramref name="count"/> notifications from <see cref="Outbox.Dispatched"/>.</summary>
+    private static Task ReadDispatchedAsync(Outbox outbox, int count)
+    {
+        var dispatched = outbox.Dispatched;
+        return Task.Run(
+            async () =>
+            {
+                for (var i = 0; i < count; i++)
+                {
+                    await dispatched.ReadAsync(Ct);
+                }
+            },
+            Ct);
+    }
+
+    /// <summary>Waits (in real time, bounded) until <paramref name="condition"/> holds: for states reached on other threads without a notification.</summary>
+    private static async Task EventuallyAsync(Func<bool> condition)
+    {
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        bound.CancelAfter(Bound);
+        while (!condition())
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(5), bound.Token);
+        }
     }
 
     /// <summary>Waits until the dispatcher has made one empty claim, i.e. it is idle and waiting.</summary>

@@ -15,6 +15,7 @@ public sealed class OutboxOptionsTests
         Assert.Equal(TimeSpan.FromDays(7), options.CleanupOlderThan);
         Assert.Equal(100, options.CleanupBatchSize);
         Assert.Equal(100, options.MessageBatchSize);
+        Assert.Equal(4, options.MaxBatchesInFlight);
         Assert.Equal(TimeSpan.FromSeconds(30), options.LeaseDuration);
         Assert.Equal(TimeSpan.FromSeconds(10), options.PublishTimeout);
         Assert.Equal(TimeSpan.FromSeconds(5), options.RetryDelay);
@@ -33,6 +34,7 @@ public sealed class OutboxOptionsTests
         { nameof(OutboxOptions.CleanupOlderThan), o => o.CleanupOlderThan = TimeSpan.FromDays(-1) },
         { nameof(OutboxOptions.CleanupBatchSize), o => o.CleanupBatchSize = 0 },
         { nameof(OutboxOptions.MessageBatchSize), o => o.MessageBatchSize = -5 },
+        { nameof(OutboxOptions.MaxBatchesInFlight), o => o.MaxBatchesInFlight = 0 },
         { nameof(OutboxOptions.LeaseDuration), o => o.LeaseDuration = TimeSpan.Zero },
         { nameof(OutboxOptions.PublishTimeout), o => o.PublishTimeout = TimeSpan.Zero },
         { nameof(OutboxOptions.PublishTimeout), o => o.PublishTimeout = TimeSpan.FromMinutes(5) },

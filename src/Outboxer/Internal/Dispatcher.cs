@@ -11,7 +11,7 @@ namespace Outboxer.Internal;
 /// </summary>
 internal sealed class Dispatcher
 {
-    private static readonly TimeSpan FirstEagerDelay = TimeSpan.FromMilliseconds(1);
+    private static readonly TimeSpan FirstPollDelay = TimeSpan.FromMilliseconds(1);
 
     private readonly IOutboxStore _store;
     private readonly IOutboxPublisher _publisher;
@@ -22,7 +22,7 @@ internal sealed class Dispatcher
     private readonly Notifier<OutboxError> _errors;
     private readonly WakeSignal _wake;
     private int _uncommittedEnqueue;
-    private int _failedBatches;
+    private bool _listening;
 
     public Dispatcher(
         IOutboxStore store,
@@ -61,7 +61,9 @@ internal sealed class Dispatcher
     public async Task RunAsync(CancellationToken stopping, CancellationToken abort)
     {
         Log.DispatcherStarted(_logger, _options.MessageBatchSize, _options.CheckInterval);
-        var eagerDelay = TimeSpan.Zero;
+        var pollDelay = TimeSpan.Zero;
+        var inFlight = new List<Task<BatchOutcome>>(_options.MaxBatchesInFlight);
+        var pause = new FailurePause();
         var listening = _store is IOutboxWakeUpSource source ? ListenAsync(source, stopping) : Task.CompletedTask;
         try
         {
@@ -69,13 +71,38 @@ internal sealed class Dispatcher
             {
                 if (Interlocked.Exchange(ref _uncommittedEnqueue, 0) == 1)
                 {
-                    eagerDelay = FirstEagerDelay;
+                    pollDelay = FirstPollDelay;
                 }
 
-                int claimed;
+                // Wait for a free slot: at most MaxBatchesInFlight claimed batches are being published and marked at a time,
+                // and only one while the event stream is failing.
+                var limit = pause.Probing ? 1 : _options.MaxBatchesInFlight;
+                pause.Observe(inFlight);
+                while (inFlight.Count >= limit || (pause.Due && inFlight.Count > 0))
+                {
+                    await Task.WhenAny(inFlight).ConfigureAwait(false);
+                    pause.Observe(inFlight);
+                    limit = pause.Probing ? 1 : _options.MaxBatchesInFlight;
+                }
+
+                if (pause.Due)
+                {
+                    // Every message of a batch failed (the broker is down or unreachable): pause like a failed message would,
+                    // instead of claiming the rest of the backlog only to fail it and spend its attempts.
+                    try
+                    {
+                        await Task.Delay(_options.RetryDelayAfter(pause.Begin()), _time, stopping).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+                    {
+                        break;
+                    }
+                }
+
+                IReadOnlyList<OutboxMessage> batch;
                 try
                 {
-                    claimed = await DispatchBatchAsync(abort).ConfigureAwait(false);
+                    batch = await ClaimAsync(abort).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (abort.IsCancellationRequested)
                 {
@@ -87,36 +114,33 @@ internal sealed class Dispatcher
                 {
                     Log.ClaimFailed(_logger, ex);
                     _errors.Publish(new OutboxError(OutboxOperation.Claim, ex));
-                    claimed = 0;
-                    eagerDelay = TimeSpan.Zero;
+                    batch = [];
+                    pollDelay = TimeSpan.Zero;
                 }
 
-                if (claimed > 0 && _failedBatches == 0)
+                if (batch.Count > 0)
                 {
-                    continue;
-                }
-
-                if (claimed > 0)
-                {
-                    // Every message of the batch failed (the broker is down or unreachable): pause like a failed message would,
-                    // instead of claiming the rest of the backlog only to fail it and spend its attempts.
-                    try
+                    inFlight.Add(SettleAsync(batch, abort));
+                    if (!Volatile.Read(ref _listening))
                     {
-                        await Task.Delay(_options.RetryDelayAfter(_failedBatches), _time, stopping).ConfigureAwait(false);
-                    }
-                    catch (OperationCanceledException) when (stopping.IsCancellationRequested)
-                    {
-                        break;
+                        // Nothing pushes other processes' commits to this dispatcher: poll again soon while messages come.
+                        pollDelay = FirstPollDelay;
                     }
 
-                    continue;
+                    if (batch.Count == _options.MessageBatchSize)
+                    {
+                        // More are probably pending: claim the next batch while this one is being published.
+                        continue;
+                    }
                 }
 
+                // Everything claimable was claimed. New commits wake the loop (this process's at once, other processes' through the
+                // store's notifications); a settled batch with ordering keys wakes it too, as the keys' next messages became claimable.
                 var wait = _options.CheckInterval;
-                if (eagerDelay > TimeSpan.Zero)
+                if (pollDelay > TimeSpan.Zero)
                 {
-                    wait = eagerDelay < wait ? eagerDelay : wait;
-                    eagerDelay = eagerDelay * 2 >= _options.CheckInterval ? TimeSpan.Zero : eagerDelay * 2;
+                    wait = pollDelay < wait ? pollDelay : wait;
+                    pollDelay = pollDelay * 2 >= _options.CheckInterval ? TimeSpan.Zero : pollDelay * 2;
                 }
 
                 try
@@ -131,9 +155,27 @@ internal sealed class Dispatcher
         }
         finally
         {
+            // A graceful stop lets the batches in flight finish publishing and marking; an abort cancels them.
+            await ((Task)Task.WhenAll(inFlight)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             await listening.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             Log.DispatcherStopped(_logger);
         }
+    }
+
+    private enum BatchOutcome
+    {
+        /// <summary>Some messages were confirmed, or every failure was permanent.</summary>
+        Settled,
+
+        /// <summary>Every message failed, at least one transiently: the event stream is probably down.</summary>
+        AllFailed,
+    }
+
+    /// <summary>Called by the store for every notification, and once when listening starts.</summary>
+    private void OnNotification()
+    {
+        Volatile.Write(ref _listening, true);
+        _wake.Set();
     }
 
     /// <summary>Keeps listening for other processes' commits, and listens again after the check interval when the connection fails.</summary>
@@ -144,7 +186,7 @@ internal sealed class Dispatcher
         {
             try
             {
-                await source.ListenAsync(_wake.Set, stopping).ConfigureAwait(false);
+                await source.ListenAsync(OnNotification, stopping).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -155,6 +197,10 @@ internal sealed class Dispatcher
 #pragma warning restore CA1031
             {
                 Log.ListenFailed(_logger, ex, _options.CheckInterval);
+            }
+            finally
+            {
+                Volatile.Write(ref _listening, false);
             }
 
             try
@@ -171,29 +217,46 @@ internal sealed class Dispatcher
     /// <summary>Claims, publishes and settles one batch. Returns how many messages were claimed. Throws only when claiming fails.</summary>
     public async Task<int> DispatchBatchAsync(CancellationToken cancellationToken)
     {
+        var batch = await ClaimAsync(cancellationToken).ConfigureAwait(false);
+        if (batch.Count > 0)
+        {
+            await SettleAsync(batch, cancellationToken).ConfigureAwait(false);
+        }
+
+        return batch.Count;
+    }
+
+    /// <summary>Claims up to a batch of pending messages under a lease.</summary>
+    private async Task<IReadOnlyList<OutboxMessage>> ClaimAsync(CancellationToken cancellationToken)
+    {
         var now = _time.GetUtcNow();
+        using var claim = Telemetry.Source.HasListeners() ? Telemetry.Source.StartActivity("claim outbox") : null;
         IReadOnlyList<OutboxMessage> batch;
-        using (var claim = Telemetry.Source.HasListeners() ? Telemetry.Source.StartActivity("claim outbox") : null)
+        try
         {
-            try
-            {
-                batch = await _store.ClaimAsync(_options.MessageBatchSize, now, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex)
-            {
-                Telemetry.Failed(claim, ex);
-                throw;
-            }
-
-            claim?.SetTag("outboxer.batch.size", batch.Count);
+            batch = await _store.ClaimAsync(_options.MessageBatchSize, now, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Telemetry.Failed(claim, ex);
+            throw;
         }
 
-        if (batch.Count == 0)
+        claim?.SetTag("outboxer.batch.size", batch.Count);
+        if (batch.Count > 0)
         {
-            return 0;
+            Telemetry.ClaimedMessages.Add(batch.Count);
         }
 
-        Telemetry.ClaimedMessages.Add(batch.Count);
+        return batch;
+    }
+
+    /// <summary>
+    /// Publishes a claimed batch, marks the confirmed messages dispatched in one statement and schedules the failed ones for a retry
+    /// (or moves them to the dead letters). Never throws: every failure is reported and the rows come back after their lease.
+    /// </summary>
+    private async Task<BatchOutcome> SettleAsync(IReadOnlyList<OutboxMessage> batch, CancellationToken cancellationToken)
+    {
         var activities = StartPublishActivities(batch);
         var started = _time.GetTimestamp();
         var failures = await PublishAsync(batch, cancellationToken).ConfigureAwait(false);
@@ -201,8 +264,10 @@ internal sealed class Dispatcher
         StopPublishActivities(activities, failures);
 
         var confirmed = new List<long>(batch.Count);
+        var keyed = false;
         for (var i = 0; i < batch.Count; i++)
         {
+            keyed |= batch[i].OrderingKey is not null;
             if (failures[i] is null)
             {
                 confirmed.Add(batch[i].Id);
@@ -222,11 +287,15 @@ internal sealed class Dispatcher
             }
         }
 
-        var allFailedTransiently = confirmed.Count == 0 && Array.Exists(failures, f => f is not OutboxException { IsTransient: false });
-        _failedBatches = allFailedTransiently ? _failedBatches + 1 : 0;
+        if (keyed)
+        {
+            // The next message of each key was not claimable while this one was pending; it is now.
+            _wake.Set();
+        }
 
         Log.BatchDispatched(_logger, confirmed.Count, batch.Count);
-        return batch.Count;
+        var allFailedTransiently = confirmed.Count == 0 && Array.Exists(failures, f => f is not OutboxException { IsTransient: false });
+        return allFailedTransiently ? BatchOutcome.AllFailed : BatchOutcome.Settled;
     }
 
     private static Activity?[]? StartPublishActivities(IReadOnlyList<OutboxMessage> batch)
@@ -411,6 +480,56 @@ internal sealed class Dispatcher
         {
             Log.ReleaseFailed(_logger, ex, message.Id);
             _errors.Publish(new OutboxError(OutboxOperation.Release, ex, message.Id, message.MessageId));
+        }
+    }
+
+    /// <summary>
+    /// Whole-batch failures: after one, the loop lets the batches in flight finish, pauses (the retry delay, growing with each
+    /// further failed pause), then sends one batch at a time until a batch succeeds again.
+    /// </summary>
+    private sealed class FailurePause
+    {
+        private int _pauses;
+
+        /// <summary>Gets a value indicating whether a batch failed as a whole since the last pause.</summary>
+        public bool Due { get; private set; }
+
+        /// <summary>Gets a value indicating whether the loop is after a pause and sends one batch at a time.</summary>
+        public bool Probing { get; private set; }
+
+        /// <summary>Removes the settled batches from <paramref name="inFlight"/> and takes in their outcomes.</summary>
+        public void Observe(List<Task<BatchOutcome>> inFlight)
+        {
+            bool failed = false, settled = false;
+            for (var i = inFlight.Count - 1; i >= 0; i--)
+            {
+                if (inFlight[i].IsCompleted)
+                {
+                    failed |= inFlight[i].Result == BatchOutcome.AllFailed;
+                    settled |= inFlight[i].Result == BatchOutcome.Settled;
+                    inFlight.RemoveAt(i);
+                }
+            }
+
+            if (settled)
+            {
+                // The event stream works again.
+                _pauses = 0;
+                Due = false;
+                Probing = false;
+            }
+            else if (failed)
+            {
+                Due = true;
+            }
+        }
+
+        /// <summary>Starts a pause and returns its number in the current run of failures (1 for the first).</summary>
+        public int Begin()
+        {
+            Due = false;
+            Probing = true;
+            return ++_pauses;
         }
     }
 }
