@@ -50,10 +50,14 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
     private readonly string _trigger;
     private readonly string _channel;
     private readonly bool _notifyOnCommit;
+    private readonly bool _prepare;
+    private int _localListeners;
     private readonly long _lockKey;
     private readonly string _createSchemaSql;
     private readonly string _createTableSql;
     private readonly string _insertSql;
+    private readonly string _insertQuietSql;
+    private readonly string _quietSql;
     private readonly string _claimSql;
     private readonly string _markSql;
     private readonly string _releaseSql;
@@ -76,10 +80,16 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         _trigger = SqlIdentifier.Derive(_tableName, NotifySuffix);
         _channel = ChannelFor(_schema, _tableName);
         _notifyOnCommit = options.NotifyOnCommit;
+        _prepare = options.PrepareStatements;
         _lockKey = LockKey(_schema, _tableName);
         _createSchemaSql = CreateSchemaSql(_schema);
         _createTableSql = CreateTableSql(_schema, _tableName);
         _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key) VALUES (@message_id, @payload, @options, @headers, @created_at, @ordering_key) RETURNING id";
+
+        // While this process's dispatcher listens, enqueues wake it in memory; the transaction-local setting tells the trigger not to
+        // NOTIFY (a notifying commit holds a global lock through its disk flush, which serializes concurrent enqueuing commits).
+        _quietSql = $"set_config('{QuietSettingFor(_channel)}', 'on', true)";
+        _insertQuietSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key) SELECT @message_id, @payload, @options, @headers, @created_at, @ordering_key WHERE {_quietSql} = 'on' RETURNING id";
 
         // The CTE is MATERIALIZED so the locking SELECT runs exactly once; SKIP LOCKED passes over rows that another claim,
         // a mark or a release is holding, and READ COMMITTED re-checks the WHERE on rows changed since the snapshot.
@@ -121,6 +131,9 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
     /// <inheritdoc />
     protected override string TableDisplayName => _table;
 
+    /// <summary>Gets a value indicating whether a dispatcher in this process listens, so that enqueues need not notify.</summary>
+    private bool Quiet => _notifyOnCommit && Volatile.Read(ref _localListeners) > 0;
+
     /// <summary>
     /// Gets the <c>LISTEN/NOTIFY</c> channel on which the table's insert trigger announces commits, one notification per committing
     /// transaction: <c>outboxer_</c> and a hash of the schema and table names.
@@ -131,6 +144,11 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
     /// Listens on <see cref="NotificationChannel"/> with a connection of its own and calls <paramref name="wakeUp"/> for every commit that
     /// inserted into the table, from any process (the trigger fires only when the inserting transaction commits).
     /// </summary>
+    /// <remarks>
+    /// While a listener of this store instance is connected, messages enqueued through this same instance do not notify: the
+    /// <see cref="Outbox"/> that enqueued them wakes its own dispatcher in memory, and a notifying commit would hold PostgreSQL's global
+    /// notification lock through its disk flush, serializing concurrent enqueuing commits. Processes that only enqueue still notify.
+    /// </remarks>
     /// <param name="wakeUp">Called on every notification, and once when listening starts.</param>
     /// <param name="cancellationToken">Stops listening.</param>
     /// <returns>A task that ends when listening stops.</returns>
@@ -158,9 +176,17 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
                 }
 
                 wakeUp();
-                while (true)
+                Interlocked.Increment(ref _localListeners);
+                try
                 {
-                    await connection.WaitAsync(cancellationToken).ConfigureAwait(false);
+                    while (true)
+                    {
+                        await connection.WaitAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _localListeners);
                 }
             }
         }
@@ -248,7 +274,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         // Checked before anything reaches the server: a failed statement would abort the caller's whole transaction.
         RejectNul(optionsJson, "options");
         RejectNul(headersJson, "headers");
-        var command = Command(connection, null, _insertSql);
+        var command = Command(connection, null, Quiet ? _insertQuietSql : _insertSql);
         try
         {
             command.Transaction = (NpgsqlTransaction?)transaction;
@@ -286,7 +312,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         }
 
         // COPY runs in whatever transaction the connection has; make sure it is the caller's, still open, and not autocommit.
-        using (var probe = Command(connection, null, "SELECT 1"))
+        using (var probe = Command(connection, null, "SELECT " + _quietSql))
         {
             try
             {
@@ -295,6 +321,11 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
             catch (InvalidOperationException ex)
             {
                 throw new ArgumentException("The transaction is already committed or rolled back; enqueue inside an open transaction.", nameof(transaction), ex);
+            }
+
+            if (Quiet)
+            {
+                await probe.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
         }
 
@@ -326,6 +357,16 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
 
     private static Task WriteJsonAsync(NpgsqlBinaryImporter importer, string? json, CancellationToken cancellationToken) =>
         json is null ? importer.WriteNullAsync(cancellationToken) : importer.WriteAsync(json, NpgsqlDbType.Jsonb, cancellationToken);
+
+    /// <summary>Prepares the insert when <see cref="PostgreSqlOutboxStoreOptions.PrepareStatements"/> is on.</summary>
+    /// <param name="command">The insert command.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>A task that completes when the command is prepared.</returns>
+    protected override Task PrepareAsync(DbCommand command, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        return _prepare ? command.PrepareAsync(cancellationToken) : Task.CompletedTask;
+    }
 
     /// <inheritdoc />
     protected override DbCommand CreateClaimCommand(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil)
@@ -367,6 +408,11 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
                 claim.Parameters.Add(new NpgsqlParameter<int>("limit", batchSize));
                 claim.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("lease_until", leaseUntil.ToUniversalTime()));
                 batch.BatchCommands.Add(claim);
+                if (_prepare)
+                {
+                    await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
+                }
+
                 var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
@@ -404,6 +450,11 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
                 mark.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("at", dispatchedAt.ToUniversalTime()));
                 mark.Parameters.Add(new NpgsqlParameter<string>("ids", ToArrayLiteral(ids)));
                 batch.BatchCommands.Add(mark);
+                if (_prepare)
+                {
+                    await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
+                }
+
                 await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
 
@@ -537,7 +588,9 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         return $"""
             CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $outboxer$
             BEGIN
-                PERFORM pg_notify('{ChannelFor(schema, table)}', '');
+                IF current_setting('{QuietSettingFor(ChannelFor(schema, table))}', true) IS DISTINCT FROM 'on' THEN
+                    PERFORM pg_notify('{ChannelFor(schema, table)}', '');
+                END IF;
                 RETURN NULL;
             END
             $outboxer$;
@@ -546,6 +599,9 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
 
             """;
     }
+
+    /// <summary>The transaction-local setting with which this process's enqueues tell the trigger that a local dispatcher is woken in memory.</summary>
+    private static string QuietSettingFor(string channel) => "outboxer.quiet_" + channel["outboxer_".Length..];
 
     private static string ChannelFor(string schema, string table) =>
         "outboxer_" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{schema}.{table}")).AsSpan(0, 8));

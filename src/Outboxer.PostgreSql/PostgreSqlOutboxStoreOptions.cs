@@ -29,13 +29,26 @@ public sealed class PostgreSqlOutboxStoreOptions
     /// transaction commits, so that dispatchers in every process wake at once (they <c>LISTEN</c>).
     /// </summary>
     /// <value>
-    /// The default value is <see langword="true"/>. Turn it off for the highest enqueue rates: PostgreSQL serializes the commits of
-    /// transactions that sent a notification (a global lock held through the commit's disk flush), which caps concurrent enqueuing
-    /// commits at a few hundred to a few thousand a second; dispatchers then find other processes' messages by polling every
-    /// <see cref="OutboxOptions.CheckInterval"/>. Turning it off for an existing table also needs
+    /// The default value is <see langword="true"/>. A process whose own dispatcher listens does not notify for its own enqueues (its
+    /// outbox wakes the dispatcher in memory), so only processes that enqueue without dispatching pay for notifications: PostgreSQL
+    /// serializes the commits of transactions that sent one (a global lock held through the commit's disk flush), which caps such
+    /// processes' concurrent enqueuing commits at a few hundred to a few thousand a second. Turn it off when that matters more than the
+    /// wake-up; dispatchers then find other processes' messages by polling, every few milliseconds while messages come and backing off
+    /// to <see cref="OutboxOptions.CheckInterval"/> when idle. Turning it off for an existing table also needs
     /// <c>DROP TRIGGER "&lt;table&gt;_notify" ON &lt;table&gt;</c>.
     /// </value>
     public bool NotifyOnCommit { get; set; } = true;
+
+    /// <summary>
+    /// Gets or sets a value indicating whether the store prepares its frequent statements (the insert, the claim, the mark), so that
+    /// PostgreSQL parses and plans each of them once per connection instead of every time. Npgsql keeps prepared statements on the
+    /// physical connection across pool rentals; the insert is prepared on your transaction's connection.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="true"/>. Turn it off behind a connection pooler in transaction mode that does not support
+    /// prepared statements (PgBouncer before 1.21).
+    /// </value>
+    public bool PrepareStatements { get; set; } = true;
 
     internal void Validate()
     {

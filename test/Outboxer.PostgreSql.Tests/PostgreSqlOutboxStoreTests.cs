@@ -7,7 +7,8 @@ using Xunit;
 
 namespace Outboxer.PostgreSql.Tests;
 
-public sealed class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
+/// <summary>The store against a real PostgreSQL, with its statements prepared (the default).</summary>
+public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
 {
     private static readonly DateTimeOffset T0 = new(2026, 1, 1, 12, 0, 0, TimeSpan.Zero);
 
@@ -30,6 +31,9 @@ public sealed class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
         { nameof(PostgreSqlOutboxStoreOptions.TableName), "" },
         { nameof(PostgreSqlOutboxStoreOptions.TableName), new string('t', 64) },
     };
+
+    /// <summary>Gets the <see cref="PostgreSqlOutboxStoreOptions.PrepareStatements"/> of every store the tests create.</summary>
+    protected virtual bool PrepareStatements => true;
 
     protected override IOutboxStore CreateStore() => new PostgreSqlOutboxStore(_dataSource, Options());
 
@@ -426,7 +430,7 @@ public sealed class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
     private static string NewName(string prefix) => $"{prefix}_{Guid.NewGuid():N}";
 
     private PostgreSqlOutboxStoreOptions Options(string table = "outbox_messages", bool create = true, string? schema = null) =>
-        new() { SchemaName = schema ?? _schema, TableName = table, CreateTableIfMissing = create };
+        new() { SchemaName = schema ?? _schema, TableName = table, CreateTableIfMissing = create, PrepareStatements = PrepareStatements };
 
     private string NewSchema()
     {
@@ -449,4 +453,10 @@ public sealed class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
 
         return indexes;
     }
+}
+
+/// <summary>Every store test again with unprepared statements, as behind a pooler in transaction mode.</summary>
+public sealed class PostgreSqlOutboxStoreWithoutPreparedStatementsTests : PostgreSqlOutboxStoreTests
+{
+    protected override bool PrepareStatements => false;
 }

@@ -94,6 +94,72 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_process_whose_dispatcher_listens_does_not_notify_for_its_own_enqueues_and_one_that_only_enqueues_does()
+    {
+        var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema };
+        var dispatching = new PostgreSqlOutboxStore(_dataSource, options);
+        await dispatching.EnsureCreatedAsync(Ct);
+        await using var listener = await _dataSource.OpenConnectionAsync(Ct);
+        var payloads = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        listener.Notification += (_, e) => payloads.Enqueue(e.Payload);
+        await using (var listen = new NpgsqlCommand($"LISTEN \"{dispatching.NotificationChannel}\"", listener))
+        {
+            await listen.ExecuteNonQueryAsync(Ct);
+        }
+
+        // This store's own dispatcher listening, as a running Outbox dispatcher does.
+        using var stopListening = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var ownListener = dispatching.ListenAsync(() => listening.TrySetResult(), stopListening.Token);
+        await listening.Task.WaitAsync(Bound, Ct);
+
+        await using (var connection = await _dataSource.OpenConnectionAsync(Ct))
+        {
+            await using (var single = await connection.BeginTransactionAsync(Ct))
+            {
+                await dispatching.AddAsync(single, NewMessage(), Ct);
+                await single.CommitAsync(Ct);
+            }
+
+            await using (var bulk = await connection.BeginTransactionAsync(Ct))
+            {
+                await dispatching.AddRangeAsync(bulk, [NewMessage(), NewMessage()], Ct);
+                await bulk.CommitAsync(Ct);
+            }
+
+            // Another process: its own store instance, with nobody listening in it.
+            await using (var elsewhere = await connection.BeginTransactionAsync(Ct))
+            {
+                await new PostgreSqlOutboxStore(_dataSource, options).AddAsync(elsewhere, NewMessage(), Ct);
+                await elsewhere.CommitAsync(Ct);
+            }
+
+            // And the same store once its dispatcher stopped listening.
+            await stopListening.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ownListener);
+            await using (var afterStop = await connection.BeginTransactionAsync(Ct))
+            {
+                await dispatching.AddAsync(afterStop, NewMessage(), Ct);
+                await afterStop.CommitAsync(Ct);
+            }
+        }
+
+        await using (var marker = _dataSource.CreateCommand($"NOTIFY \"{dispatching.NotificationChannel}\", 'marker'"))
+        {
+            await marker.ExecuteNonQueryAsync(Ct);
+        }
+
+        while (!payloads.Contains("marker"))
+        {
+            await listener.WaitAsync(Ct).WaitAsync(Bound, Ct);
+        }
+
+        Assert.Equal(["", "", "marker"], payloads);
+        await using var count = _dataSource.CreateCommand($"SELECT count(*) FROM \"{_schema}\".outbox_messages");
+        Assert.Equal(5L, await count.ExecuteScalarAsync(Ct));
+    }
+
+    [Fact]
     public async Task Without_notify_on_commit_no_trigger_is_created_and_messages_are_still_dispatched()
     {
         var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema, NotifyOnCommit = false };
