@@ -62,6 +62,25 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Without_push_wake_ups_a_dispatcher_that_just_found_messages_looks_again_within_milliseconds()
+    {
+        // The in-memory store cannot tell the dispatcher about other processes' commits, like PostgreSQL with NotifyOnCommit off.
+        var outbox = Create(new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) });
+        var dispatched = outbox.Dispatched;
+        outbox.StartDispatcher();
+        await IdleAsync();
+        await outbox.SendAsync(new OutboxMessage("here"), Ct);
+        await dispatched.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+
+        var started = _time.GetUtcNow();
+        await _store.AddWithinTransactionAsync(new OutboxMessage("elsewhere, just after") { MessageId = Guid.NewGuid() }, null, Ct);
+        await AdvanceUntilAsync(dispatched.ReadAsync(Ct).AsTask(), TimeSpan.FromMilliseconds(1));
+
+        Assert.Equal(2, _publisher.Published.Count);
+        Assert.InRange(_time.GetUtcNow() - started, TimeSpan.Zero, TimeSpan.FromMilliseconds(100));
+    }
+
+    [Fact]
     public async Task The_dispatcher_drains_every_batch_while_messages_are_pending()
     {
         var outbox = Create(new OutboxOptions { MessageBatchSize = 10, CheckInterval = TimeSpan.FromHours(1) });
