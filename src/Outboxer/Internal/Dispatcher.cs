@@ -11,7 +11,6 @@ namespace Outboxer.Internal;
 /// </summary>
 internal sealed class Dispatcher
 {
-    private static readonly TimeSpan FirstPollDelay = TimeSpan.FromMilliseconds(1);
 
     private readonly IOutboxStore _store;
     private readonly IOutboxPublisher _publisher;
@@ -61,7 +60,7 @@ internal sealed class Dispatcher
     public async Task RunAsync(CancellationToken stopping, CancellationToken abort)
     {
         Log.DispatcherStarted(_logger, _options.MessageBatchSize, _options.CheckInterval);
-        var pollDelay = TimeSpan.Zero;
+        var polls = new PollBackoff(_options.CheckInterval);
         var inFlight = new List<Task<BatchOutcome>>(_options.MaxBatchesInFlight);
         var pause = new FailurePause();
         var listening = _store is IOutboxWakeUpSource source ? ListenAsync(source, stopping) : Task.CompletedTask;
@@ -71,7 +70,7 @@ internal sealed class Dispatcher
             {
                 if (Interlocked.Exchange(ref _uncommittedEnqueue, 0) == 1)
                 {
-                    pollDelay = FirstPollDelay;
+                    polls.Start();
                 }
 
                 // Wait for a free slot: at most MaxBatchesInFlight claimed batches are being published and marked at a time,
@@ -115,7 +114,7 @@ internal sealed class Dispatcher
                     Log.ClaimFailed(_logger, ex);
                     _errors.Publish(new OutboxError(OutboxOperation.Claim, ex));
                     batch = [];
-                    pollDelay = TimeSpan.Zero;
+                    polls.Stop();
                 }
 
                 if (batch.Count > 0)
@@ -124,7 +123,7 @@ internal sealed class Dispatcher
                     if (!Volatile.Read(ref _listening))
                     {
                         // Nothing pushes other processes' commits to this dispatcher: poll again soon while messages come.
-                        pollDelay = FirstPollDelay;
+                        polls.Start();
                     }
 
                     if (batch.Count == _options.MessageBatchSize)
@@ -136,16 +135,9 @@ internal sealed class Dispatcher
 
                 // Everything claimable was claimed. New commits wake the loop (this process's at once, other processes' through the
                 // store's notifications); a settled batch with ordering keys wakes it too, as the keys' next messages became claimable.
-                var wait = _options.CheckInterval;
-                if (pollDelay > TimeSpan.Zero)
-                {
-                    wait = pollDelay < wait ? pollDelay : wait;
-                    pollDelay = pollDelay * 2 >= _options.CheckInterval ? TimeSpan.Zero : pollDelay * 2;
-                }
-
                 try
                 {
-                    await _wake.WaitAsync(wait, stopping).ConfigureAwait(false);
+                    await _wake.WaitAsync(polls.Next(), stopping).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (stopping.IsCancellationRequested)
                 {
@@ -530,6 +522,43 @@ internal sealed class Dispatcher
             Due = false;
             Probing = true;
             return ++_pauses;
+        }
+    }
+
+    /// <summary>
+    /// The waits between claims that find nothing while messages may be about to commit: a few at <see cref="Step"/> (an enqueuing
+    /// commit takes about as long as a disk flush), then doubling, back to the check interval.
+    /// </summary>
+    private sealed class PollBackoff(TimeSpan checkInterval)
+    {
+        private static readonly TimeSpan Step = TimeSpan.FromMilliseconds(1);
+        private const int FlatSteps = 3;
+
+        private int _polls = -1;
+
+        /// <summary>Starts polling again from the shortest wait.</summary>
+        public void Start() => _polls = 0;
+
+        /// <summary>Goes back to waiting for the check interval.</summary>
+        public void Stop() => _polls = -1;
+
+        /// <summary>Returns the next wait.</summary>
+        public TimeSpan Next()
+        {
+            if (_polls < 0)
+            {
+                return checkInterval;
+            }
+
+            var wait = _polls < FlatSteps ? Step : Step * (1L << Math.Min(_polls - FlatSteps + 1, 30));
+            _polls++;
+            if (wait >= checkInterval)
+            {
+                Stop();
+                return checkInterval;
+            }
+
+            return wait;
         }
     }
 }
