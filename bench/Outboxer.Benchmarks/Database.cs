@@ -10,7 +10,10 @@ internal static class Database
     public const string Schema = "outboxer_bench";
     public const string Table = "outbox_messages";
 
-    public static PostgreSqlOutboxStoreOptions StoreOptions => new() { SchemaName = Schema, TableName = Table };
+    public static PostgreSqlOutboxStoreOptions StoreOptions => new() { SchemaName = Schema, TableName = Table, PrepareStatements = Prepare };
+
+    /// <summary>Gets or sets PostgreSqlOutboxStoreOptions.PrepareStatements of every store (--no-prepare turns it off).</summary>
+    public static bool Prepare { get; set; } = true;
 
     public static async Task<string> ShowAsync(NpgsqlDataSource dataSource, string setting)
     {

@@ -59,6 +59,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
     private readonly string _insertQuietSql;
     private readonly string _quietSql;
     private readonly string _claimSql;
+    private ClaimStatement? _claimSqlForSize;
     private readonly string _markSql;
     private readonly string _releaseSql;
     private readonly string _removeSql;
@@ -403,9 +404,8 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
             {
                 batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL jit = off"));
                 batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL synchronous_commit = off"));
-                var claim = new NpgsqlBatchCommand(_claimSql);
+                var claim = new NpgsqlBatchCommand(ClaimSqlFor(batchSize));
                 claim.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now.ToUniversalTime()));
-                claim.Parameters.Add(new NpgsqlParameter<int>("limit", batchSize));
                 claim.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("lease_until", leaseUntil.ToUniversalTime()));
                 batch.BatchCommands.Add(claim);
                 if (_prepare)
@@ -425,6 +425,23 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
 
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// The claim with its batch size as a literal: a prepared statement's generic plan then knows the limit, and keeps reading the
+    /// pending index in id order (a handful of rows) instead of collecting every pending row to sort them, which a large backlog makes
+    /// slow. A dispatcher always claims the same batch size, so this is one statement per store.
+    /// </summary>
+    private string ClaimSqlFor(int batchSize)
+    {
+        var cached = Volatile.Read(ref _claimSqlForSize);
+        if (cached?.Size != batchSize)
+        {
+            cached = new ClaimStatement(batchSize, _claimSql.Replace("LIMIT @limit", "LIMIT " + batchSize.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
+            Volatile.Write(ref _claimSqlForSize, cached);
+        }
+
+        return cached.Sql;
     }
 
     /// <summary>
@@ -637,4 +654,6 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
             }
         }
     }
+
+    private sealed record ClaimStatement(int Size, string Sql);
 }
