@@ -12,6 +12,9 @@ namespace Outboxer.Internal;
 internal sealed class Dispatcher
 {
 
+    /// <summary>The longest a partial batch waits for a batch in flight before the next claim (see <see cref="CoalesceAsync"/>).</summary>
+    private static readonly TimeSpan CoalesceDelay = TimeSpan.FromMilliseconds(5);
+
     private readonly IOutboxStore _store;
     private readonly IOutboxPublisher _publisher;
     private readonly OutboxOptions _options;
@@ -131,6 +134,18 @@ internal sealed class Dispatcher
                         // More are probably pending: claim the next batch while this one is being published.
                         continue;
                     }
+
+                    // A partial batch took everything committed so far. While messages keep coming, claiming again at once would
+                    // make many small batches, each a claim and a mark; let a batch in flight settle first (or a moment pass), and
+                    // claim what arrived meanwhile in one go (the wait below then returns at once).
+                    try
+                    {
+                        await CoalesceAsync(inFlight, stopping).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+                    {
+                        break;
+                    }
                 }
 
                 // Everything claimable was claimed. New commits wake the loop (this process's at once, other processes' through the
@@ -152,6 +167,15 @@ internal sealed class Dispatcher
             await listening.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             Log.DispatcherStopped(_logger);
         }
+    }
+
+    /// <summary>Waits until a batch in flight settles or <see cref="CoalesceDelay"/> passes.</summary>
+    private async Task CoalesceAsync(List<Task<BatchOutcome>> inFlight, CancellationToken stopping)
+    {
+        using var delay = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        await Task.WhenAny(Task.WhenAny(inFlight), Task.Delay(CoalesceDelay, _time, delay.Token)).ConfigureAwait(false);
+        await delay.CancelAsync().ConfigureAwait(false);
+        stopping.ThrowIfCancellationRequested();
     }
 
     private enum BatchOutcome
