@@ -18,8 +18,9 @@ internal static class RelayCommand
     private static readonly Option<bool> NoCleanup = new("--no-cleanup") { Description = "Do not delete old dispatched messages (run the cleanup on one node only)." };
     private static readonly Option<bool> CreateTable = new("--create-table") { Description = "Create the outbox table when it is missing (default: it must exist; see 'schema apply')." };
     private static readonly Option<int?> BatchSize = new("--batch-size") { Description = "Messages claimed and published at a time (default: 100)." };
+    private static readonly Option<int?> BatchesInFlight = new("--batches-in-flight") { Description = "Claimed batches published and marked at a time (default: 4)." };
     private static readonly Option<TimeSpan?> CheckInterval = new("--check-interval") { Description = "How long an idle dispatcher waits before it looks again, as hh:mm:ss[.fff] (default: 00:00:01)." };
-    private static readonly Option<int?> MaxAttempts = new("--max-attempts") { Description = "Attempts before a message moves to the dead letters (default: 10)." };
+    private static readonly Option<int?> MaxAttempts = new("--max-attempts") { Description = "Attempts before a message moves to the dead letters (default: 20)." };
     private static readonly Option<bool> Verbose = new("--verbose", "-v") { Description = "Print every dispatched message id on standard error." };
 
     public static Command Create()
@@ -28,7 +29,7 @@ internal static class RelayCommand
             "relay",
             "Run a standalone dispatcher (and cleanup) that publishes the rows other programs insert into the outbox table, until Ctrl+C or SIGTERM.")
         {
-            Broker, RabbitMQUri, Output, Once, NoCleanup, CreateTable, BatchSize, CheckInterval, MaxAttempts, Verbose,
+            Broker, RabbitMQUri, Output, Once, NoCleanup, CreateTable, BatchSize, BatchesInFlight, CheckInterval, MaxAttempts, Verbose,
         };
         command.SetVerb(RunAsync);
         return command;
@@ -60,6 +61,11 @@ internal static class RelayCommand
         if (parse.GetValue(BatchSize) is { } batchSize)
         {
             options.MessageBatchSize = batchSize;
+        }
+
+        if (parse.GetValue(BatchesInFlight) is { } batchesInFlight)
+        {
+            options.MaxBatchesInFlight = batchesInFlight;
         }
 
         if (parse.GetValue(CheckInterval) is { } checkInterval)
@@ -122,10 +128,10 @@ internal static class RelayCommand
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
-                    await Console.Error.WriteLineAsync("stopping: finishing the batch in flight");
+                    await Console.Error.WriteLineAsync("stopping: finishing the batches in flight");
                 }
 
-                // The batch in flight is published and marked; give up after twice the publish timeout (its messages then come back after their lease).
+                // The batches in flight are published and marked; give up after twice the publish timeout (its messages then come back after their lease).
                 using var deadline = new CancellationTokenSource(options.PublishTimeout * 2);
                 try
                 {
@@ -134,7 +140,7 @@ internal static class RelayCommand
                 }
                 catch (OperationCanceledException) when (deadline.IsCancellationRequested)
                 {
-                    await Console.Error.WriteLineAsync("error: the batch in flight did not finish in time and was abandoned; its messages are published again after their lease");
+                    await Console.Error.WriteLineAsync("error: the batches in flight did not finish in time and were abandoned; their messages are published again after their lease");
                     exitCode = ExitCodes.Failed;
                 }
             }

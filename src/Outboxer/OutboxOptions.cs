@@ -10,7 +10,9 @@ public sealed class OutboxOptions
     /// <value>The default value is 1 second. Must be positive.</value>
     /// <remarks>
     /// The dispatcher drains without waiting while messages are pending, and wakes at once when this process
-    /// enqueues; the interval only bounds the latency of messages written by other processes.
+    /// enqueues or when the store notifies it of another process's commit (PostgreSQL). When nothing pushes such
+    /// wake-ups, it looks again after a few milliseconds while messages come, and backs off to this interval when idle.
+    /// The interval bounds the latency of messages written by other processes.
     /// </remarks>
     public TimeSpan CheckInterval { get; set; } = TimeSpan.FromSeconds(1);
 

@@ -214,6 +214,7 @@ public sealed class CliTests : IAsyncLifetime
     [InlineData("relay", "--broker", "kafka")]
     [InlineData("relay", "--broker", "rabbitmq")]
     [InlineData("relay", "--broker", "jsonlines", "--batch-size", "0")]
+    [InlineData("relay", "--broker", "jsonlines", "--batches-in-flight", "0")]
     [InlineData("schema", "script", "--table", "bad name")]
     public async Task A_bad_or_missing_option_gives_exit_code_2(params string[] arguments)
     {
