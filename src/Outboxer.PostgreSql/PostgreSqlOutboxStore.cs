@@ -27,16 +27,17 @@ namespace Outboxer.PostgreSql;
 public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
 {
     private const string PendingIndexSuffix = "pending_ix";
+    private const string LeasedIndexSuffix = "leased_ix";
     private const string CleanupIndexSuffix = "dispatched_at_ix";
     private const string OrderingIndexSuffix = "ordering_ix";
     private const string DeadLetterIndexSuffix = "dead_letters_ix";
     private const string NotifySuffix = "notify";
 
-    // Whether the schema exists, how many of the table and its four indexes do, and whether the notify trigger does.
+    // Whether the schema exists, how many of the table and its five indexes do, and whether the notify trigger does.
     private const string StateSql = """
         SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = @schema),
             (SELECT count(*)::integer FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = @schema AND c.relname IN (@table, @pending_ix, @cleanup_ix, @ordering_ix, @dead_letters_ix)),
+             WHERE n.nspname = @schema AND c.relname IN (@table, @pending_ix, @leased_ix, @cleanup_ix, @ordering_ix, @dead_letters_ix)),
             EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                     WHERE n.nspname = @schema AND c.relname = @table AND t.tgname = @trigger)
@@ -92,18 +93,33 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
         _quietSql = $"set_config('{QuietSettingFor(_channel)}', 'on', true)";
         _insertQuietSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key) SELECT @message_id, @payload, @options, @headers, @created_at, @ordering_key WHERE {_quietSql} = 'on' RETURNING id";
 
-        // The CTE is MATERIALIZED so the locking SELECT runs exactly once; SKIP LOCKED passes over rows that another claim,
-        // a mark or a release is holding, and READ COMMITTED re-checks the WHERE on rows changed since the snapshot.
-        _claimSql = $"""
-            WITH claimable AS MATERIALIZED (
-                SELECT c.id FROM {_table} AS c
-                WHERE NOT c.dispatched AND c.dead_lettered_at IS NULL AND (c.locked_until IS NULL OR c.locked_until <= @now)
-                  AND (c.ordering_key IS NULL OR NOT EXISTS (
+        // Two kinds of rows are claimable: never claimed (the pending index, in id order) and due again (a lease that ran out or a
+        // retry time that came: the leased index, in time order). Rows leased to batches in flight are in neither list, so however
+        // many batches every dispatcher has in flight, a claim does not visit them. Each CTE is MATERIALIZED so its locking SELECT
+        // runs exactly once; SKIP LOCKED passes over rows that another claim, a mark or a release is holding, and READ COMMITTED
+        // re-checks the WHERE on rows changed since the snapshot. Of the two lists the oldest ids win; the few rows locked beyond
+        // the batch are released when the claim commits, a moment later.
+        var keyFree = $"""
+            (c.ordering_key IS NULL OR NOT EXISTS (
                       SELECT FROM {_table} AS p
                       WHERE p.ordering_key = c.ordering_key AND (p.id < c.id OR (p.id <> c.id AND p.locked_until > @now)) AND NOT p.dispatched AND p.dead_lettered_at IS NULL))
+            """;
+        _claimSql = $"""
+            WITH fresh AS MATERIALIZED (
+                SELECT c.id FROM {_table} AS c
+                WHERE NOT c.dispatched AND c.dead_lettered_at IS NULL AND c.locked_until IS NULL
+                  AND {keyFree}
                 ORDER BY c.id
                 LIMIT @limit
-                FOR UPDATE SKIP LOCKED)
+                FOR UPDATE SKIP LOCKED),
+            due AS MATERIALIZED (
+                SELECT c.id FROM {_table} AS c
+                WHERE NOT c.dispatched AND c.dead_lettered_at IS NULL AND c.locked_until IS NOT NULL AND c.locked_until <= @now
+                  AND {keyFree}
+                ORDER BY c.locked_until
+                LIMIT @limit
+                FOR UPDATE SKIP LOCKED),
+            claimable AS (SELECT id FROM fresh UNION ALL SELECT id FROM due ORDER BY id LIMIT @limit)
             UPDATE {_table} AS o SET locked_until = @lease_until, attempts = o.attempts + 1
             FROM claimable
             WHERE o.id = claimable.id
@@ -524,6 +540,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
             Add(command, "schema", _schema);
             Add(command, "table", _tableName);
             Add(command, "pending_ix", _pendingIndex);
+            Add(command, "leased_ix", SqlIdentifier.Derive(_tableName, LeasedIndexSuffix));
             Add(command, "cleanup_ix", _cleanupIndex);
             Add(command, "ordering_ix", SqlIdentifier.Derive(_tableName, OrderingIndexSuffix));
             Add(command, "dead_letters_ix", SqlIdentifier.Derive(_tableName, DeadLetterIndexSuffix));
@@ -532,7 +549,7 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
             await using (reader.ConfigureAwait(false))
             {
                 await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                return (reader.GetBoolean(0), reader.GetInt32(1) == 5 && (reader.GetBoolean(2) || !_notifyOnCommit));
+                return (reader.GetBoolean(0), reader.GetInt32(1) == 6 && (reader.GetBoolean(2) || !_notifyOnCommit));
             }
         }
     }
@@ -589,7 +606,8 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
                 ordering_key text NULL,
                 dead_lettered_at timestamptz NULL
             );
-            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, PendingIndexSuffix)}" ON {qualified} (id) WHERE NOT dispatched;
+            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, PendingIndexSuffix)}" ON {qualified} (id) WHERE NOT dispatched AND locked_until IS NULL AND dead_lettered_at IS NULL;
+            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, LeasedIndexSuffix)}" ON {qualified} (locked_until) WHERE NOT dispatched AND locked_until IS NOT NULL AND dead_lettered_at IS NULL;
             CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, CleanupIndexSuffix)}" ON {qualified} (dispatched_at) WHERE dispatched;
             CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, OrderingIndexSuffix)}" ON {qualified} (ordering_key, id) WHERE NOT dispatched AND ordering_key IS NOT NULL;
             CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, DeadLetterIndexSuffix)}" ON {qualified} (id) WHERE dead_lettered_at IS NOT NULL;

@@ -12,6 +12,9 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
 {
     private static readonly DateTimeOffset T0 = new(2026, 1, 1, 12, 0, 0, TimeSpan.Zero);
 
+    // How pg_indexes shows the index of the never-claimed messages, which claims read in id order.
+    private const string PendingIndexEnd = "(id) WHERE ((NOT dispatched) AND (locked_until IS NULL) AND (dead_lettered_at IS NULL))";
+
     private readonly string _schema = NewName("outboxer_test");
     private readonly List<string> _schemas = [];
     private readonly List<string> _roles = [];
@@ -94,7 +97,7 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
 
             var id = await stores[3].AddWithinTransactionAsync(NewMessage("after the race"), null, Ct);
             Assert.Equal(id, Assert.Single(await stores[7].ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
-            Assert.Equal(4, (await ReadIndexesAsync(schema)).Count);
+            Assert.Equal(5, (await ReadIndexesAsync(schema)).Count);
         }
     }
 
@@ -143,7 +146,7 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
 
         Assert.Contains("CREATE SCHEMA IF NOT EXISTS \"messaging\";", script, StringComparison.Ordinal);
         Assert.Contains("CREATE TABLE IF NOT EXISTS \"messaging\".\"events\"", script, StringComparison.Ordinal);
-        Assert.Contains("CREATE INDEX IF NOT EXISTS \"events_pending_ix\" ON \"messaging\".\"events\" (id) WHERE NOT dispatched;", script, StringComparison.Ordinal);
+        Assert.Contains("CREATE INDEX IF NOT EXISTS \"events_pending_ix\" ON \"messaging\".\"events\" (id) WHERE NOT dispatched AND locked_until IS NULL AND dead_lettered_at IS NULL;", script, StringComparison.Ordinal);
         Assert.Contains("CREATE INDEX IF NOT EXISTS \"events_dispatched_at_ix\" ON \"messaging\".\"events\" (dispatched_at) WHERE dispatched;", script, StringComparison.Ordinal);
         Assert.Contains("\"public\".\"outbox_messages\"", PostgreSqlOutboxStore.GetCreateScript(), StringComparison.Ordinal);
     }
@@ -194,8 +197,9 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
         Assert.Equal(13, columns.Count);
 
         var indexes = await ReadIndexesAsync(_schema);
-        Assert.Equal(4, indexes.Count);
-        Assert.EndsWith("(id) WHERE (NOT dispatched)", indexes["outbox_messages_pending_ix"], StringComparison.Ordinal);
+        Assert.Equal(5, indexes.Count);
+        Assert.EndsWith(PendingIndexEnd, indexes["outbox_messages_pending_ix"], StringComparison.Ordinal);
+        Assert.EndsWith("(locked_until) WHERE ((NOT dispatched) AND (locked_until IS NOT NULL) AND (dead_lettered_at IS NULL))", indexes["outbox_messages_leased_ix"], StringComparison.Ordinal);
         Assert.EndsWith("(dispatched_at) WHERE dispatched", indexes["outbox_messages_dispatched_at_ix"], StringComparison.Ordinal);
         Assert.EndsWith("(ordering_key, id) WHERE ((NOT dispatched) AND (ordering_key IS NOT NULL))", indexes["outbox_messages_ordering_ix"], StringComparison.Ordinal);
         Assert.EndsWith("(id) WHERE (dead_lettered_at IS NOT NULL)", indexes["outbox_messages_dead_letters_ix"], StringComparison.Ordinal);
@@ -296,7 +300,7 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
         Assert.Equal(1, b);
         var indexes = await ReadIndexesAsync(_schema);
         Assert.Equal(
-            ["outbox_a_dead_letters_ix", "outbox_a_dispatched_at_ix", "outbox_a_ordering_ix", "outbox_a_pending_ix", "outbox_b_dead_letters_ix", "outbox_b_dispatched_at_ix", "outbox_b_ordering_ix", "outbox_b_pending_ix"],
+            ["outbox_a_dead_letters_ix", "outbox_a_dispatched_at_ix", "outbox_a_leased_ix", "outbox_a_ordering_ix", "outbox_a_pending_ix", "outbox_b_dead_letters_ix", "outbox_b_dispatched_at_ix", "outbox_b_leased_ix", "outbox_b_ordering_ix", "outbox_b_pending_ix"],
             indexes.Keys.Order());
         Assert.Contains("ON " + _schema + ".outbox_a ", indexes["outbox_a_pending_ix"], StringComparison.Ordinal);
         Assert.Contains("ON " + _schema + ".outbox_b ", indexes["outbox_b_pending_ix"], StringComparison.Ordinal);
@@ -310,14 +314,14 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
         await store.EnsureCreatedAsync(Ct);
 
         var indexes = await ReadIndexesAsync(_schema);
-        Assert.Equal(4, indexes.Count);
+        Assert.Equal(5, indexes.Count);
         Assert.All(indexes.Keys, name => Assert.True(name.Length <= SqlIdentifier.MaxLength, name));
-        Assert.Single(indexes, i => i.Key.EndsWith("_pending_ix", StringComparison.Ordinal) && i.Value.EndsWith("(id) WHERE (NOT dispatched)", StringComparison.Ordinal));
+        Assert.Single(indexes, i => i.Key.EndsWith("_pending_ix", StringComparison.Ordinal) && i.Value.EndsWith(PendingIndexEnd, StringComparison.Ordinal));
         Assert.Single(indexes, i => i.Key.EndsWith("_dispatched_at_ix", StringComparison.Ordinal) && i.Value.EndsWith("(dispatched_at) WHERE dispatched", StringComparison.Ordinal));
 
         // Running the check again finds everything in place instead of creating anything.
         await new PostgreSqlOutboxStore(_dataSource, Options(table: table)).EnsureCreatedAsync(Ct);
-        Assert.Equal(4, (await ReadIndexesAsync(_schema)).Count);
+        Assert.Equal(5, (await ReadIndexesAsync(_schema)).Count);
     }
 
     [Fact]
