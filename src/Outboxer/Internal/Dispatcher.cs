@@ -6,12 +6,14 @@ namespace Outboxer.Internal;
 
 /// <summary>
 /// The dispatcher loop: claim a batch (oldest first, under a lease), publish it concurrently, mark the confirmed messages
-/// dispatched in one statement, schedule the failed ones for a retry; drain while messages come, then wait for the check
-/// interval or a local wake-up.
+/// dispatched in one statement, schedule the failed ones for a retry; with up to <see cref="OutboxOptions.MaxBatchesInFlight"/>
+/// batches publishing and marking while the next is claimed. It drains while messages come, lets a batch in flight settle
+/// before claiming again after a partial batch, and otherwise waits for a wake-up (this process's enqueue, another process's
+/// commit through the store) or a poll: every few milliseconds after activity when nothing pushes wake-ups, else the check
+/// interval.
 /// </summary>
 internal sealed class Dispatcher
 {
-
     /// <summary>The longest a partial batch waits for a batch in flight before the next claim (see <see cref="CoalesceAsync"/>).</summary>
     private static readonly TimeSpan CoalesceDelay = TimeSpan.FromMilliseconds(5);
 
