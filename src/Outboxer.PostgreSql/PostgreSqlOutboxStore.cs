@@ -52,7 +52,6 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
     private readonly string _channel;
     private readonly bool _notifyOnCommit;
     private readonly bool _prepare;
-    private int _localListeners;
     private readonly long _lockKey;
     private readonly string _createSchemaSql;
     private readonly string _createTableSql;
@@ -60,10 +59,11 @@ public sealed class PostgreSqlOutboxStore : DbOutboxStore, IOutboxWakeUpSource
     private readonly string _insertQuietSql;
     private readonly string _quietSql;
     private readonly string _claimSql;
-    private ClaimStatement? _claimSqlForSize;
     private readonly string _markSql;
     private readonly string _releaseSql;
     private readonly string _removeSql;
+    private int _localListeners;
+    private ClaimStatement? _claimSqlForSize;
 
     /// <summary>Initializes a store over the PostgreSQL database that <paramref name="dataSource"/> connects to.</summary>
     /// <param name="dataSource">Where the store's own connections come from; the store does not dispose it.</param>
