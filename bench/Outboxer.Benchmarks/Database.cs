@@ -25,7 +25,7 @@ internal static class Database
     public static async Task ResetAsync(NpgsqlDataSource dataSource)
     {
         await DropAsync(dataSource);
-        await new PostgreSqlOutboxStore(dataSource, StoreOptions).EnsureCreatedAsync();
+        await new PostgreSqlOutboxStore(dataSource, StoreOptions).MigrateAsync();
     }
 
     /// <summary>

@@ -40,7 +40,7 @@ await using (var reset = dataSource.CreateCommand($"DROP SCHEMA IF EXISTS {Schem
 }
 
 var store = new PostgreSqlOutboxStore(dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = Schema });
-await store.EnsureCreatedAsync(ct);
+await store.MigrateAsync(ct);
 
 var factory = new ConnectionFactory { Uri = new Uri(rabbitUri), ClientProvidedName = "two-dispatchers-consumer" };
 await using var rabbit = await factory.CreateConnectionAsync(ct);

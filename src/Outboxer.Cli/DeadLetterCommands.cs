@@ -36,7 +36,7 @@ internal static class DeadLetterCommands
         return command;
     }
 
-    private static Command CreateChange(string name, string description, string verb, string done, Func<IOutboxStore, IReadOnlyCollection<long>?, CancellationToken, Task<int>> change)
+    private static Command CreateChange(string name, string description, string verb, string done, Func<IOutboxAdministration, IReadOnlyCollection<long>?, CancellationToken, Task<int>> change)
     {
         var ids = new Option<long[]>("--id") { Description = "The id of a dead letter; repeat it for several (--id 4 --id 7).", AllowMultipleArgumentsPerToken = false };
         var all = new Option<bool>("--all") { Description = "Every dead letter." };
@@ -67,7 +67,7 @@ internal static class DeadLetterCommands
             string what;
             if (selected is null)
             {
-                var statistics = await open.Store.GetStatisticsAsync(TimeProvider.System.GetUtcNow(), cancellationToken);
+                var statistics = await open.Administration.GetStatisticsAsync(TimeProvider.System.GetUtcNow(), cancellationToken);
                 if (statistics.DeadLettered == 0)
                 {
                     Console.Out.WriteLine($"No dead letters in {settings.DisplayName}: nothing to {verb}.");
@@ -96,14 +96,14 @@ internal static class DeadLetterCommands
             var count = 0;
             if (selected is null)
             {
-                count = await change(open.Store, null, cancellationToken);
+                count = await change(open.Administration, null, cancellationToken);
             }
             else
             {
                 using var progress = new Progress(name, selected.Length);
                 foreach (var chunk in selected.Chunk(ChunkSize))
                 {
-                    count += await change(open.Store, chunk, cancellationToken);
+                    count += await change(open.Administration, chunk, cancellationToken);
                     progress.Advance(chunk.Length);
                 }
             }
@@ -137,7 +137,7 @@ internal static class DeadLetterCommands
             throw new UsageException("--limit must be positive.");
         }
 
-        var messages = await open.Store.GetDeadLettersAsync(limit, parse.GetValue(AfterId), cancellationToken);
+        var messages = await open.Administration.GetDeadLettersAsync(limit, parse.GetValue(AfterId), cancellationToken);
         if (parse.GetValue(Json))
         {
             foreach (var message in messages)

@@ -90,7 +90,7 @@ internal static class RelayCommand
         await using var open = settings.Open(createTable: parse.GetValue(CreateTable));
 
         // Fail now, with exit code 1, when the database or the table is not there, rather than retrying in the background forever.
-        var statistics = await open.Store.GetStatisticsAsync(TimeProvider.System.GetUtcNow(), cancellationToken);
+        var statistics = await open.Administration.GetStatisticsAsync(TimeProvider.System.GetUtcNow(), cancellationToken);
 
         var output = parse.GetValue(Output) ?? config.Output;
         IOutboxPublisher publisher = broker == RabbitMQ

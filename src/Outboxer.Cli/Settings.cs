@@ -131,13 +131,18 @@ internal sealed class StoreSettings
 
     public string DisplayName => Store == Postgres ? $"PostgreSQL \"{Schema ?? "public"}\".\"{Table}\"" : $"SQLite \"{Table}\"";
 
-    public string GetCreateScript()
+    /// <summary>The SQL that migrates the table from <paramref name="fromVersion"/> (0: creates it) to the latest layout.</summary>
+    public string GetMigrationScript(int fromVersion, string flag)
     {
         try
         {
             return Store == Postgres
-                ? PostgreSqlOutboxStore.GetCreateScript(PostgresOptions(createTable: false))
-                : SqliteOutboxStore.GetCreateScript(SqliteOptions(createTable: false));
+                ? PostgreSqlOutboxStore.GetMigrationScript(PostgresOptions(createTable: false), fromVersion)
+                : SqliteOutboxStore.GetMigrationScript(SqliteOptions(createTable: false), fromVersion);
+        }
+        catch (ArgumentOutOfRangeException)
+        {
+            throw new UsageException($"{flag} {fromVersion.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not a layout version: use 0 (no table) up to the latest version, which `outboxer schema status` shows.");
         }
         catch (ArgumentException ex)
         {
@@ -218,9 +223,16 @@ internal sealed class StoreSettings
 }
 
 /// <summary>A store and the data source it needs disposed.</summary>
-internal sealed class OpenStore(DbOutboxStore store, IAsyncDisposable? owned) : IAsyncDisposable
+internal sealed class OpenStore(RelationalOutboxStore store, IAsyncDisposable? owned) : IAsyncDisposable
 {
-    public DbOutboxStore Store { get; } = store;
+    /// <summary>The dispatcher's contract, for the relay.</summary>
+    public IOutboxStore Store { get; } = store;
+
+    /// <summary>The operator's contract: statistics and dead letters.</summary>
+    public IOutboxAdministration Administration { get; } = store;
+
+    /// <summary>The table's layout: version and migrations.</summary>
+    public IOutboxSchema Schema { get; } = store;
 
     public ValueTask DisposeAsync() => owned?.DisposeAsync() ?? ValueTask.CompletedTask;
 }

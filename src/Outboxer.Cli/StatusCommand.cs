@@ -21,10 +21,8 @@ internal static class StatusCommand
     {
         var settings = StoreSettings.Resolve(parse, secrets, needsConnection: true);
         await using var open = settings.Open(createTable: false);
-        var statistics = await open.Store.GetStatisticsAsync(TimeProvider.System.GetUtcNow(), cancellationToken);
-        IReadOnlyList<OutboxDestinationStatistics> destinations = open.Store is Providers.DbOutboxStore db
-            ? await db.GetDestinationStatisticsAsync(cancellationToken)
-            : [];
+        var statistics = await open.Administration.GetStatisticsAsync(TimeProvider.System.GetUtcNow(), cancellationToken);
+        var destinations = await open.Administration.GetDestinationStatisticsAsync(cancellationToken);
         if (parse.GetValue(Json))
         {
             Console.Out.WriteLine(ToJson(statistics, destinations));

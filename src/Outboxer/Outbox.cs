@@ -26,6 +26,8 @@ namespace Outboxer;
 public sealed class Outbox : IHostedService, IAsyncDisposable
 {
     private readonly IOutboxStore _store;
+    private readonly IOutboxPublisher _publisher;
+    private readonly IOutboxAdministration? _administration;
     private readonly OutboxOptions _options;
     private readonly TimeProvider _time;
     private readonly Notifier<DispatchedMessage> _dispatched;
@@ -48,7 +50,8 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public Outbox(IOutboxStore store, IOutboxPublisher publisher, OutboxOptions? options = null, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null)
     {
         _store = store ?? throw new ArgumentNullException(nameof(store), "A data store (IOutboxStore) is required for the outbox to work.");
-        _ = publisher ?? throw new ArgumentNullException(nameof(publisher), "An event stream (IOutboxPublisher) is required for the outbox to work.");
+        _publisher = publisher ?? throw new ArgumentNullException(nameof(publisher), "An event stream (IOutboxPublisher) is required for the outbox to work.");
+        _administration = store as IOutboxAdministration;
         _options = (options ?? new OutboxOptions()).Clone();
         _options.Validate();
         _time = timeProvider ?? TimeProvider.System;
@@ -57,7 +60,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         _dispatched = new Notifier<DispatchedMessage>(_options.NotificationCapacity);
         _errors = new Notifier<OutboxError>(_options.NotificationCapacity);
         _dispatcher = new Dispatcher(store, publisher, _options, _time, loggerFactory.CreateLogger("Outboxer.Dispatcher"), _dispatched, _errors);
-        _cleanup = new Cleanup(store, _options, _time, loggerFactory.CreateLogger("Outboxer.Cleanup"), _errors, statistics => Telemetry.Record(this, statistics));
+        _cleanup = new Cleanup(store, _options, _time, loggerFactory.CreateLogger("Outboxer.Cleanup"), _errors, _administration is null ? null : ct => GetStatisticsAsync(ct));
     }
 
     /// <summary>
@@ -75,6 +78,12 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
 
     /// <summary>Gets the store the outbox writes to and reads from.</summary>
     public IOutboxStore Store => _store;
+
+    /// <summary>
+    /// Gets what operators need of the store (statistics, dead letters), or <see langword="null"/> when the store offers none
+    /// (it does not implement <see cref="IOutboxAdministration"/>). Every relational store does.
+    /// </summary>
+    public IOutboxAdministration? Administration => _administration;
 
     /// <summary>
     /// Enqueues <paramref name="message"/> within <paramref name="transaction"/>, which your code opened and will commit or roll back:
@@ -313,7 +322,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <exception cref="OutboxException">The database failed.</exception>
     public async Task<OutboxStatistics> GetStatisticsAsync(CancellationToken cancellationToken = default)
     {
-        var statistics = await _store.GetStatisticsAsync(_time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        var statistics = await Admin().GetStatisticsAsync(_time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         Telemetry.Record(this, statistics);
         return statistics;
     }
@@ -349,7 +358,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="limit"/> is not positive.</exception>
     /// <exception cref="OutboxException">The database failed.</exception>
     public Task<IReadOnlyList<OutboxMessage>> GetDeadLettersAsync(int limit = 100, long afterId = 0, CancellationToken cancellationToken = default) =>
-        _store.GetDeadLettersAsync(limit, afterId, cancellationToken);
+        Admin().GetDeadLettersAsync(limit, afterId, cancellationToken);
 
     /// <summary>Makes dead letters pending again with their attempts reset, and wakes the dispatcher to publish them.</summary>
     /// <param name="ids">The ids to requeue; <see langword="null"/> for every dead letter.</param>
@@ -358,7 +367,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <exception cref="OutboxException">The database failed.</exception>
     public async Task<int> RequeueDeadLettersAsync(IReadOnlyCollection<long>? ids = null, CancellationToken cancellationToken = default)
     {
-        var count = await _store.RequeueDeadLettersAsync(ids, cancellationToken).ConfigureAwait(false);
+        var count = await Admin().RequeueDeadLettersAsync(ids, cancellationToken).ConfigureAwait(false);
         if (count > 0)
         {
             _dispatcher.Wake(committed: true);
@@ -373,7 +382,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <returns>How many messages were deleted.</returns>
     /// <exception cref="OutboxException">The database failed.</exception>
     public Task<int> PurgeDeadLettersAsync(IReadOnlyCollection<long>? ids = null, CancellationToken cancellationToken = default) =>
-        _store.PurgeDeadLettersAsync(ids, cancellationToken);
+        Admin().PurgeDeadLettersAsync(ids, cancellationToken);
 
     /// <summary>Deletes every message dispatched longer ago than <see cref="OutboxOptions.CleanupOlderThan"/> now, in batches, without waiting for the cleanup loop.</summary>
     /// <param name="cancellationToken">A token to cancel the operation.</param>
@@ -441,7 +450,15 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         {
             message.CreatedAt = now;
         }
+
+        if (message.Destination is null && _publisher.GetDestinationName(message) is { Length: > 0 and <= OutboxMessage.MaxDestinationLength } destination)
+        {
+            message.Destination = destination;
+        }
     }
+
+    private IOutboxAdministration Admin() =>
+        _administration ?? throw new NotSupportedException($"The store {_store.GetType().Name} offers no statistics or dead letters (it does not implement IOutboxAdministration).");
 
     /// <summary>One running loop with its two tokens: stopping (no new work) and abort (drop the work in flight).</summary>
     private sealed class Loop

@@ -1,9 +1,10 @@
 namespace Outboxer;
 
-/// <summary>Pending and dead-lettered messages of one destination (the exchange, queue, stream or topic their options name).</summary>
+/// <summary>Pending and dead-lettered messages of one destination (the exchange, queue, stream or topic the message goes to).</summary>
 /// <param name="Destination">
-/// The destination: the first of the options <c>exchange.name</c> (when not empty), <c>queue_name</c>, <c>stream_name</c>,
-/// <c>topic_name</c> and <c>routing_key</c> (a queue, through the default exchange); <see langword="null"/> when a message names none.
+/// The destination (<see cref="OutboxMessage.Destination"/>: the exchange, queue, stream or topic, as the event stream named it when the
+/// message was enqueued); <see langword="null"/> for messages whose destination is not known (enqueued before the outbox recorded
+/// destinations, or by code that inserts rows itself).
 /// </param>
 /// <param name="Pending">Messages not dispatched yet and not dead-lettered.</param>
 /// <param name="DeadLettered">Messages in the dead letters.</param>

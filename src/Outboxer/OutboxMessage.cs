@@ -21,6 +21,7 @@ public sealed class OutboxMessage
 {
     private byte[] _payload;
     private string? _orderingKey;
+    private string? _destination;
 
     /// <summary>Initializes a new message with the given payload.</summary>
     /// <param name="payload">The message body, sent to the broker unchanged.</param>
@@ -98,6 +99,31 @@ public sealed class OutboxMessage
 
     /// <summary>The longest <see cref="OrderingKey"/> accepted.</summary>
     public const int MaxOrderingKeyLength = 255;
+
+    /// <summary>The longest <see cref="Destination"/> accepted.</summary>
+    public const int MaxDestinationLength = 255;
+
+    /// <summary>
+    /// Gets or sets the name of the place the message goes (an exchange, a queue, a stream, a topic), for statistics per destination,
+    /// telemetry and logs. It does not route the message: the event stream routes by <see cref="Options"/>. When it is
+    /// <see langword="null"/> on enqueue, the outbox asks its event stream (<c>IOutboxPublisher.GetDestinationName</c>); it is stored
+    /// with the message.
+    /// </summary>
+    /// <value>At most 255 characters, or <see langword="null"/> (the default) when unknown.</value>
+    /// <exception cref="ArgumentException">The value is empty or longer than 255 characters.</exception>
+    public string? Destination
+    {
+        get => _destination;
+        set
+        {
+            if (value is { Length: 0 or > MaxDestinationLength })
+            {
+                throw new ArgumentException($"A destination must have 1 to {MaxDestinationLength} characters, but it has {value.Length}.", nameof(value));
+            }
+
+            _destination = value;
+        }
+    }
 
     /// <summary>Gets or sets the message body, sent to the broker unchanged.</summary>
     /// <exception cref="ArgumentNullException">The value is <see langword="null"/>.</exception>

@@ -49,7 +49,7 @@ public sealed class CliTests : IAsyncLifetime
         var result = await Cli.RunAsync("schema", "script", "--schema", _schema, "--table", "events_outbox");
 
         Assert.True(result.ExitCode == 0, result.ToString());
-        Assert.Contains($"CREATE SCHEMA IF NOT EXISTS \"{_schema}\"", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"CREATE SCHEMA \"{_schema}\"", result.Stdout, StringComparison.Ordinal);
         Assert.Contains($"CREATE TABLE IF NOT EXISTS \"{_schema}\".\"events_outbox\"", result.Stdout, StringComparison.Ordinal);
         Assert.Equal(PostgreSqlOutboxStore.GetCreateScript(new() { SchemaName = _schema, TableName = "events_outbox" }).Trim(), result.Stdout.Trim());
 

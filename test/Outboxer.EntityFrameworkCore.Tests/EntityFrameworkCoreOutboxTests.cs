@@ -158,7 +158,7 @@ public abstract class EntityFrameworkCoreOutboxTests<TDatabase> : IAsyncLifetime
     [Fact]
     public async Task A_database_failure_writing_the_messages_rolls_back_the_row_of_a_single_statement_SaveChanges()
     {
-        await Outbox.Store.EnsureCreatedAsync(Ct);
+        await Assert.IsAssignableFrom<Outboxer.Providers.IOutboxSchema>(Outbox.Store).MigrateAsync(Ct);
         await Database.DropOutboxTableAsync();
         await using (var context = NewContext())
         {
@@ -175,7 +175,7 @@ public abstract class EntityFrameworkCoreOutboxTests<TDatabase> : IAsyncLifetime
     [Fact]
     public async Task A_database_failure_writing_the_messages_in_an_explicit_transaction_leaves_the_transaction_usable()
     {
-        await Outbox.Store.EnsureCreatedAsync(Ct);
+        await Assert.IsAssignableFrom<Outboxer.Providers.IOutboxSchema>(Outbox.Store).MigrateAsync(Ct);
         await Database.DropOutboxTableAsync();
         await using (var context = NewContext())
         {
@@ -456,7 +456,7 @@ public abstract class EntityFrameworkCoreOutboxTests<TDatabase> : IAsyncLifetime
     {
         await using var outbox = new Outbox(Database.CreateStore(), _publisher, new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) });
         var dispatched = outbox.Dispatched;
-        await outbox.Store.EnsureCreatedAsync(Ct);
+        await Assert.IsAssignableFrom<Outboxer.Providers.IOutboxSchema>(outbox.Store).MigrateAsync(Ct);
         outbox.StartDispatcher();
 
         var message = OrderPlaced(1);

@@ -31,10 +31,11 @@ public sealed class PostgreSqlEntityFrameworkCoreTests : IAsyncLifetime
     public async Task The_commit_of_an_explicit_transaction_wakes_the_dispatcher()
     {
         // Time stands still and the store cannot LISTEN, so after its first look the dispatcher sleeps until something wakes it.
-        var (store, proxy) = StoreProxy.Wrap(_database.CreateStore());
+        var real = _database.CreateStore();
+        await Assert.IsAssignableFrom<Outboxer.Providers.IOutboxSchema>(real).MigrateAsync(Ct);
+        var (store, proxy) = StoreProxy.Wrap(real);
         await using var outbox = new Outbox(store, _publisher, new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) }, timeProvider: new FakeTimeProvider());
         var dispatched = outbox.Dispatched;
-        await store.EnsureCreatedAsync(Ct);
         outbox.StartDispatcher();
         Assert.Equal(0, await NextClaimAsync(proxy));
 

@@ -475,7 +475,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         }
 
         var store = new PostgreSqlOutboxStore(_producerData, new PostgreSqlOutboxStoreOptions { SchemaName = Schema });
-        await store.EnsureCreatedAsync(Ct);
+        await store.MigrateAsync(Ct);
 
         // The producer never starts its dispatcher; its publisher connects lazily, so it never connects.
         _producer = new Outbox(store, new RabbitMQPublisher(Servers.RabbitMQ));

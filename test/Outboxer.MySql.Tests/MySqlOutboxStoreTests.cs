@@ -29,7 +29,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
 
     protected override string BusinessTable => $"`{_businessTable}`";
 
-    protected override IOutboxStore CreateStore() => new MySqlOutboxStore(_dataSource, Options());
+    protected override RelationalOutboxStore CreateStore() => new MySqlOutboxStore(_dataSource, Options());
 
     protected override async Task<DbConnection> OpenConnectionAsync() => await MySqlServer.OpenAsync(_dataSource);
 
@@ -75,7 +75,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
 
             var stores = Enumerable.Range(0, 10).Select(_ => new MySqlOutboxStore(_dataSource, Options(table))).ToArray();
 
-            await Task.WhenAll(stores.Select(store => store.EnsureCreatedAsync(Ct)));
+            await Task.WhenAll(stores.Select(store => store.MigrateAsync(Ct)));
 
             var id = await stores[3].AddWithinTransactionAsync(NewMessage("after the race"), null, Ct);
             Assert.Equal(id, Assert.Single(await stores[7].ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
@@ -120,7 +120,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
         var options = Options(NewTable("managed"), create: false);
         await using (var connection = await OpenConnectionAsync())
         {
-            await ExecuteAsync(connection, null, MySqlOutboxStore.GetCreateScript(options));
+            // MySQL's DDL is not transactional and it has no ADD COLUMN IF NOT EXISTS: the script runs once, as migrations do.
             await ExecuteAsync(connection, null, MySqlOutboxStore.GetCreateScript(options));
         }
 
@@ -138,15 +138,15 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
         var store = new MySqlOutboxStore(_dataSource, Options(table, create: false));
 
         var ex = await Assert.ThrowsAsync<OutboxException>(() => store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
-        Assert.Contains($"`{table}`", ex.Message, StringComparison.Ordinal);
-        Assert.Equal(MySqlErrorCode.NoSuchTable, Assert.IsType<MySqlException>(ex.InnerException).ErrorCode);
+        Assert.Contains($"`{table}` does not exist", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("outboxer schema migrate", ex.Message, StringComparison.Ordinal);
         Assert.False(ex.IsTransient);
     }
 
     [Fact]
     public async Task The_columns_have_the_intended_types_and_the_indexes_exist()
     {
-        await CreateStore().EnsureCreatedAsync(Ct);
+        await CreateStore().MigrateAsync(Ct);
 
         var columns = new Dictionary<string, (string Type, string Nullable, string? Charset)>();
         await using (var connection = await MySqlServer.OpenAsync(_dataSource))
@@ -190,7 +190,8 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
         Assert.StartsWith("int", columns["attempts"].Type, StringComparison.Ordinal);
         Assert.Equal(("datetime(6)", "YES", null), columns["locked_until"]);
         Assert.Equal(("text", "YES", "utf8mb4"), columns["last_error"]);
-        Assert.Equal(13, columns.Count);
+        Assert.Equal(("varchar(255)", "YES", "utf8mb4"), columns["destination"]);
+        Assert.Equal(14, columns.Count);
 
         var indexes = await ReadIndexesAsync(_table);
         Assert.Equal(3, indexes.Count);
@@ -209,7 +210,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
             await ExecuteAsync(connection, null, $"ALTER TABLE `{_table}` DROP INDEX `{_table}_dispatched_at_ix`");
         }
 
-        await CreateStore().EnsureCreatedAsync(Ct);
+        await CreateStore().MigrateAsync(Ct);
 
         Assert.Equal(3, (await ReadIndexesAsync(_table)).Count);
         Assert.Equal(id, Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
@@ -294,7 +295,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
     public async Task A_message_enqueued_in_a_still_open_transaction_is_invisible_to_claims_until_commit()
     {
         var store = CreateStore();
-        await store.EnsureCreatedAsync(Ct);
+        await store.MigrateAsync(Ct);
         await using var connection = await OpenConnectionAsync();
         await using var transaction = await connection.BeginTransactionAsync(Ct);
         var id = await store.AddAsync(transaction, NewMessage("in flight"), Ct);
@@ -309,7 +310,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
     public async Task Cleanup_deletes_in_batches_across_many_rows()
     {
         var store = CreateStore();
-        await store.EnsureCreatedAsync(Ct);
+        await store.MigrateAsync(Ct);
         await using (var connection = await OpenConnectionAsync())
         {
             // 250 dispatched rows and 5 pending ones, written in bulk.
@@ -332,7 +333,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
     public async Task Full_cleanup_batches_read_only_expired_rows_and_do_not_wait_for_rows_that_claims_and_marks_hold()
     {
         var store = CreateStore();
-        await store.EnsureCreatedAsync(Ct);
+        await store.MigrateAsync(Ct);
         await using (var connection = await OpenConnectionAsync())
         {
             // Interleaved by id: 200 rows dispatched long ago, 50 dispatched recently, 50 pending.
@@ -465,7 +466,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
         await store.AddAsync(transaction, NewMessage("holding a row lock"), Ct);
 
         // DDL on the table would wait for this transaction's metadata lock; the catalog check runs none.
-        await CreateStore().EnsureCreatedAsync(Ct).WaitAsync(TimeSpan.FromSeconds(5), Ct);
+        await CreateStore().MigrateAsync(Ct).WaitAsync(TimeSpan.FromSeconds(5), Ct);
         await transaction.CommitAsync(Ct);
     }
 
@@ -481,13 +482,13 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
             Assert.Equal(1L, Convert.ToInt64(await command.ExecuteScalarAsync(Ct), CultureInfo.InvariantCulture));
         }
 
-        var ex = await Assert.ThrowsAsync<OutboxException>(() => new MySqlOutboxStore(_dataSource, Options(table)).EnsureCreatedAsync(Ct));
+        var ex = await Assert.ThrowsAsync<OutboxException>(() => new MySqlOutboxStore(_dataSource, Options(table)).MigrateAsync(Ct));
         Assert.Contains($"'{lockName}'", ex.Message, StringComparison.Ordinal);
         Assert.Contains($"`{table}`", ex.Message, StringComparison.Ordinal);
         Assert.True(ex.IsTransient);
 
         await ExecuteAsync(holder, null, $"DO RELEASE_LOCK('{lockName}')");
-        await new MySqlOutboxStore(_dataSource, Options(table)).EnsureCreatedAsync(Ct);
+        await new MySqlOutboxStore(_dataSource, Options(table)).MigrateAsync(Ct);
         Assert.Equal(3, (await ReadIndexesAsync(table)).Count);
     }
 
@@ -497,7 +498,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
         var noDatabase = MySqlServer.CreateDataSource(b => b.Database = "");
         _dataSources.Add(noDatabase);
 
-        var ex = await Assert.ThrowsAsync<OutboxException>(() => new MySqlOutboxStore(noDatabase, Options()).EnsureCreatedAsync(Ct));
+        var ex = await Assert.ThrowsAsync<OutboxException>(() => new MySqlOutboxStore(noDatabase, Options()).MigrateAsync(Ct));
         Assert.Contains("no database selected", ex.Message, StringComparison.Ordinal);
         Assert.False(ex.IsTransient);
     }
@@ -524,7 +525,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
     {
         var table = NewTable("long").PadRight(SqlIdentifier.MaxLength, 't');
         _tables.Add(table);
-        await new MySqlOutboxStore(_dataSource, Options(table)).EnsureCreatedAsync(Ct);
+        await new MySqlOutboxStore(_dataSource, Options(table)).MigrateAsync(Ct);
 
         var indexes = await ReadIndexesAsync(table);
         Assert.Equal(3, indexes.Count);
@@ -533,7 +534,7 @@ public sealed class MySqlOutboxStoreTests : OutboxStoreConformanceTests
         Assert.Single(indexes, i => i.Key.EndsWith("_dispatched_at_ix", StringComparison.Ordinal) && i.Value == "dispatched,dispatched_at");
 
         // Running the check again finds everything in place instead of creating anything.
-        await new MySqlOutboxStore(_dataSource, Options(table)).EnsureCreatedAsync(Ct);
+        await new MySqlOutboxStore(_dataSource, Options(table)).MigrateAsync(Ct);
         Assert.Equal(3, (await ReadIndexesAsync(table)).Count);
     }
 

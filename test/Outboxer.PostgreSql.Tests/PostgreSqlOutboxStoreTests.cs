@@ -38,7 +38,7 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
     /// <summary>Gets the <see cref="PostgreSqlOutboxStoreOptions.PrepareStatements"/> of every store the tests create.</summary>
     protected virtual bool PrepareStatements => true;
 
-    protected override IOutboxStore CreateStore() => new PostgreSqlOutboxStore(_dataSource, Options());
+    protected override RelationalOutboxStore CreateStore() => new PostgreSqlOutboxStore(_dataSource, Options());
 
     protected override async Task<DbConnection> OpenConnectionAsync() => await PostgreSqlServer.OpenAsync(_dataSource);
 
@@ -93,7 +93,7 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
             var schema = NewSchema();
             var stores = Enumerable.Range(0, 10).Select(_ => new PostgreSqlOutboxStore(_dataSource, Options(schema: schema))).ToArray();
 
-            await Task.WhenAll(stores.Select(store => store.EnsureCreatedAsync(Ct)));
+            await Task.WhenAll(stores.Select(store => store.MigrateAsync(Ct)));
 
             var id = await stores[3].AddWithinTransactionAsync(NewMessage("after the race"), null, Ct);
             Assert.Equal(id, Assert.Single(await stores[7].ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
@@ -144,7 +144,9 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
     {
         var script = PostgreSqlOutboxStore.GetCreateScript(new PostgreSqlOutboxStoreOptions { SchemaName = "messaging", TableName = "events" });
 
-        Assert.Contains("CREATE SCHEMA IF NOT EXISTS \"messaging\";", script, StringComparison.Ordinal);
+        Assert.Contains("CREATE SCHEMA \"messaging\";", script, StringComparison.Ordinal);
+        Assert.Contains("ADD COLUMN IF NOT EXISTS destination text NULL;", script, StringComparison.Ordinal);
+        Assert.Contains("COMMENT ON TABLE \"messaging\".\"events\" IS 'Outboxer outbox table, layout version 2: destination column';", script, StringComparison.Ordinal);
         Assert.Contains("CREATE TABLE IF NOT EXISTS \"messaging\".\"events\"", script, StringComparison.Ordinal);
         Assert.Contains("CREATE INDEX IF NOT EXISTS \"events_pending_ix\" ON \"messaging\".\"events\" (id) WHERE NOT dispatched AND locked_until IS NULL AND dead_lettered_at IS NULL;", script, StringComparison.Ordinal);
         Assert.Contains("CREATE INDEX IF NOT EXISTS \"events_dispatched_at_ix\" ON \"messaging\".\"events\" (dispatched_at) WHERE dispatched;", script, StringComparison.Ordinal);
@@ -157,15 +159,16 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
         var store = new PostgreSqlOutboxStore(_dataSource, Options(table: "missing", create: false));
 
         var ex = await Assert.ThrowsAsync<OutboxException>(() => store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
-        Assert.Contains($"\"{_schema}\".\"missing\"", ex.Message, StringComparison.Ordinal);
-        Assert.IsType<PostgresException>(ex.InnerException);
+        Assert.Contains($"\"{_schema}\".\"missing\" does not exist", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("outboxer schema migrate", ex.Message, StringComparison.Ordinal);
         Assert.False(ex.IsTransient);
+        Assert.False(await TableExistsAsync("missing"));
     }
 
     [Fact]
     public async Task The_columns_have_the_intended_types_and_the_partial_indexes_exist()
     {
-        await CreateStore().EnsureCreatedAsync(Ct);
+        await CreateStore().MigrateAsync(Ct);
 
         var columns = new Dictionary<string, (string Type, string Nullable, string Identity)>();
         await using (var connection = await PostgreSqlServer.OpenAsync(_dataSource))
@@ -194,7 +197,8 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
         Assert.Equal(("text", "YES", "NO"), columns["last_error"]);
         Assert.Equal(("text", "YES", "NO"), columns["ordering_key"]);
         Assert.Equal(("timestamp with time zone", "YES", "NO"), columns["dead_lettered_at"]);
-        Assert.Equal(13, columns.Count);
+        Assert.Equal(("text", "YES", "NO"), columns["destination"]);
+        Assert.Equal(14, columns.Count);
 
         var indexes = await ReadIndexesAsync(_schema);
         Assert.Equal(5, indexes.Count);
@@ -261,7 +265,7 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
     public async Task A_message_enqueued_in_a_still_open_transaction_is_invisible_to_claims_until_commit()
     {
         var store = CreateStore();
-        await store.EnsureCreatedAsync(Ct);
+        await store.MigrateAsync(Ct);
         await using var connection = await OpenConnectionAsync();
         await using var transaction = await connection.BeginTransactionAsync(Ct);
         var id = await store.AddAsync(transaction, NewMessage("in flight"), Ct);
@@ -281,7 +285,7 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
         await store.AddAsync(transaction, NewMessage("holding a row lock"), Ct);
 
         // CREATE INDEX IF NOT EXISTS would wait for this transaction's lock on the table (until lock_timeout fails it).
-        await CreateStore().EnsureCreatedAsync(Ct);
+        await CreateStore().MigrateAsync(Ct);
         await transaction.CommitAsync(Ct);
     }
 
@@ -311,7 +315,7 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
     {
         var table = new string('t', SqlIdentifier.MaxLength);
         var store = new PostgreSqlOutboxStore(_dataSource, Options(table: table));
-        await store.EnsureCreatedAsync(Ct);
+        await store.MigrateAsync(Ct);
 
         var indexes = await ReadIndexesAsync(_schema);
         Assert.Equal(5, indexes.Count);
@@ -320,14 +324,14 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
         Assert.Single(indexes, i => i.Key.EndsWith("_dispatched_at_ix", StringComparison.Ordinal) && i.Value.EndsWith("(dispatched_at) WHERE dispatched", StringComparison.Ordinal));
 
         // Running the check again finds everything in place instead of creating anything.
-        await new PostgreSqlOutboxStore(_dataSource, Options(table: table)).EnsureCreatedAsync(Ct);
+        await new PostgreSqlOutboxStore(_dataSource, Options(table: table)).MigrateAsync(Ct);
         Assert.Equal(5, (await ReadIndexesAsync(_schema)).Count);
     }
 
     [Fact]
     public async Task A_role_without_create_privileges_uses_an_existing_table_with_the_default_settings()
     {
-        await CreateStore().EnsureCreatedAsync(Ct);
+        await CreateStore().MigrateAsync(Ct);
         var role = NewName("outboxer_app");
         await using (var connection = await OpenConnectionAsync())
         {
@@ -347,7 +351,7 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
 
         // The role really cannot create: a store on a table that does not exist yet fails.
         var creator = new PostgreSqlOutboxStore(appDataSource, Options(table: "not_allowed"));
-        var ex = await Assert.ThrowsAsync<OutboxException>(() => creator.EnsureCreatedAsync(Ct));
+        var ex = await Assert.ThrowsAsync<OutboxException>(() => creator.MigrateAsync(Ct));
         Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, Assert.IsType<PostgresException>(ex.InnerException).SqlState);
     }
 
@@ -355,7 +359,7 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
     public async Task A_value_with_a_nul_character_is_rejected_before_it_can_abort_the_callers_transaction()
     {
         var store = CreateStore();
-        await store.EnsureCreatedAsync(Ct);
+        await store.MigrateAsync(Ct);
         await using (var connection = await OpenConnectionAsync())
         await using (var transaction = await connection.BeginTransactionAsync(Ct))
         {
@@ -441,6 +445,15 @@ public class PostgreSqlOutboxStoreTests : OutboxStoreConformanceTests
         var schema = NewName("outboxer_fresh");
         _schemas.Add(schema);
         return schema;
+    }
+
+    private async Task<bool> TableExistsAsync(string table)
+    {
+        await using var connection = await PostgreSqlServer.OpenAsync(_dataSource);
+        await using var command = new NpgsqlCommand("SELECT to_regclass(format('%I.%I', @schema, @table)) IS NOT NULL", connection);
+        command.Parameters.AddWithValue("schema", _schema);
+        command.Parameters.AddWithValue("table", table);
+        return (bool)(await command.ExecuteScalarAsync(Ct))!;
     }
 
     private async Task<Dictionary<string, string>> ReadIndexesAsync(string schema)

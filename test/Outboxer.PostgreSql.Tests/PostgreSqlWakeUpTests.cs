@@ -52,7 +52,7 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
     public async Task The_insert_trigger_notifies_once_per_committed_transaction_and_never_for_a_rollback()
     {
         var store = new PostgreSqlOutboxStore(_dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = _schema });
-        await store.EnsureCreatedAsync(Ct);
+        await store.MigrateAsync(Ct);
         await using var listener = await _dataSource.OpenConnectionAsync(Ct);
         var notifications = 0;
         listener.Notification += (_, e) => Interlocked.Increment(ref notifications);
@@ -98,7 +98,7 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
     {
         var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema };
         var dispatching = new PostgreSqlOutboxStore(_dataSource, options);
-        await dispatching.EnsureCreatedAsync(Ct);
+        await dispatching.MigrateAsync(Ct);
         await using var listener = await _dataSource.OpenConnectionAsync(Ct);
         var payloads = new System.Collections.Concurrent.ConcurrentQueue<string>();
         listener.Notification += (_, e) => payloads.Enqueue(e.Payload);
@@ -165,7 +165,7 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
         var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema, NotifyOnCommit = false };
         Assert.DoesNotContain("TRIGGER", PostgreSqlOutboxStore.GetCreateScript(options), StringComparison.Ordinal);
         var store = new PostgreSqlOutboxStore(_dataSource, options);
-        await store.EnsureCreatedAsync(Ct);
+        await store.MigrateAsync(Ct);
         await using (var triggers = _dataSource.CreateCommand($"SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{_schema}' AND NOT t.tgisinternal"))
         {
             Assert.Equal(0L, await triggers.ExecuteScalarAsync(Ct));

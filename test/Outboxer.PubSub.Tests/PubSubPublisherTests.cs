@@ -481,7 +481,7 @@ public sealed class PubSubPublisherTests : OutboxPublisherConformanceTests
         try
         {
             var store = new SqliteOutboxStore(connectionString);
-            await store.EnsureCreatedAsync(Ct);
+            await store.MigrateAsync(Ct);
             await using var publisher = await PubSubPublisher.CreateAsync(EmulatorOptions(projectId: Project, defaultTopic: _topicId), cancellationToken: Ct);
             await using var outbox = new Outbox(store, publisher, new OutboxOptions { MessageBatchSize = 7 });
             var committed = new List<OutboxMessage>();

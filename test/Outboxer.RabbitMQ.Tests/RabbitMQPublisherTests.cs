@@ -423,7 +423,7 @@ public sealed class RabbitMQPublisherTests : OutboxPublisherConformanceTests
         try
         {
             var store = new SqliteOutboxStore(connectionString);
-            await store.EnsureCreatedAsync(Ct);
+            await store.MigrateAsync(Ct);
             await using var publisher = await RabbitMQPublisher.ConnectAsync(RabbitMQServer.Url, cancellationToken: Ct);
             await using var outbox = new Outbox(store, publisher);
             var committed = new List<Guid>();

@@ -14,7 +14,7 @@ public sealed class SqliteOutboxStoreTests : OutboxStoreConformanceTests
 
     protected override string BusinessTable => "orders";
 
-    protected override IOutboxStore CreateStore() => new SqliteOutboxStore(ConnectionString);
+    protected override RelationalOutboxStore CreateStore() => new SqliteOutboxStore(ConnectionString);
 
     protected override async Task<DbConnection> OpenConnectionAsync()
     {

@@ -738,7 +738,7 @@ public sealed class SqsPublisherTests : OutboxPublisherConformanceTests
         try
         {
             var store = new SqliteOutboxStore(connectionString);
-            await store.EnsureCreatedAsync(Ct);
+            await store.MigrateAsync(Ct);
             var (client, interceptor) = SqsInterceptor.Wrap(Client);
             await using var publisher = new SqsPublisher(client);
             await using var outbox = new Outbox(store, publisher);

@@ -8,7 +8,7 @@ namespace Outboxer.Testing;
 /// database stores (which the conformance suite checks against real databases). It has no transactions, so
 /// <see cref="AddAsync"/> is not supported and <see cref="AddWithinTransactionAsync"/> accepts no callback.
 /// </summary>
-public sealed class InMemoryOutboxStore : IOutboxStore
+public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxAdministration
 {
     private readonly Lock _lock = new();
     private readonly List<Row> _rows = [];
@@ -57,9 +57,6 @@ public sealed class InMemoryOutboxStore : IOutboxStore
             return _rows.Single(r => r.Message.Id == id).LastError;
         }
     }
-
-    /// <inheritdoc />
-    public Task EnsureCreatedAsync(CancellationToken cancellationToken = default) => Task.CompletedTask;
 
     /// <inheritdoc />
     public ValueTask<long> AddAsync(DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default) =>
@@ -153,6 +150,26 @@ public sealed class InMemoryOutboxStore : IOutboxStore
                 _rows.Count(r => r.Message.DeadLetteredAt is not null),
                 pending.Count == 0 ? null : pending.Min(r => r.Message.CreatedAt),
                 now));
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<OutboxDestinationStatistics>> GetDestinationStatisticsAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            IReadOnlyList<OutboxDestinationStatistics> result =
+            [
+                .. _rows.Where(r => !r.Dispatched)
+                    .GroupBy(r => r.Message.Destination)
+                    .OrderBy(g => g.Key, StringComparer.Ordinal)
+                    .Select(g => new OutboxDestinationStatistics(
+                        g.Key,
+                        g.Count(r => r.IsPending),
+                        g.Count(r => r.Message.DeadLetteredAt is not null),
+                        g.Where(r => r.IsPending).Select(r => (DateTimeOffset?)r.Message.CreatedAt).Min())),
+            ];
+            return Task.FromResult(result);
         }
     }
 

@@ -81,7 +81,7 @@ public sealed class OutboxCleanupTests
     }
 
     /// <summary>Passes everything to the in-memory store and lets a test wait for cleanup runs (and fail them).</summary>
-    private sealed class CleanupProbeStore(InMemoryOutboxStore inner) : Outboxer.Providers.IOutboxStore
+    private sealed class CleanupProbeStore(InMemoryOutboxStore inner) : Outboxer.Providers.IOutboxStore, Outboxer.Providers.IOutboxAdministration
     {
         private readonly SemaphoreSlim _removeCalls = new(0);
         private int _seen;
@@ -97,7 +97,6 @@ public sealed class OutboxCleanupTests
             }
         }
 
-        public Task EnsureCreatedAsync(CancellationToken cancellationToken = default) => inner.EnsureCreatedAsync(cancellationToken);
 
         public ValueTask<long> AddAsync(System.Data.Common.DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default) => inner.AddAsync(transaction, message, cancellationToken);
 
@@ -118,6 +117,8 @@ public sealed class OutboxCleanupTests
         public Task<int> RequeueDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default) => inner.RequeueDeadLettersAsync(ids, cancellationToken);
 
         public Task<int> PurgeDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default) => inner.PurgeDeadLettersAsync(ids, cancellationToken);
+
+        public Task<IReadOnlyList<OutboxDestinationStatistics>> GetDestinationStatisticsAsync(CancellationToken cancellationToken = default) => inner.GetDestinationStatisticsAsync(cancellationToken);
 
         public async Task<int> RemoveDispatchedAsync(DateTimeOffset dispatchedBefore, int batchSize, CancellationToken cancellationToken = default)
         {

@@ -96,11 +96,10 @@ public sealed class OutboxHealthCheckTests
         return check.CheckHealthAsync(new HealthCheckContext { Registration = new HealthCheckRegistration("outboxer", check, HealthStatus.Unhealthy, null) }, Ct);
     }
 
-    private sealed class FailingStatisticsStore(InMemoryOutboxStore inner) : Outboxer.Providers.IOutboxStore
+    private sealed class FailingStatisticsStore(InMemoryOutboxStore inner) : Outboxer.Providers.IOutboxStore, Outboxer.Providers.IOutboxAdministration
     {
         public Task<OutboxStatistics> GetStatisticsAsync(DateTimeOffset now, CancellationToken cancellationToken = default) => throw new OutboxException("database down");
 
-        public Task EnsureCreatedAsync(CancellationToken cancellationToken = default) => inner.EnsureCreatedAsync(cancellationToken);
 
         public ValueTask<long> AddAsync(System.Data.Common.DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default) => inner.AddAsync(transaction, message, cancellationToken);
 
@@ -119,6 +118,8 @@ public sealed class OutboxHealthCheckTests
         public Task<int> RequeueDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default) => inner.RequeueDeadLettersAsync(ids, cancellationToken);
 
         public Task<int> PurgeDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default) => inner.PurgeDeadLettersAsync(ids, cancellationToken);
+
+        public Task<IReadOnlyList<OutboxDestinationStatistics>> GetDestinationStatisticsAsync(CancellationToken cancellationToken = default) => inner.GetDestinationStatisticsAsync(cancellationToken);
 
         public Task<int> RemoveDispatchedAsync(DateTimeOffset dispatchedBefore, int batchSize, CancellationToken cancellationToken = default) => inner.RemoveDispatchedAsync(dispatchedBefore, batchSize, cancellationToken);
     }

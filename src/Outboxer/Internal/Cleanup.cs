@@ -11,9 +11,10 @@ internal sealed class Cleanup
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Notifier<OutboxError> _errors;
-    private readonly Action<OutboxStatistics> _statistics;
+    private readonly Func<CancellationToken, Task>? _statistics;
 
-    public Cleanup(IOutboxStore store, OutboxOptions options, TimeProvider time, ILogger logger, Notifier<OutboxError> errors, Action<OutboxStatistics> statistics)
+    // statistics: refreshes the statistics gauges after each run, or null when the store has no statistics.
+    public Cleanup(IOutboxStore store, OutboxOptions options, TimeProvider time, ILogger logger, Notifier<OutboxError> errors, Func<CancellationToken, Task>? statistics)
     {
         _statistics = statistics;
         _store = store;
@@ -34,7 +35,10 @@ internal sealed class Cleanup
                 try
                 {
                     await RunOnceAsync(stopping, abort).ConfigureAwait(false);
-                    _statistics(await _store.GetStatisticsAsync(_time.GetUtcNow(), abort).ConfigureAwait(false));
+                    if (_statistics is not null)
+                    {
+                        await _statistics(abort).ConfigureAwait(false);
+                    }
                 }
                 catch (OperationCanceledException) when (abort.IsCancellationRequested)
                 {

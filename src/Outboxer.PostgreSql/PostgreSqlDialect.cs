@@ -1,0 +1,565 @@
+using System.Buffers.Binary;
+using System.Data.Common;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+using Npgsql;
+using NpgsqlTypes;
+using Outboxer.Providers;
+
+namespace Outboxer.PostgreSql;
+
+/// <summary>PostgreSQL's statements and table layout for <see cref="RelationalOutboxStore"/>.</summary>
+internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
+{
+    private const string PendingIndexSuffix = "pending_ix";
+    private const string LeasedIndexSuffix = "leased_ix";
+    private const string CleanupIndexSuffix = "dispatched_at_ix";
+    private const string OrderingIndexSuffix = "ordering_ix";
+    private const string DeadLetterIndexSuffix = "dead_letters_ix";
+    private const string NotifySuffix = "notify";
+
+    /// <summary>The table comment that records the layout version; a table without it was created by 0.1.0-preview.1 (version 1).</summary>
+    private const string VersionCommentPrefix = "Outboxer outbox table, layout version ";
+
+    // Whether the table exists, its comment, how many of its five indexes exist, and whether the notify trigger does: catalog reads
+    // only, which need no privilege on the table.
+    private const string StateSql = """
+        SELECT c.oid IS NOT NULL, obj_description(c.oid, 'pg_class'),
+            (SELECT count(*)::integer FROM pg_catalog.pg_class i JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
+             WHERE n.nspname = @schema AND i.relname IN (@pending_ix, @leased_ix, @cleanup_ix, @ordering_ix, @dead_letters_ix)),
+            EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = @trigger)
+        FROM (SELECT (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = @schema AND c.relname = @table AND c.relkind IN ('r', 'p')) AS oid) AS c
+        """;
+
+    private readonly string _schema;
+    private readonly string _tableName;
+    private readonly string _table;
+    private readonly bool _notifyOnCommit;
+    private readonly bool _prepare;
+    private readonly long _lockKey;
+    private readonly string _insertSql;
+    private readonly string _insertQuietSql;
+    private readonly string _quietSql;
+    private readonly string _claimSql;
+    private readonly string _markSql;
+    private readonly OutboxMigration[] _migrations;
+    private int _localListeners;
+    private ClaimStatement? _claimSqlForSize;
+
+    public PostgreSqlDialect(PostgreSqlOutboxStoreOptions options)
+    {
+        options.Validate();
+        _schema = options.SchemaName;
+        _tableName = options.TableName;
+        _table = QualifiedName(_schema, _tableName);
+        Channel = ChannelFor(_schema, _tableName);
+        _notifyOnCommit = options.NotifyOnCommit;
+        _prepare = options.PrepareStatements;
+        _lockKey = LockKey(_schema, _tableName);
+        _migrations = Layout(_schema, _tableName);
+        const string Columns = "message_id, payload, options, headers, created_at, ordering_key, destination";
+        _insertSql = $"INSERT INTO {_table} ({Columns}) VALUES (@message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination) RETURNING id";
+
+        // While this process's dispatcher listens, enqueues wake it in memory; the transaction-local setting tells the trigger not to
+        // NOTIFY (a notifying commit holds a global lock through its disk flush, which serializes concurrent enqueuing commits).
+        _quietSql = $"set_config('{QuietSettingFor(Channel)}', 'on', true)";
+        _insertQuietSql = $"INSERT INTO {_table} ({Columns}) SELECT @message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination WHERE {_quietSql} = 'on' RETURNING id";
+
+        // Two kinds of rows are claimable: never claimed (the pending index, in id order) and due again (a lease that ran out or a
+        // retry time that came: the leased index, in time order). Rows leased to batches in flight are in neither list, so however
+        // many batches every dispatcher has in flight, a claim does not visit them. Each CTE is MATERIALIZED so its locking SELECT
+        // runs exactly once; SKIP LOCKED passes over rows that another claim, a mark or a release is holding, and READ COMMITTED
+        // re-checks the WHERE on rows changed since the snapshot. Of the two lists the oldest ids win; the few rows locked beyond
+        // the batch are released when the claim commits, a moment later.
+        var keyFree = $"""
+            (c.ordering_key IS NULL OR NOT EXISTS (
+                      SELECT FROM {_table} AS p
+                      WHERE p.ordering_key = c.ordering_key AND (p.id < c.id OR (p.id <> c.id AND p.locked_until > @now)) AND NOT p.dispatched AND p.dead_lettered_at IS NULL))
+            """;
+        _claimSql = $"""
+            WITH fresh AS MATERIALIZED (
+                SELECT c.id FROM {_table} AS c
+                WHERE NOT c.dispatched AND c.dead_lettered_at IS NULL AND c.locked_until IS NULL
+                  AND {keyFree}
+                ORDER BY c.id
+                LIMIT @limit
+                FOR UPDATE SKIP LOCKED),
+            due AS MATERIALIZED (
+                SELECT c.id FROM {_table} AS c
+                WHERE NOT c.dispatched AND c.dead_lettered_at IS NULL AND c.locked_until IS NOT NULL AND c.locked_until <= @now
+                  AND {keyFree}
+                ORDER BY c.locked_until
+                LIMIT @limit
+                FOR UPDATE SKIP LOCKED),
+            claimable AS (SELECT id FROM fresh UNION ALL SELECT id FROM due ORDER BY id LIMIT @limit)
+            UPDATE {_table} AS o SET locked_until = @lease_until, attempts = o.attempts + 1
+            FROM claimable
+            WHERE o.id = claimable.id
+            RETURNING o.id, o.message_id, o.payload, o.options::text, o.headers::text, o.created_at, o.attempts, o.ordering_key, o.destination
+            """;
+
+        // The ids travel as the text of a bigint[] ('{1,2,3}'), not as a long[] parameter: a slim (NativeAOT) data source
+        // without EnableArrays() cannot write arrays, and would fail only here, after the messages were published.
+        _markSql = $"UPDATE {_table} SET dispatched = true, dispatched_at = @at, locked_until = NULL WHERE id = ANY(CAST(@ids AS bigint[]))";
+        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND NOT dispatched";
+        DeadLetterSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND NOT dispatched";
+
+        // Bounded batches keep each delete's locks short; SKIP LOCKED lets cleanups in several processes run side by side.
+        RemoveDispatchedSql = $"""
+            WITH expired AS MATERIALIZED (
+                SELECT id FROM {_table}
+                WHERE dispatched AND dispatched_at < @cutoff
+                ORDER BY id
+                LIMIT @limit
+                FOR UPDATE SKIP LOCKED)
+            DELETE FROM {_table} AS o
+            USING expired
+            WHERE o.id = expired.id
+            """;
+        StatisticsSql = $"""
+            SELECT count(*) FILTER (WHERE dead_lettered_at IS NULL),
+                count(*) FILTER (WHERE dead_lettered_at IS NULL AND locked_until > @now),
+                count(*) FILTER (WHERE dead_lettered_at IS NOT NULL),
+                min(created_at) FILTER (WHERE dead_lettered_at IS NULL)
+            FROM {_table} WHERE NOT dispatched
+            """;
+        DestinationStatisticsSql = $"""
+            SELECT destination,
+                count(*) FILTER (WHERE dead_lettered_at IS NULL),
+                count(*) FILTER (WHERE dead_lettered_at IS NOT NULL),
+                min(created_at) FILTER (WHERE dead_lettered_at IS NULL)
+            FROM {_table} WHERE NOT dispatched
+            GROUP BY destination ORDER BY destination NULLS FIRST
+            """;
+        DeadLettersSql = $"""
+            SELECT id, message_id, payload, options::text, headers::text, created_at, attempts, ordering_key, destination, last_error, dead_lettered_at
+            FROM {_table} WHERE dead_lettered_at IS NOT NULL AND id > @after ORDER BY id LIMIT @limit
+            """;
+    }
+
+    /// <summary>Gets the LISTEN/NOTIFY channel of the table.</summary>
+    public string Channel { get; }
+
+    public override string Table => _table;
+
+    public override IReadOnlyList<OutboxMigration> Migrations => _migrations;
+
+    public override string ReleaseSql { get; }
+
+    public override string DeadLetterSql { get; }
+
+    public override string RemoveDispatchedSql { get; }
+
+    public override string StatisticsSql { get; }
+
+    public override string DestinationStatisticsSql { get; }
+
+    public override string DeadLettersSql { get; }
+
+    public override string? RepairSql => RepairScript(_schema, _tableName, _notifyOnCommit);
+
+    public bool NotifyOnCommit => _notifyOnCommit;
+
+    /// <summary>Gets a value indicating whether a dispatcher in this process listens, so that enqueues need not notify.</summary>
+    private bool Quiet => _notifyOnCommit && Volatile.Read(ref _localListeners) > 0;
+
+    /// <summary>Counts a listener of this process in (<paramref name="delta"/> 1) or out (-1).</summary>
+    public void Listening(int delta) => Interlocked.Add(ref _localListeners, delta);
+
+    /// <summary>The whole script of the latest layout, from nothing, for the given settings (without a store).</summary>
+    public static string Script(PostgreSqlOutboxStoreOptions options, int fromVersion) =>
+        RelationalOutboxStore.GetMigrationScript(new PostgreSqlDialect(options), fromVersion);
+
+    public override bool Owns(DbTransaction transaction) => transaction is NpgsqlTransaction;
+
+    public override string RequeueDeadLettersSql(string? idList) =>
+        $"UPDATE {_table} SET dead_lettered_at = NULL, attempts = 0, locked_until = NULL WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
+
+    public override string PurgeDeadLettersSql(string? idList) => $"DELETE FROM {_table} WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
+
+    // jsonb cannot hold U+0000 (the server rejects "\u0000"): checked before anything reaches the server, because a failed statement
+    // would abort the caller's whole transaction.
+    public override void Validate(SerializedMessage row)
+    {
+        RejectNul(row.OptionsJson, "options");
+        RejectNul(row.HeadersJson, "headers");
+    }
+
+    public override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, SerializedMessage row)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        var command = Command(connection, null, Quiet ? _insertQuietSql : _insertSql);
+        try
+        {
+            command.Transaction = (NpgsqlTransaction?)transaction;
+        }
+        catch (InvalidOperationException ex)
+        {
+            // Npgsql keeps a committed transaction's Connection (other providers clear it), and refuses it here instead.
+            command.Dispose();
+            throw new ArgumentException("The transaction is already committed or rolled back; enqueue inside an open transaction.", nameof(transaction), ex);
+        }
+
+        var message = row.Message;
+        Add(command, "message_id", message.MessageId);
+        Add(command, "payload", message.Payload);
+        command.Parameters.Add(new NpgsqlParameter("options", NpgsqlDbType.Jsonb) { Value = (object?)row.OptionsJson ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter("headers", NpgsqlDbType.Jsonb) { Value = (object?)row.HeadersJson ?? DBNull.Value });
+        Add(command, "created_at", message.CreatedAt.ToUniversalTime());
+        command.Parameters.Add(new NpgsqlParameter("ordering_key", NpgsqlDbType.Text) { Value = (object?)message.OrderingKey ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter("destination", NpgsqlDbType.Text) { Value = (object?)message.Destination ?? DBNull.Value });
+        return command;
+    }
+
+    /// <summary>Prepares the insert when <see cref="PostgreSqlOutboxStoreOptions.PrepareStatements"/> is on.</summary>
+    public override Task PrepareAsync(DbCommand command, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        return _prepare ? command.PrepareAsync(cancellationToken) : Task.CompletedTask;
+    }
+
+    /// <summary>Inserts the messages with one binary <c>COPY</c> within the caller's transaction. <see cref="OutboxMessage.Id"/> stays zero.</summary>
+    public override async Task<int> InsertRangeAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<SerializedMessage> rows, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+
+        // COPY runs in whatever transaction the connection has; make sure it is the caller's, still open, and not autocommit.
+        using (var probe = Command(connection, null, "SELECT " + _quietSql))
+        {
+            try
+            {
+                probe.Transaction = (NpgsqlTransaction)transaction;
+            }
+            catch (InvalidOperationException ex)
+            {
+                throw new ArgumentException("The transaction is already committed or rolled back; enqueue inside an open transaction.", nameof(transaction), ex);
+            }
+
+            if (Quiet)
+            {
+                await probe.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        var importer = await ((NpgsqlConnection)connection).BeginBinaryImportAsync(
+            $"COPY {_table} (message_id, payload, options, headers, created_at, ordering_key, destination) FROM STDIN (FORMAT BINARY)", cancellationToken).ConfigureAwait(false);
+        await using (importer.ConfigureAwait(false))
+        {
+            foreach (var row in rows)
+            {
+                await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(row.Message.MessageId, NpgsqlDbType.Uuid, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(row.Message.Payload, NpgsqlDbType.Bytea, cancellationToken).ConfigureAwait(false);
+                await WriteAsync(importer, row.OptionsJson, NpgsqlDbType.Jsonb, cancellationToken).ConfigureAwait(false);
+                await WriteAsync(importer, row.HeadersJson, NpgsqlDbType.Jsonb, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(row.Message.CreatedAt.ToUniversalTime(), NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
+                await WriteAsync(importer, row.Message.OrderingKey, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                await WriteAsync(importer, row.Message.Destination, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+            }
+
+            return (int)await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Claims in a short transaction of its own that first sets <c>jit = off</c> and <c>synchronous_commit = off</c>, sent with the claim
+    /// in one round trip. Without statistics (a young or fast-growing table) the planner's estimate for the ordering-key check switches
+    /// on JIT compilation, which costs 200 ms and more per claim; and a claim lost in a database crash only makes its messages claimable
+    /// again (at least once), so its commit need not wait for the disk. The later mark does wait, and flushes the claim with it.
+    /// </summary>
+    public override async Task ClaimAsync(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(claimed);
+        var npgsql = (NpgsqlConnection)connection;
+        var transaction = await npgsql.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (transaction.ConfigureAwait(false))
+        {
+            var batch = new NpgsqlBatch(npgsql, transaction);
+            await using (batch.ConfigureAwait(false))
+            {
+                batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL jit = off"));
+                batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL synchronous_commit = off"));
+                var claim = new NpgsqlBatchCommand(ClaimSqlFor(batchSize));
+                claim.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now.ToUniversalTime()));
+                claim.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("lease_until", leaseUntil.ToUniversalTime()));
+                batch.BatchCommands.Add(claim);
+                if (_prepare)
+                {
+                    await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        claimed.Add(ReadMessage(reader));
+                    }
+                }
+            }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Marks the rows in a short transaction with <c>synchronous_commit = off</c>, sent with the update in one round trip: a mark lost in
+    /// a database crash only makes the messages publish again (at least once), so it need not wait for the disk flush.
+    /// </summary>
+    public override async Task MarkDispatchedAsync(DbConnection connection, IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken)
+    {
+        var npgsql = (NpgsqlConnection)connection;
+        var transaction = await npgsql.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (transaction.ConfigureAwait(false))
+        {
+            var batch = new NpgsqlBatch(npgsql, transaction);
+            await using (batch.ConfigureAwait(false))
+            {
+                batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL synchronous_commit = off"));
+                var mark = new NpgsqlBatchCommand(_markSql);
+                mark.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("at", dispatchedAt.ToUniversalTime()));
+                mark.Parameters.Add(new NpgsqlParameter<string>("ids", ToArrayLiteral(ids)));
+                batch.BatchCommands.Add(mark);
+                if (_prepare)
+                {
+                    await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public override async Task<OutboxSchemaState> ReadSchemaAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        var command = Command(connection, transaction, StateSql);
+        await using (command.ConfigureAwait(false))
+        {
+            Add(command, "schema", _schema);
+            Add(command, "table", _tableName);
+            Add(command, "pending_ix", SqlIdentifier.Derive(_tableName, PendingIndexSuffix));
+            Add(command, "leased_ix", SqlIdentifier.Derive(_tableName, LeasedIndexSuffix));
+            Add(command, "cleanup_ix", SqlIdentifier.Derive(_tableName, CleanupIndexSuffix));
+            Add(command, "ordering_ix", SqlIdentifier.Derive(_tableName, OrderingIndexSuffix));
+            Add(command, "dead_letters_ix", SqlIdentifier.Derive(_tableName, DeadLetterIndexSuffix));
+            Add(command, "trigger", SqlIdentifier.Derive(_tableName, NotifySuffix));
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                if (!reader.GetBoolean(0))
+                {
+                    return new OutboxSchemaState(0, false);
+                }
+
+                var comment = reader.IsDBNull(1) ? null : reader.GetString(1);
+                var match = comment is null ? null : VersionComment().Match(comment);
+                var version = match is { Success: true } ? int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 1;
+                return new OutboxSchemaState(version, reader.GetInt32(2) != 5 || (_notifyOnCommit && !reader.GetBoolean(3)));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Begins a transaction (or joins the caller's) and takes a transaction-scoped advisory lock on the table's key: <c>CREATE ... IF NOT
+    /// EXISTS</c> still fails with a unique violation when two sessions run it at once, so creators and migrators queue, then look again.
+    /// </summary>
+    public override async Task<DbTransaction?> BeginSchemaChangeAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        var tx = transaction ?? await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var command = Command(connection, tx, "SELECT pg_advisory_xact_lock(@key)");
+            await using (command.ConfigureAwait(false))
+            {
+                Add(command, "key", _lockKey);
+                await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            return tx;
+        }
+        catch
+        {
+            if (transaction is null)
+            {
+                await tx.DisposeAsync().ConfigureAwait(false);
+            }
+
+            throw;
+        }
+    }
+
+    public override string RecordVersionSql(int version, string description) =>
+        $"COMMENT ON TABLE {_table} IS '{VersionCommentPrefix}{version.ToString(CultureInfo.InvariantCulture)}: {description.Replace("'", "''", StringComparison.Ordinal)}';";
+
+    /// <summary>The layout's steps. Never change a released step: add one.</summary>
+    private static OutboxMigration[] Layout(string schema, string table)
+    {
+        var qualified = QualifiedName(schema, table);
+        return
+        [
+            // Version 1, as 0.1.0-preview.1 created it. The schema is created only when missing: CREATE SCHEMA IF NOT EXISTS checks the
+            // CREATE privilege on the database first, which a role that owns just its schema lacks.
+            new OutboxMigration(1, "the outbox table of 0.1.0-preview.1", $"""
+                DO $outboxer$ BEGIN
+                    IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = '{schema}') THEN
+                        CREATE SCHEMA "{schema}";
+                    END IF;
+                END $outboxer$;
+                CREATE TABLE IF NOT EXISTS {qualified} (
+                    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    message_id uuid NOT NULL,
+                    payload bytea NOT NULL,
+                    options jsonb NULL,
+                    headers jsonb NULL,
+                    created_at timestamptz NOT NULL,
+                    dispatched boolean NOT NULL DEFAULT false,
+                    dispatched_at timestamptz NULL,
+                    attempts integer NOT NULL DEFAULT 0,
+                    locked_until timestamptz NULL,
+                    last_error text NULL,
+                    ordering_key text NULL,
+                    dead_lettered_at timestamptz NULL
+                );
+                {IndexesSql(schema, table)}
+                """),
+
+            // Version 2: the destination the event stream named at enqueue, for statistics per destination. A nullable column with no
+            // default: PostgreSQL adds it without rewriting the table, and processes of version 1 go on inserting without it.
+            new OutboxMigration(2, "destination column", $"ALTER TABLE {qualified} ADD COLUMN IF NOT EXISTS destination text NULL;"),
+        ];
+    }
+
+    private static string IndexesSql(string schema, string table)
+    {
+        var qualified = QualifiedName(schema, table);
+        return $"""
+            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, PendingIndexSuffix)}" ON {qualified} (id) WHERE NOT dispatched AND locked_until IS NULL AND dead_lettered_at IS NULL;
+            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, LeasedIndexSuffix)}" ON {qualified} (locked_until) WHERE NOT dispatched AND locked_until IS NOT NULL AND dead_lettered_at IS NULL;
+            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, CleanupIndexSuffix)}" ON {qualified} (dispatched_at) WHERE dispatched;
+            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, OrderingIndexSuffix)}" ON {qualified} (ordering_key, id) WHERE NOT dispatched AND ordering_key IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS "{SqlIdentifier.Derive(table, DeadLetterIndexSuffix)}" ON {qualified} (id) WHERE dead_lettered_at IS NOT NULL;
+            """;
+    }
+
+    // The indexes again (a table whose index was dropped gets it back) and, with NotifyOnCommit, the notify trigger.
+    private static string RepairScript(string schema, string table, bool notify) =>
+        IndexesSql(schema, table) + "\n" + (notify ? TriggerSql(schema, table) : string.Empty);
+
+    // A statement-level trigger: every committed transaction that inserted sends one notification (PostgreSQL folds identical
+    // notifications of a transaction into one, and delivers them only on commit), whoever inserted, in whatever language.
+    private static string TriggerSql(string schema, string table)
+    {
+        var function = $"\"{schema}\".\"{SqlIdentifier.Derive(table, NotifySuffix)}\"";
+        return $"""
+            CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $outboxer$
+            BEGIN
+                IF current_setting('{QuietSettingFor(ChannelFor(schema, table))}', true) IS DISTINCT FROM 'on' THEN
+                    PERFORM pg_notify('{ChannelFor(schema, table)}', '');
+                END IF;
+                RETURN NULL;
+            END
+            $outboxer$;
+            CREATE OR REPLACE TRIGGER "{SqlIdentifier.Derive(table, NotifySuffix)}" AFTER INSERT ON {QualifiedName(schema, table)}
+                FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+
+            """;
+    }
+
+    /// <summary>
+    /// The claim with its batch size as a literal: a prepared statement's generic plan then knows the limit, and keeps reading the
+    /// pending index in id order (a handful of rows) instead of collecting every pending row to sort them, which a large backlog makes
+    /// slow. A dispatcher always claims the same batch size, so this is one statement per store.
+    /// </summary>
+    private string ClaimSqlFor(int batchSize)
+    {
+        var cached = Volatile.Read(ref _claimSqlForSize);
+        if (cached?.Size != batchSize)
+        {
+            cached = new ClaimStatement(batchSize, _claimSql.Replace("LIMIT @limit", "LIMIT " + batchSize.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
+            Volatile.Write(ref _claimSqlForSize, cached);
+        }
+
+        return cached.Sql;
+    }
+
+    private static string IdFilter(string? idList) => idList is null ? string.Empty : $" AND id IN ({idList})";
+
+    public static NpgsqlCommand Command(DbConnection connection, DbTransaction? transaction, string sql)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        var command = (NpgsqlCommand)connection.CreateCommand();
+        command.Transaction = (NpgsqlTransaction?)transaction;
+        command.CommandText = sql;
+        return command;
+    }
+
+    private static void Add<T>(NpgsqlCommand command, string name, T value) => command.Parameters.Add(new NpgsqlParameter<T>(name, value));
+
+    private static Task WriteAsync(NpgsqlBinaryImporter importer, string? value, NpgsqlDbType type, CancellationToken cancellationToken) =>
+        value is null ? importer.WriteNullAsync(cancellationToken) : importer.WriteAsync(value, type, cancellationToken);
+
+    private static string ToArrayLiteral(IReadOnlyList<long> ids)
+    {
+        var text = new StringBuilder(2 + (ids.Count * 8));
+        text.Append('{');
+        for (var i = 0; i < ids.Count; i++)
+        {
+            if (i > 0)
+            {
+                text.Append(',');
+            }
+
+            text.Append(ids[i].ToString(CultureInfo.InvariantCulture));
+        }
+
+        return text.Append('}').ToString();
+    }
+
+    /// <summary>The transaction-local setting with which this process's enqueues tell the trigger that a local dispatcher is woken in memory.</summary>
+    private static string QuietSettingFor(string channel) => "outboxer.quiet_" + channel["outboxer_".Length..];
+
+    private static string ChannelFor(string schema, string table) =>
+        "outboxer_" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{schema}.{table}")).AsSpan(0, 8));
+
+    private static string QualifiedName(string schema, string table) => $"\"{schema}\".\"{table}\"";
+
+    // A stable key for pg_advisory_xact_lock: the same in every process and .NET version (unlike string.GetHashCode).
+    private static long LockKey(string schema, string table) =>
+        BinaryPrimitives.ReadInt64BigEndian(SHA256.HashData(Encoding.UTF8.GetBytes($"Outboxer.PostgreSql:{schema}.{table}")));
+
+    // The writer escapes NUL as \u0000 and a backslash as \\, so an escape is real when an even number of backslashes precede it.
+    private static void RejectNul(string? json, string what)
+    {
+        if (json is null)
+        {
+            return;
+        }
+
+        for (var i = json.IndexOf("\\u0000", StringComparison.Ordinal); i >= 0; i = json.IndexOf("\\u0000", i + 1, StringComparison.Ordinal))
+        {
+            var backslashes = 0;
+            for (var j = i - 1; j >= 0 && json[j] == '\\'; j--)
+            {
+                backslashes++;
+            }
+
+            if (backslashes % 2 == 0)
+            {
+                throw new ArgumentException(
+                    $"The message's {what} contain the character U+0000, which PostgreSQL's jsonb cannot store; remove it or encode the value.",
+                    "message");
+            }
+        }
+    }
+
+    [GeneratedRegex("^Outboxer outbox table, layout version ([0-9]+)", RegexOptions.CultureInvariant)]
+    private static partial Regex VersionComment();
+
+    private sealed record ClaimStatement(int Size, string Sql);
+}

@@ -1,0 +1,252 @@
+using System.Data.Common;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using Outboxer.Providers;
+
+namespace Outboxer.Sqlite;
+
+/// <summary>SQLite's statements and table layout for <see cref="RelationalOutboxStore"/>.</summary>
+internal sealed class SqliteDialect : OutboxSqlDialect
+{
+    private readonly string _tableName;
+    private readonly string _table;
+    private readonly string _versionsName;
+    private readonly string _insertSql;
+    private readonly string _claimSql;
+    private readonly string _markSql;
+    private readonly OutboxMigration[] _migrations;
+
+    public SqliteDialect(SqliteOutboxStoreOptions options)
+    {
+        options.Validate();
+        _tableName = options.TableName;
+        _table = $"\"{_tableName}\"";
+        _versionsName = SqlIdentifier.Derive(_tableName, "versions");
+        _migrations = Layout(_tableName);
+        _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key, destination) VALUES ($message_id, $payload, $options, $headers, $created_at, $ordering_key, $destination) RETURNING id";
+
+        // Only the oldest pending message of each ordering key is claimable, so a key goes one message at a time, in order. SQLite runs
+        // one writer at a time, so one UPDATE ... RETURNING claims atomically.
+        _claimSql = $"""
+            UPDATE {_table} SET locked_until = $lease_until, attempts = attempts + 1
+            WHERE id IN (
+                SELECT o.id FROM {_table} AS o
+                WHERE o.dispatched = 0 AND o.dead_lettered_at IS NULL AND (o.locked_until IS NULL OR o.locked_until <= $now)
+                  AND (o.ordering_key IS NULL OR NOT EXISTS (
+                      SELECT 1 FROM {_table} AS p
+                      WHERE p.ordering_key = o.ordering_key AND (p.id < o.id OR (p.id <> o.id AND p.locked_until > $now)) AND p.dispatched = 0 AND p.dead_lettered_at IS NULL))
+                ORDER BY o.id LIMIT $limit)
+            RETURNING id, message_id, payload, options, headers, created_at, attempts, ordering_key, destination
+            """;
+        _markSql = $"UPDATE {_table} SET dispatched = 1, dispatched_at = $at, locked_until = NULL WHERE id IN (SELECT value FROM json_each($ids))";
+        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND dispatched = 0";
+        DeadLetterSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND dispatched = 0";
+        RemoveDispatchedSql = $"DELETE FROM {_table} WHERE id IN (SELECT id FROM {_table} WHERE dispatched = 1 AND dispatched_at < @cutoff ORDER BY id LIMIT @limit)";
+        StatisticsSql = $"""
+            SELECT count(CASE WHEN dead_lettered_at IS NULL THEN 1 END),
+                count(CASE WHEN dead_lettered_at IS NULL AND locked_until > @now THEN 1 END),
+                count(CASE WHEN dead_lettered_at IS NOT NULL THEN 1 END),
+                min(CASE WHEN dead_lettered_at IS NULL THEN created_at END)
+            FROM {_table} WHERE dispatched = 0
+            """;
+        DestinationStatisticsSql = $"""
+            SELECT destination,
+                count(CASE WHEN dead_lettered_at IS NULL THEN 1 END),
+                count(CASE WHEN dead_lettered_at IS NOT NULL THEN 1 END),
+                min(CASE WHEN dead_lettered_at IS NULL THEN created_at END)
+            FROM {_table} WHERE dispatched = 0
+            GROUP BY destination ORDER BY destination
+            """;
+        DeadLettersSql = $"""
+            SELECT id, message_id, payload, options, headers, created_at, attempts, ordering_key, destination, last_error, dead_lettered_at
+            FROM {_table} WHERE dead_lettered_at IS NOT NULL AND id > @after ORDER BY id LIMIT @limit
+            """;
+    }
+
+    public override string Table => _table;
+
+    public override IReadOnlyList<OutboxMigration> Migrations => _migrations;
+
+    /// <summary>Microsoft.Data.Sqlite connections do not enlist in a <c>TransactionScope</c>.</summary>
+    public override bool SupportsAmbientTransactions => false;
+
+    /// <summary>SQLite lets one connection write at a time: a table missing when a message is enqueued is created in the caller's transaction.</summary>
+    public override bool MigratesInCallerTransaction => true;
+
+    public override string ReleaseSql { get; }
+
+    public override string DeadLetterSql { get; }
+
+    public override string RemoveDispatchedSql { get; }
+
+    public override string StatisticsSql { get; }
+
+    public override string DestinationStatisticsSql { get; }
+
+    public override string DeadLettersSql { get; }
+
+    public static string Script(SqliteOutboxStoreOptions options, int fromVersion) =>
+        RelationalOutboxStore.GetMigrationScript(new SqliteDialect(options), fromVersion);
+
+    public override bool Owns(DbTransaction transaction) => transaction is SqliteTransaction;
+
+    /// <summary>Times are UTC ticks in <c>INTEGER</c> columns.</summary>
+    public override object ToDbTimestamp(DateTimeOffset value) => value.UtcTicks;
+
+    public override DateTimeOffset ReadTimestamp(DbDataReader reader, int ordinal)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        return new DateTimeOffset(reader.GetInt64(ordinal), TimeSpan.Zero);
+    }
+
+    public override string RequeueDeadLettersSql(string? idList) =>
+        $"UPDATE {_table} SET dead_lettered_at = NULL, attempts = 0, locked_until = NULL WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
+
+    public override string PurgeDeadLettersSql(string? idList) => $"DELETE FROM {_table} WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
+
+    public override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, SerializedMessage row)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        var message = row.Message;
+        var command = Command(connection, _insertSql, ("$message_id", message.MessageId.ToString()), ("$payload", message.Payload), ("$options", row.OptionsJson),
+            ("$headers", row.HeadersJson), ("$created_at", message.CreatedAt.UtcTicks), ("$ordering_key", message.OrderingKey), ("$destination", message.Destination));
+        command.Transaction = transaction;
+        return command;
+    }
+
+    public override async Task ClaimAsync(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(claimed);
+        var command = Command(connection, _claimSql, ("$lease_until", leaseUntil.UtcTicks), ("$now", now.UtcTicks), ("$limit", batchSize));
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    claimed.Add(ReadMessage(reader));
+                }
+            }
+        }
+    }
+
+    public override async Task MarkDispatchedAsync(DbConnection connection, IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken)
+    {
+        var command = Command(connection, _markSql, ("$at", dispatchedAt.UtcTicks), ("$ids", JsonSerializer.Serialize(ids, SqliteJsonContext.Default.IReadOnlyListInt64)));
+        await using (command.ConfigureAwait(false))
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public override async Task<OutboxSchemaState> ReadSchemaAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        var command = Command(connection, "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ($table, $versions)", ("$table", _tableName), ("$versions", _versionsName));
+        var tables = new HashSet<string>(StringComparer.Ordinal);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Transaction = transaction;
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    tables.Add(reader.GetString(0));
+                }
+            }
+        }
+
+        if (!tables.Contains(_tableName))
+        {
+            return new OutboxSchemaState(0, false);
+        }
+
+        if (!tables.Contains(_versionsName))
+        {
+            return new OutboxSchemaState(1, false);
+        }
+
+        var max = Command(connection, $"SELECT max(version) FROM \"{_versionsName}\"");
+        await using (max.ConfigureAwait(false))
+        {
+            max.Transaction = transaction;
+            var version = await max.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            return new OutboxSchemaState(version is null or DBNull ? 1 : Convert.ToInt32(version, CultureInfo.InvariantCulture), false);
+        }
+    }
+
+    /// <summary>
+    /// SQLite runs one writer at a time, so concurrent migrators queue on the write lock that <c>BEGIN IMMEDIATE</c> takes (or that the
+    /// caller's transaction holds). A new database file is switched to WAL journaling first, which lets readers run beside the writer.
+    /// </summary>
+    public override async Task<DbTransaction?> BeginSchemaChangeAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        if (transaction is not null)
+        {
+            return transaction;
+        }
+
+        // The journal mode cannot change inside a transaction.
+        var wal = Command(connection, "PRAGMA journal_mode=WAL");
+        await using (wal.ConfigureAwait(false))
+        {
+            await wal.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return ((SqliteConnection)connection).BeginTransaction(deferred: false);
+    }
+
+    public override string RecordVersionSql(int version, string description) =>
+        $"""
+        CREATE TABLE IF NOT EXISTS "{_versionsName}" (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+        INSERT OR IGNORE INTO "{_versionsName}" (version, description) VALUES ({version.ToString(CultureInfo.InvariantCulture)}, '{description.Replace("'", "''", StringComparison.Ordinal)}');
+        """;
+
+    /// <summary>The layout's steps. Never change a released step: add one.</summary>
+    private static OutboxMigration[] Layout(string name) =>
+    [
+        new OutboxMigration(1, "the outbox table of 0.1.0-preview.1", $"""
+            CREATE TABLE IF NOT EXISTS "{name}" (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                message_id TEXT NOT NULL,
+                payload BLOB NOT NULL,
+                options TEXT NULL,
+                headers TEXT NULL,
+                created_at INTEGER NOT NULL,
+                dispatched INTEGER NOT NULL DEFAULT 0,
+                dispatched_at INTEGER NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                locked_until INTEGER NULL,
+                last_error TEXT NULL,
+                ordering_key TEXT NULL,
+                dead_lettered_at INTEGER NULL
+            );
+            CREATE INDEX IF NOT EXISTS "{name}_pending" ON "{name}" (id) WHERE dispatched = 0;
+            CREATE INDEX IF NOT EXISTS "{name}_ordering" ON "{name}" (ordering_key, id) WHERE dispatched = 0 AND ordering_key IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS "{name}_dead_letters" ON "{name}" (id) WHERE dead_lettered_at IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS "{name}_dispatched_at" ON "{name}" (dispatched_at) WHERE dispatched = 1;
+            """),
+
+        // The destination the event stream named at enqueue, for statistics per destination.
+        new OutboxMigration(2, "destination column", $"ALTER TABLE \"{name}\" ADD COLUMN destination TEXT NULL;"),
+    ];
+
+    private static string IdFilter(string? idList) => idList is null ? string.Empty : $" AND id IN ({idList})";
+
+    private static DbCommand Command(DbConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = name;
+            parameter.Value = value ?? DBNull.Value;
+            command.Parameters.Add(parameter);
+        }
+
+        return command;
+    }
+}

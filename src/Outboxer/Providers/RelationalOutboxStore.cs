@@ -1,0 +1,711 @@
+using System.Data;
+using System.Data.Common;
+using System.Globalization;
+using System.Transactions;
+
+namespace Outboxer.Providers;
+
+/// <summary>
+/// The one engine of the relational stores (PostgreSQL, MySQL, SQLite, and any database with an <see cref="OutboxSqlDialect"/>): it owns
+/// connections, transaction checks, serialization, row reading, error mapping and the migration of the table's layout, and takes every
+/// statement from its dialect.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Every operation takes a pooled connection from the <see cref="DbDataSource"/> for its own duration only; no connection or transaction
+/// stays open between operations, and none stays open while the dispatcher waits on the broker.
+/// </para>
+/// <para>
+/// Before its first operation the store checks the table's layout version (one catalog read). With <c>migrate</c> on it creates or
+/// migrates the table; with it off it refuses a missing or older table with an <see cref="OutboxException"/> naming the table, its
+/// version and the command that migrates it. A table of a newer version is refused either way.
+/// </para>
+/// <para>
+/// The database packages derive sealed stores from this class only to give it their name, options and extras (PostgreSQL's
+/// <c>LISTEN</c>); it has no virtual members: everything a database changes is in its dialect.
+/// </para>
+/// </remarks>
+public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutboxSchema
+{
+    /// <summary>The longest failure text kept with a row.</summary>
+    private const int MaxErrorLength = 4000;
+
+    /// <summary>The most ids in one statement that requeues or purges dead letters.</summary>
+    private const int IdChunk = 500;
+
+    private readonly OutboxSqlDialect _dialect;
+    private readonly bool _migrate;
+    private readonly Lock _schemaLock = new();
+    private readonly Lazy<Type> _connectionType;
+    private Task? _schemaReady;
+
+    /// <summary>Initializes a store over the database that <paramref name="dataSource"/> connects to.</summary>
+    /// <param name="dataSource">Where the store's own connections come from; the store does not dispose it.</param>
+    /// <param name="dialect">The database's statements and layout.</param>
+    /// <param name="migrate">
+    /// Whether the first operation creates the table when it is missing and migrates it when its layout is older; otherwise the store only
+    /// checks the version and refuses a table that is missing or not current.
+    /// </param>
+    /// <exception cref="ArgumentNullException"><paramref name="dataSource"/> or <paramref name="dialect"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">The dialect has no migrations, or their versions are not 1, 2, 3 and so on.</exception>
+    public RelationalOutboxStore(DbDataSource dataSource, OutboxSqlDialect dialect, bool migrate = true)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        ArgumentNullException.ThrowIfNull(dialect);
+        DataSource = dataSource;
+        _dialect = dialect;
+        _migrate = migrate;
+        var migrations = dialect.Migrations;
+        for (var i = 0; i < migrations.Count; i++)
+        {
+            if (migrations[i].Version != i + 1)
+            {
+                throw new ArgumentException($"The dialect's migration {i} has version {migrations[i].Version}; versions must be 1, 2, 3 and so on.", nameof(dialect));
+            }
+        }
+
+        if (migrations.Count == 0)
+        {
+            throw new ArgumentException("The dialect has no migrations; the first one creates the table.", nameof(dialect));
+        }
+
+        _connectionType = new Lazy<Type>(() =>
+        {
+            using var probe = dataSource.CreateConnection();
+            return probe.GetType();
+        });
+    }
+
+    /// <summary>Gets the data source the store opens its own connections from.</summary>
+    public DbDataSource DataSource { get; }
+
+    /// <summary>Gets the table's name as the database shows it, for messages and tools.</summary>
+    public string TableDisplayName => _dialect.DisplayName;
+
+    /// <inheritdoc />
+    public int LatestVersion => _dialect.Migrations.Count;
+
+    /// <inheritdoc />
+    public async ValueTask<long> AddAsync(DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        ArgumentNullException.ThrowIfNull(message);
+        var connection = CheckTransaction(transaction);
+        var row = Serialize(message);
+        await EnsureSchemaForCallerAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+        return await InsertAsync(connection, transaction, row, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<long> AddAsync(DbConnection connection, OutboxMessage message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(message);
+        if (!_dialect.SupportsAmbientTransactions)
+        {
+            throw new NotSupportedException($"The outbox store of {TableDisplayName} cannot join an ambient transaction (TransactionScope): its database provider does not enlist; enqueue within a DbTransaction instead.");
+        }
+
+        var expected = _connectionType.Value;
+        if (connection.GetType() != expected)
+        {
+            throw new ArgumentException($"The connection is a {connection.GetType().FullName}, which the outbox store of {TableDisplayName} cannot write to; it writes through {expected.FullName}.", nameof(connection));
+        }
+
+        if (connection.State != ConnectionState.Open)
+        {
+            throw new ArgumentException($"The connection is {connection.State}; open it inside the transaction scope first.", nameof(connection));
+        }
+
+        var row = Serialize(message);
+        using (new TransactionScope(TransactionScopeOption.Suppress, TransactionScopeAsyncFlowOption.Enabled))
+        {
+            // The store's own connection must not enlist in the caller's ambient transaction.
+            await EnsureSchemaOnceAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return await InsertAsync(connection, null, row, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<int> AddRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        ArgumentNullException.ThrowIfNull(messages);
+        var connection = CheckTransaction(transaction);
+        var rows = new SerializedMessage[messages.Count];
+        for (var i = 0; i < rows.Length; i++)
+        {
+            rows[i] = Serialize(messages[i] ?? throw new ArgumentException($"messages[{i}] is null.", nameof(messages)));
+        }
+
+        if (rows.Length == 0)
+        {
+            return 0;
+        }
+
+        await EnsureSchemaForCallerAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+        return await WrapAsync("insert the messages", () => _dialect.InsertRangeAsync(connection, transaction, rows, cancellationToken)).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<long> AddWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        var row = Serialize(message);
+        await EnsureSchemaOnceAsync(cancellationToken).ConfigureAwait(false);
+
+        var connection = await WrapAsync("open a connection", async () => await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false)).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                try
+                {
+                    if (work is not null)
+                    {
+                        await work(transaction, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    var id = await InsertAsync(connection, transaction, row, cancellationToken).ConfigureAwait(false);
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                    return id;
+                }
+                catch
+                {
+                    message.Id = 0;
+                    try
+                    {
+                        await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+                    }
+#pragma warning disable CA1031 // The caller's original exception matters more than a failed rollback; closing the connection discards the transaction anyway.
+                    catch (Exception)
+#pragma warning restore CA1031
+                    {
+                    }
+
+                    throw;
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<OutboxMessage>> ClaimAsync(int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        return OnConnectionAsync<IReadOnlyList<OutboxMessage>>("claim pending messages", async connection =>
+        {
+            var messages = new List<OutboxMessage>(Math.Min(batchSize, 1024));
+            await _dialect.ClaimAsync(connection, batchSize, now, leaseUntil, messages, cancellationToken).ConfigureAwait(false);
+
+            // RETURNING does not promise an order; the dispatcher publishes oldest first.
+            messages.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+            return messages;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task MarkDispatchedAsync(IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        if (ids.Count == 0)
+        {
+            return Task.CompletedTask;
+        }
+
+        return OnConnectionAsync("mark messages dispatched", async connection =>
+        {
+            await _dialect.MarkDispatchedAsync(connection, ids, dispatchedAt, cancellationToken).ConfigureAwait(false);
+            return 0;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task ReleaseAsync(long id, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        return ExecuteAsync(
+            "record a failed attempt",
+            _dialect.ReleaseSql,
+            [("@retry_at", _dialect.ToDbTimestamp(retryAt)), ("@error", Truncate(error, MaxErrorLength)), ("@id", id)],
+            cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task DeadLetterAsync(long id, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        return ExecuteAsync(
+            "move a message to the dead letters",
+            _dialect.DeadLetterSql,
+            [("@at", _dialect.ToDbTimestamp(deadLetteredAt)), ("@error", Truncate(error, MaxErrorLength)), ("@id", id)],
+            cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<int> RemoveDispatchedAsync(DateTimeOffset dispatchedBefore, int batchSize, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        return ExecuteAsync(
+            "delete dispatched messages",
+            _dialect.RemoveDispatchedSql,
+            [("@cutoff", _dialect.ToDbTimestamp(dispatchedBefore)), ("@limit", batchSize)],
+            cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<OutboxMessage>> GetDeadLettersAsync(int limit, long afterId = 0, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
+        return QueryAsync<OutboxMessage>("read the dead letters", _dialect.DeadLettersSql, [("@after", afterId), ("@limit", limit)], reader =>
+        {
+            var message = _dialect.ReadMessage(reader);
+            message.LastError = reader.IsDBNull(9) ? null : reader.GetString(9);
+            message.DeadLetteredAt = _dialect.ReadTimestamp(reader, 10);
+            return message;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<int> RequeueDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default) =>
+        ForDeadLettersAsync("requeue dead letters", _dialect.RequeueDeadLettersSql, ids, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<int> PurgeDeadLettersAsync(IReadOnlyCollection<long>? ids, CancellationToken cancellationToken = default) =>
+        ForDeadLettersAsync("purge dead letters", _dialect.PurgeDeadLettersSql, ids, cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<OutboxStatistics> GetStatisticsAsync(DateTimeOffset now, CancellationToken cancellationToken = default)
+    {
+        var rows = await QueryAsync("read the outbox statistics", _dialect.StatisticsSql, [("@now", _dialect.ToDbTimestamp(now))], reader => new OutboxStatistics(
+            ToInt64(reader, 0),
+            ToInt64(reader, 1),
+            ToInt64(reader, 2),
+            reader.IsDBNull(3) ? null : _dialect.ReadTimestamp(reader, 3),
+            now), cancellationToken).ConfigureAwait(false);
+        return rows[0];
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<OutboxDestinationStatistics>> GetDestinationStatisticsAsync(CancellationToken cancellationToken = default) =>
+        QueryAsync("read the statistics per destination", _dialect.DestinationStatisticsSql, [], reader => new OutboxDestinationStatistics(
+            reader.IsDBNull(0) ? null : reader.GetString(0),
+            ToInt64(reader, 1),
+            ToInt64(reader, 2),
+            reader.IsDBNull(3) ? null : _dialect.ReadTimestamp(reader, 3)), cancellationToken);
+
+    /// <inheritdoc />
+    public Task<OutboxSchemaStatus> GetSchemaStatusAsync(CancellationToken cancellationToken = default) =>
+        WrapAsync("read the outbox table's version", async () =>
+        {
+            var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                var state = await _dialect.ReadSchemaAsync(connection, null, cancellationToken).ConfigureAwait(false);
+                return Status(state.Version);
+            }
+        });
+
+    /// <inheritdoc />
+    public async Task<OutboxSchemaStatus> MigrateAsync(CancellationToken cancellationToken = default)
+    {
+        var status = await WrapAsync("migrate the outbox table", async () =>
+        {
+            var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                return await MigrateOnAsync(connection, null, cancellationToken).ConfigureAwait(false);
+            }
+        }).ConfigureAwait(false);
+        _schemaReady = Task.CompletedTask;
+        return status;
+    }
+
+    /// <inheritdoc />
+    public string GetMigrationScript(int fromVersion = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(fromVersion);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(fromVersion, LatestVersion);
+        return GetMigrationScript(_dialect, fromVersion);
+    }
+
+    /// <summary>
+    /// Gets the SQL that migrates a table of <paramref name="dialect"/> from <paramref name="fromVersion"/> to the latest version (from 0:
+    /// creates it), with the statements that record each version and, at the end, the repair statements (indexes, triggers).
+    /// </summary>
+    /// <param name="dialect">The dialect.</param>
+    /// <param name="fromVersion">The table's current version; 0 for none.</param>
+    /// <returns>The script.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="fromVersion"/> is negative or newer than the dialect's latest version.</exception>
+    public static string GetMigrationScript(OutboxSqlDialect dialect, int fromVersion)
+    {
+        ArgumentNullException.ThrowIfNull(dialect);
+        ArgumentOutOfRangeException.ThrowIfNegative(fromVersion);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(fromVersion, dialect.Migrations.Count);
+        var script = new System.Text.StringBuilder();
+        foreach (var step in dialect.Migrations)
+        {
+            if (step.Version > fromVersion)
+            {
+                script.Append(CultureInfo.InvariantCulture, $"-- version {step.Version}: {step.Description}\n");
+                script.Append(step.Sql.TrimEnd()).Append('\n');
+                script.Append(dialect.RecordVersionSql(step.Version, step.Description).TrimEnd()).Append("\n\n");
+            }
+        }
+
+        if (script.Length > 0 && dialect.RepairSql is { } repair)
+        {
+            script.Append(repair.TrimEnd()).Append('\n');
+        }
+
+        return script.ToString();
+    }
+
+    private OutboxSchemaStatus Status(int version) => new(TableDisplayName, version, LatestVersion);
+
+    /// <summary>Creates or migrates the table on <paramref name="connection"/>, under the dialect's lock.</summary>
+    private async Task<OutboxSchemaStatus> MigrateOnAsync(DbConnection connection, DbTransaction? callerTransaction, CancellationToken cancellationToken)
+    {
+        // Usually the table is current: one catalog read, no lock, no DDL privilege needed.
+        var state = await _dialect.ReadSchemaAsync(connection, callerTransaction, cancellationToken).ConfigureAwait(false);
+        RefuseNewer(state.Version);
+        if (state.Version == LatestVersion && !state.NeedsRepair)
+        {
+            return Status(state.Version);
+        }
+
+        var transaction = await _dialect.BeginSchemaChangeAsync(connection, callerTransaction, cancellationToken).ConfigureAwait(false);
+        var own = transaction is not null && !ReferenceEquals(transaction, callerTransaction);
+        try
+        {
+            // Another process may have migrated while this one waited for the lock: look again, and apply only what is still missing.
+            state = await _dialect.ReadSchemaAsync(connection, transaction ?? callerTransaction, cancellationToken).ConfigureAwait(false);
+            RefuseNewer(state.Version);
+            var changed = false;
+            foreach (var step in _dialect.Migrations)
+            {
+                if (step.Version <= state.Version)
+                {
+                    continue;
+                }
+
+                if (step.AppliedCheckSql is null || !await AlreadyAppliedAsync(connection, transaction, step, cancellationToken).ConfigureAwait(false))
+                {
+                    await RunAsync(connection, transaction, step.Sql, cancellationToken).ConfigureAwait(false);
+                }
+
+                await RunAsync(connection, transaction, _dialect.RecordVersionSql(step.Version, step.Description), cancellationToken).ConfigureAwait(false);
+                changed = true;
+            }
+
+            if (changed || state.NeedsRepair)
+            {
+                await _dialect.RepairAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (own)
+            {
+                await transaction!.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            return Status(LatestVersion);
+        }
+        finally
+        {
+            if (own)
+            {
+                await transaction!.DisposeAsync().ConfigureAwait(false);
+            }
+
+            await _dialect.EndSchemaChangeAsync(connection).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<bool> AlreadyAppliedAsync(DbConnection connection, DbTransaction? transaction, OutboxMigration step, CancellationToken cancellationToken)
+    {
+        var command = Command(connection, transaction, step.AppliedCheckSql!, []);
+        await using (command.ConfigureAwait(false))
+        {
+            var result = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            return result is not null and not DBNull && Convert.ToInt64(result, CultureInfo.InvariantCulture) > 0;
+        }
+    }
+
+    private static async Task RunAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken)
+    {
+        var command = Command(connection, transaction, sql, []);
+        await using (command.ConfigureAwait(false))
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private void RefuseNewer(int version)
+    {
+        if (version > LatestVersion)
+        {
+            throw new OutboxException(
+                $"The outbox table {TableDisplayName} has layout version {version}, newer than version {LatestVersion} that this Outboxer knows: a newer Outboxer migrated it. " +
+                "Upgrade this application's Outboxer packages; this one refuses to write to the table.",
+                isTransient: false);
+        }
+    }
+
+    /// <summary>Checks (without migrating) that the table is current, for stores that must not change the schema.</summary>
+    private async Task VerifyOnAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        var state = await _dialect.ReadSchemaAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+        RefuseNewer(state.Version);
+        if (state.Version == 0)
+        {
+            throw new OutboxException(
+                $"The outbox table {TableDisplayName} does not exist, and this store does not create it (CreateTableIfMissing is off). " +
+                "Create it with `outboxer schema migrate`, or run the script of `outboxer schema script` in your migrations.",
+                isTransient: false);
+        }
+
+        if (state.Version < LatestVersion)
+        {
+            throw new OutboxException(
+                $"The outbox table {TableDisplayName} has layout version {state.Version}, and this Outboxer needs version {LatestVersion}; this store does not migrate it " +
+                $"(CreateTableIfMissing is off). Migrate it with `outboxer schema migrate`, or run the script of `outboxer schema script --from {state.Version}` in your migrations.",
+                isTransient: false);
+        }
+    }
+
+    private async Task EnsureSchemaForCallerAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        if (_dialect.MigratesInCallerTransaction && _schemaReady is not { IsCompletedSuccessfully: true })
+        {
+            // A database with one writer at a time (SQLite) cannot change the schema on a second connection while the caller's transaction
+            // holds the write lock; migrate inside that transaction instead (not remembered, as it may roll back).
+            await WrapAsync("migrate the outbox table", async () => _migrate
+                ? await MigrateOnAsync(connection, transaction, cancellationToken).ConfigureAwait(false)
+                : await VerifyAndReturnAsync(connection, transaction, cancellationToken).ConfigureAwait(false)).ConfigureAwait(false);
+        }
+        else
+        {
+            await EnsureSchemaOnceAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<OutboxSchemaStatus> VerifyAndReturnAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        await VerifyOnAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+        return Status(LatestVersion);
+    }
+
+    private Task EnsureSchemaOnceAsync(CancellationToken cancellationToken)
+    {
+        var ready = _schemaReady;
+        if (ready is { IsCompletedSuccessfully: true })
+        {
+            return ready;
+        }
+
+        lock (_schemaLock)
+        {
+            if (_schemaReady is null || _schemaReady.IsFaulted || _schemaReady.IsCanceled)
+            {
+                // Shared by every caller that arrives meanwhile, so no one caller's token may cancel it.
+                _schemaReady = _migrate ? MigrateAsync(CancellationToken.None) : VerifyAsync();
+            }
+
+            return _schemaReady.WaitAsync(cancellationToken);
+        }
+    }
+
+    private Task VerifyAsync() =>
+        WrapAsync("check the outbox table's version", async () =>
+        {
+            var connection = await DataSource.OpenConnectionAsync(CancellationToken.None).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                return await VerifyAndReturnAsync(connection, null, CancellationToken.None).ConfigureAwait(false);
+            }
+        });
+
+    private SerializedMessage Serialize(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message.Payload, nameof(message));
+        if (message.MessageId == Guid.Empty)
+        {
+            throw new ArgumentException("The message has no MessageId; enqueue it through Outbox, which assigns one.", nameof(message));
+        }
+
+        SerializedMessage row;
+        try
+        {
+            row = new SerializedMessage(message, message.Options.ToJson(), message.Headers.ToJson());
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"The message cannot be stored: {ex.Message}", nameof(message), ex);
+        }
+
+        _dialect.Validate(row);
+        return row;
+    }
+
+    private DbConnection CheckTransaction(DbTransaction transaction)
+    {
+        if (!_dialect.Owns(transaction))
+        {
+            throw new ArgumentException(
+                $"The transaction is a {transaction.GetType().FullName}, which the outbox store of {TableDisplayName} cannot write to; begin it on a connection to the outbox's database.",
+                nameof(transaction));
+        }
+
+        DbConnection? connection;
+        try
+        {
+            connection = transaction.Connection;
+        }
+        catch (ObjectDisposedException ex)
+        {
+            throw new ArgumentException("The transaction is disposed; enqueue inside an open transaction.", nameof(transaction), ex);
+        }
+
+        if (connection is null)
+        {
+            throw new ArgumentException("The transaction is already committed or rolled back; enqueue inside an open transaction.", nameof(transaction));
+        }
+
+        if (connection.State != ConnectionState.Open)
+        {
+            throw new ArgumentException($"The transaction's connection is {connection.State}; enqueue inside an open transaction.", nameof(transaction));
+        }
+
+        return connection;
+    }
+
+    private async Task<long> InsertAsync(DbConnection connection, DbTransaction? transaction, SerializedMessage row, CancellationToken cancellationToken)
+    {
+        var id = await WrapAsync("insert the message", async () =>
+        {
+            var command = _dialect.CreateInsertCommand(connection, transaction, row);
+            await using (command.ConfigureAwait(false))
+            {
+                await _dialect.PrepareAsync(command, cancellationToken).ConfigureAwait(false);
+                return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
+            }
+        }).ConfigureAwait(false);
+        row.Message.Id = id;
+        return id;
+    }
+
+    /// <summary>Runs a dead-letter statement on all dead letters, or on those among <paramref name="ids"/>, a chunk of ids per statement.</summary>
+    private async Task<int> ForDeadLettersAsync(string what, Func<string?, string> statement, IReadOnlyCollection<long>? ids, CancellationToken cancellationToken)
+    {
+        if (ids is null)
+        {
+            return await ExecuteAsync(what, statement(null), [], cancellationToken).ConfigureAwait(false);
+        }
+
+        var total = 0;
+        foreach (var chunk in ids.Distinct().Chunk(IdChunk))
+        {
+            var names = chunk.Select((_, i) => "@id" + i.ToString(CultureInfo.InvariantCulture)).ToArray();
+            total += await ExecuteAsync(what, statement(string.Join(", ", names)), [.. chunk.Select((id, i) => (names[i], (object?)id))], cancellationToken).ConfigureAwait(false);
+        }
+
+        return total;
+    }
+
+    private Task<int> ExecuteAsync(string what, string sql, (string Name, object? Value)[] parameters, CancellationToken cancellationToken) =>
+        OnConnectionAsync(what, async connection =>
+        {
+            var command = Command(connection, null, sql, parameters);
+            await using (command.ConfigureAwait(false))
+            {
+                return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }, cancellationToken);
+
+    private Task<IReadOnlyList<T>> QueryAsync<T>(string what, string sql, (string Name, object? Value)[] parameters, Func<DbDataReader, T> read, CancellationToken cancellationToken) =>
+        OnConnectionAsync<IReadOnlyList<T>>(what, async connection =>
+        {
+            var command = Command(connection, null, sql, parameters);
+            await using (command.ConfigureAwait(false))
+            {
+                var rows = new List<T>();
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        rows.Add(read(reader));
+                    }
+                }
+
+                return rows;
+            }
+        }, cancellationToken);
+
+    /// <summary>Checks the schema once, then runs <paramref name="operation"/> on a pooled connection of the store's own, mapping database errors.</summary>
+    private Task<T> OnConnectionAsync<T>(string what, Func<DbConnection, Task<T>> operation, CancellationToken cancellationToken) =>
+        WrapAsync(what, async () =>
+        {
+            await EnsureSchemaOnceAsync(cancellationToken).ConfigureAwait(false);
+            var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                return await operation(connection).ConfigureAwait(false);
+            }
+        });
+
+    private static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, (string Name, object? Value)[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = name;
+            parameter.Value = value ?? DBNull.Value;
+            command.Parameters.Add(parameter);
+        }
+
+        return command;
+    }
+
+    private static long ToInt64(DbDataReader reader, int ordinal) =>
+        reader.IsDBNull(ordinal) ? 0 : Convert.ToInt64(reader.GetValue(ordinal), CultureInfo.InvariantCulture);
+
+    private async Task<T> WrapAsync<T>(string what, Func<Task<T>> operation)
+    {
+        try
+        {
+            return await operation().ConfigureAwait(false);
+        }
+        catch (DbException ex)
+        {
+            throw new OutboxException($"Could not {what} in {TableDisplayName}: {ex.Message}", ex.IsTransient, ex);
+        }
+    }
+
+    /// <summary>
+    /// Cuts <paramref name="value"/> to at most <paramref name="length"/> characters and replaces what text columns refuse (U+0000) or
+    /// drivers cannot encode (half a surrogate pair, which the cut may leave) with U+FFFD, so that the failure is still recorded.
+    /// </summary>
+    private static string Truncate(string value, int length) => string.Create(Math.Min(value.Length, length), value, static (text, source) =>
+    {
+        for (var i = 0; i < text.Length; i++)
+        {
+            var c = source[i];
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(source[i + 1]))
+            {
+                text[i] = c;
+                text[i + 1] = source[i + 1];
+                i++;
+            }
+            else
+            {
+                text[i] = c == '\0' || char.IsSurrogate(c) ? '\uFFFD' : c;
+            }
+        }
+    });
+}
