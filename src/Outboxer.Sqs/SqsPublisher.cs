@@ -96,6 +96,22 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
     }
 
     /// <summary>
+    /// Gets the queue <paramref name="message"/> goes to, as its <see cref="SqsOptionKeys.QueueName"/> option gives it (a queue name or a
+    /// queue URL, not resolved), or <see cref="SqsPublisherOptions.DefaultQueueName"/> when it has none. Sends nothing.
+    /// </summary>
+    /// <param name="message">The message.</param>
+    /// <returns>
+    /// The queue name or URL; <see langword="null"/> when the message names no queue and there is no default, or when the option is of
+    /// a wrong type or not a valid queue name or URL (publishing the message fails then).
+    /// </returns>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is <see langword="null"/>.</exception>
+    public string? GetDestinationName(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        return SqsOutgoing.FindQueue(message, _options)?.Reference;
+    }
+
+    /// <summary>
     /// Sends <paramref name="messages"/> with <c>SendMessageBatch</c>: grouped by queue, in requests of at most 10 messages and at most
     /// <see cref="SqsPublisherOptions.MaxMessageSize"/> bytes, up to <see cref="SqsPublisherOptions.MaxConcurrentRequests"/> requests at a
     /// time. The requests for one FIFO queue run one after another in the batch's order; after a transient failure, the later messages
