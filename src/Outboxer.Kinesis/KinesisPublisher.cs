@@ -123,6 +123,30 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
     }
 
     /// <summary>
+    /// Gets the stream <paramref name="message"/> goes to: its <see cref="KinesisOptionKeys.StreamName"/> option, or
+    /// <see cref="KinesisPublisherOptions.DefaultStreamName"/> when it has none. Sends nothing.
+    /// </summary>
+    /// <param name="message">The message.</param>
+    /// <returns>
+    /// The stream name; <see langword="null"/> when the message names no stream and there is no default, or when the option is of a wrong
+    /// type or not a valid stream name (publishing the message fails then).
+    /// </returns>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is <see langword="null"/>.</exception>
+    public string? GetDestinationName(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        try
+        {
+            return StreamOf(message.Options.GetString(KinesisOptionKeys.StreamName));
+        }
+        catch (OutboxException)
+        {
+            // An option of a wrong type: the message names no usable stream.
+            return null;
+        }
+    }
+
+    /// <summary>
     /// Puts <paramref name="messages"/> in the streams their options name: grouped by stream, in order, with <c>PutRecords</c>
     /// requests of at most 500 records and 5 MiB each (messages with a <see cref="KinesisOptionKeys.SequenceNumberForOrdering"/> with
     /// <c>PutRecord</c>), and completes when Kinesis answered for every record.
@@ -223,16 +247,11 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
         var explicitHashKey = options.GetString(KinesisOptionKeys.ExplicitHashKey);
         var sequenceNumber = options.GetString(KinesisOptionKeys.SequenceNumberForOrdering);
 
-        if (string.IsNullOrEmpty(stream))
-        {
-            stream = _options.DefaultStreamName ?? throw new OutboxException(
+        stream = StreamOf(stream) ?? throw (string.IsNullOrEmpty(stream)
+            ? new OutboxException(
                 $"Message {message.MessageId} names no Kinesis stream: set its '{KinesisOptionKeys.StreamName}' option, or {nameof(KinesisPublisherOptions)}.{nameof(KinesisPublisherOptions.DefaultStreamName)}.",
-                isTransient: false);
-        }
-        else if (!KinesisNames.IsStreamName(stream))
-        {
-            throw new OutboxException($"The value of '{KinesisOptionKeys.StreamName}' must be 1 to 128 letters, digits, '_', '.' or '-', but it is '{stream}'.", isTransient: false);
-        }
+                isTransient: false)
+            : new OutboxException($"The value of '{KinesisOptionKeys.StreamName}' must be 1 to 128 letters, digits, '_', '.' or '-', but it is '{stream}'.", isTransient: false));
 
         if (string.IsNullOrEmpty(partitionKey))
         {
@@ -291,6 +310,13 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
 
         return new Record(index, message.MessageId, stream, partitionKey, explicitHashKey, sequenceNumber, data, (int)size);
     }
+
+    /// <summary>
+    /// The stream that a <see cref="KinesisOptionKeys.StreamName"/> option's value names: the value, or
+    /// <see cref="KinesisPublisherOptions.DefaultStreamName"/> when it is empty; <see langword="null"/> when that is not a stream name.
+    /// </summary>
+    private string? StreamOf(string? value) =>
+        string.IsNullOrEmpty(value) ? _options.DefaultStreamName : KinesisNames.IsStreamName(value) ? value : null;
 
     /// <summary>
     /// The record's data as a JSON envelope: <c>{"messageId": "…", "createdAt": "…", "headers": {…}, "payload": "base64"}</c>;
