@@ -182,6 +182,31 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
     }
 
     /// <summary>
+    /// Gets the topic <paramref name="message"/> goes to, as a full name <c>projects/{project}/topics/{topic}</c>: its
+    /// <see cref="PubSubOptionKeys.TopicName"/> option (a topic id is completed with <see cref="PubSubPublisherOptions.ProjectId"/>), or
+    /// <see cref="PubSubPublisherOptions.DefaultTopicName"/> when it has none. Sends nothing.
+    /// </summary>
+    /// <param name="message">The message.</param>
+    /// <returns>
+    /// The full topic name; <see langword="null"/> when the message names no topic and there is no default, or when the option is of a
+    /// wrong type or not a usable topic (publishing the message fails then).
+    /// </returns>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is <see langword="null"/>.</exception>
+    public string? GetDestinationName(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        try
+        {
+            return ResolveTopic(message.Options.GetString(PubSubOptionKeys.TopicName), out _);
+        }
+        catch (OutboxException)
+        {
+            // An option of a wrong type: the message names no usable topic.
+            return null;
+        }
+    }
+
+    /// <summary>
     /// Publishes <paramref name="messages"/> grouped by topic, in batch order within each topic, in as few requests as Pub/Sub's limits
     /// allow, and completes when Pub/Sub answered for every message.
     /// </summary>
@@ -311,19 +336,29 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
         return (topic, new Pending(index, message.MessageId, pubsubMessage, size));
     }
 
-    private string ResolveTopic(OutboxMessage message)
+    private string ResolveTopic(OutboxMessage message) =>
+        ResolveTopic(message.Options.GetString(PubSubOptionKeys.TopicName), out var error) ?? throw new OutboxException(error!, isTransient: false);
+
+    /// <summary>
+    /// Resolves a <see cref="PubSubOptionKeys.TopicName"/> option's value, or the default topic when it is empty, to a full topic name;
+    /// returns <see langword="null"/> with the reason when there is none or it is not a usable topic.
+    /// </summary>
+    private string? ResolveTopic(string? value, out string? error)
     {
-        var value = message.Options.GetString(PubSubOptionKeys.TopicName);
+        error = null;
         if (string.IsNullOrEmpty(value))
         {
-            return _defaultTopic ?? throw new OutboxException(
-                $"The message has no '{PubSubOptionKeys.TopicName}' option and no {nameof(PubSubPublisherOptions)}.{nameof(PubSubPublisherOptions.DefaultTopicName)} is set: it has no topic to go to.",
-                isTransient: false);
+            if (_defaultTopic is null)
+            {
+                error = $"The message has no '{PubSubOptionKeys.TopicName}' option and no {nameof(PubSubPublisherOptions)}.{nameof(PubSubPublisherOptions.DefaultTopicName)} is set: it has no topic to go to.";
+            }
+
+            return _defaultTopic;
         }
 
-        if (!TopicNames.TryResolve(value, _options.ProjectId, out var topic, out var error))
+        if (!TopicNames.TryResolve(value, _options.ProjectId, out var topic, out var reason))
         {
-            throw new OutboxException($"The value of '{PubSubOptionKeys.TopicName}', '{value}', is not a usable Pub/Sub topic: {error}.", isTransient: false);
+            error = $"The value of '{PubSubOptionKeys.TopicName}', '{value}', is not a usable Pub/Sub topic: {reason}.";
         }
 
         return topic;
