@@ -2,8 +2,8 @@ namespace Outboxer;
 
 /// <summary>Pending and dead-lettered messages of one destination (the exchange, queue, stream or topic their options name).</summary>
 /// <param name="Destination">
-/// The destination: the first of the options <c>exchange.name</c> (when not empty), <c>queue_name</c>, <c>stream_name</c>,
-/// <c>topic_name</c> and <c>routing_key</c> (a queue, through the default exchange); <see langword="null"/> when a message names none.
+/// The destination's name, as the messages' options give it (see <see cref="Providers.IOutboxPublisher.GetDestinationName"/>);
+/// <see langword="null"/> when a message names none.
 /// </param>
 /// <param name="Pending">Messages not dispatched yet and not dead-lettered.</param>
 /// <param name="DeadLettered">Messages in the dead letters.</param>

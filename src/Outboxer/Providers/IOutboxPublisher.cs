@@ -7,8 +7,9 @@ namespace Outboxer.Providers;
 public interface IOutboxPublisher
 {
     /// <summary>
-    /// Publishes <paramref name="message"/> and completes only when the broker has confirmed it (for RabbitMQ, the publisher
-    /// confirm). Throws when the broker refused the message or could not be reached; the message is then retried.
+    /// Publishes <paramref name="message"/> and completes only when the broker has confirmed it (for example with a publisher
+    /// confirm or a successful answer to the send request). Throws when the broker refused the message or could not be reached; the
+    /// message is then retried.
     /// </summary>
     /// <param name="message">The message to publish, with its routing <see cref="OutboxMessage.Options"/> and <see cref="OutboxMessage.Headers"/>.</param>
     /// <param name="cancellationToken">A token to cancel the operation.</param>
