@@ -223,4 +223,6 @@ internal sealed class ProfilingPublisher(IOutboxPublisher inner, DispatchProfile
         await inner.PublishAsync(message, cancellationToken);
         profile.OnPublish(Stopwatch.GetTimestamp() - started);
     }
+
+    public string? GetDestinationName(OutboxMessage message) => inner.GetDestinationName(message);
 }

@@ -123,6 +123,30 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
     }
 
     /// <summary>
+    /// Gets the stream <paramref name="message"/> goes to: its <see cref="KinesisOptionKeys.StreamName"/> option, or
+    /// <see cref="KinesisPublisherOptions.DefaultStreamName"/> when it has none. Sends nothing.
+    /// </summary>
+    /// <param name="message">The message.</param>
+    /// <returns>
+    /// The stream name; <see langword="null"/> when the message names no stream and there is no default, or when the option is of a wrong
+    /// type or not a valid stream name (publishing the message fails then).
+    /// </returns>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is <see langword="null"/>.</exception>
+    public string? GetDestinationName(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        try
+        {
+            return StreamOf(message.Options.GetString(KinesisOptionKeys.StreamName));
+        }
+        catch (OutboxException)
+        {
+            // An option of a wrong type: the message names no usable stream.
+            return null;
+        }
+    }
+
+    /// <summary>
     /// Puts <paramref name="messages"/> in the streams their options name: grouped by stream, in order, with <c>PutRecords</c>
     /// requests of at most 500 records and 5 MiB each (messages with a <see cref="KinesisOptionKeys.SequenceNumberForOrdering"/> with
     /// <c>PutRecord</c>), and completes when Kinesis answered for every record.
@@ -143,7 +167,7 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 
         var results = new Exception?[messages.Count];
-        var streams = new Dictionary<string, List<Record>>(StringComparer.Ordinal);
+        var records = new List<Record>(messages.Count);
         for (var i = 0; i < messages.Count; i++)
         {
             var message = messages[i];
@@ -155,14 +179,7 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
 
             try
             {
-                var record = Prepare(message, i);
-                if (!streams.TryGetValue(record.Stream, out var records))
-                {
-                    records = [];
-                    streams.Add(record.Stream, records);
-                }
-
-                records.Add(record);
+                records.Add(Prepare(message, i));
             }
             catch (OutboxException ex)
             {
@@ -171,16 +188,10 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
             }
         }
 
-        if (streams.Count == 1)
-        {
-            var (stream, records) = streams.First();
-            await PutStreamAsync(stream, records, results, cancellationToken).ConfigureAwait(false);
-        }
-        else if (streams.Count > 1)
-        {
-            await Task.WhenAll(streams.Select(s => PutStreamAsync(s.Key, s.Value, results, cancellationToken))).ConfigureAwait(false);
-        }
-
+        await OrderedBatchSplitter.ForEachDestinationAsync(
+            records,
+            r => r.Stream,
+            (stream, streamRecords) => PutStreamAsync(stream, streamRecords, results, cancellationToken)).ConfigureAwait(false);
         return results;
     }
 
@@ -223,16 +234,11 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
         var explicitHashKey = options.GetString(KinesisOptionKeys.ExplicitHashKey);
         var sequenceNumber = options.GetString(KinesisOptionKeys.SequenceNumberForOrdering);
 
-        if (string.IsNullOrEmpty(stream))
-        {
-            stream = _options.DefaultStreamName ?? throw new OutboxException(
+        stream = StreamOf(stream) ?? throw (string.IsNullOrEmpty(stream)
+            ? new OutboxException(
                 $"Message {message.MessageId} names no Kinesis stream: set its '{KinesisOptionKeys.StreamName}' option, or {nameof(KinesisPublisherOptions)}.{nameof(KinesisPublisherOptions.DefaultStreamName)}.",
-                isTransient: false);
-        }
-        else if (!KinesisNames.IsStreamName(stream))
-        {
-            throw new OutboxException($"The value of '{KinesisOptionKeys.StreamName}' must be 1 to 128 letters, digits, '_', '.' or '-', but it is '{stream}'.", isTransient: false);
-        }
+                isTransient: false)
+            : new OutboxException($"The value of '{KinesisOptionKeys.StreamName}' must be 1 to 128 letters, digits, '_', '.' or '-', but it is '{stream}'.", isTransient: false));
 
         if (string.IsNullOrEmpty(partitionKey))
         {
@@ -291,6 +297,13 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
 
         return new Record(index, message.MessageId, stream, partitionKey, explicitHashKey, sequenceNumber, data, (int)size);
     }
+
+    /// <summary>
+    /// The stream that a <see cref="KinesisOptionKeys.StreamName"/> option's value names: the value, or
+    /// <see cref="KinesisPublisherOptions.DefaultStreamName"/> when it is empty; <see langword="null"/> when that is not a stream name.
+    /// </summary>
+    private string? StreamOf(string? value) =>
+        string.IsNullOrEmpty(value) ? _options.DefaultStreamName : KinesisNames.IsStreamName(value) ? value : null;
 
     /// <summary>
     /// The record's data as a JSON envelope: <c>{"messageId": "…", "createdAt": "…", "headers": {…}, "payload": "base64"}</c>;
@@ -356,80 +369,49 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
     }
 
     /// <summary>Puts one stream's records of a batch, in order, and writes each record's result into <paramref name="results"/>.</summary>
-    private async Task PutStreamAsync(string stream, List<Record> records, Exception?[] results, CancellationToken cancellationToken)
+    private async Task PutStreamAsync(string stream, IReadOnlyList<Record> records, Exception?[] results, CancellationToken cancellationToken)
     {
-        var failedKeys = new HashSet<string>(StringComparer.Ordinal);
-        var chunk = new List<Record>(Math.Min(records.Count, KinesisNames.MaxRecordsPerRequest));
-        var chunkBytes = 0L;
+        var splitter = new OrderedBatchSplitter(KinesisNames.MaxRecordsPerRequest, KinesisNames.MaxRequestBytes);
         var requests = 0;
         var failed = 0;
 
-        async Task FlushAsync()
+        // PutRecords has no SequenceNumberForOrdering: such a record is sent alone, with PutRecord, after what came before it.
+        foreach (var request in splitter.Split(records, r => r.Size, sendAlone: r => r.SequenceNumberForOrdering is not null))
         {
-            if (chunk.Count == 0)
+            var toSend = splitter.FilterHeldBack(request, r => r.PartitionKey, record =>
             {
-                return;
-            }
-
-            requests++;
-            failed += await PutRecordsAsync(stream, chunk, results, failedKeys, cancellationToken).ConfigureAwait(false);
-            chunk.Clear();
-            chunkBytes = 0;
-        }
-
-        foreach (var record in records)
-        {
-            if (record.SequenceNumberForOrdering is not null)
+                results[record.Index] = new OutboxException(
+                    $"Message {record.MessageId} was not sent to Kinesis stream '{record.Stream}': an earlier message of the batch with the same partition key '{record.PartitionKey}' failed, and this one must not overtake it. It will be retried.",
+                    isTransient: true);
+                failed++;
+            });
+            if (toSend.Count == 0)
             {
-                // PutRecords has no SequenceNumberForOrdering: send what came before, then this record alone.
-                await FlushAsync().ConfigureAwait(false);
-                if (!IsBlocked(record))
-                {
-                    requests++;
-                    var failure = await PutRecordAsync(record, cancellationToken).ConfigureAwait(false);
-                    results[record.Index] = failure;
-                    if (failure is not null)
-                    {
-                        failed++;
-                        failedKeys.Add(record.PartitionKey);
-                    }
-                }
-
                 continue;
             }
 
-            if (chunk.Count == KinesisNames.MaxRecordsPerRequest || chunkBytes + record.Size > KinesisNames.MaxRequestBytes)
+            requests++;
+            if (toSend is [{ SequenceNumberForOrdering: not null } record])
             {
-                await FlushAsync().ConfigureAwait(false);
+                var failure = await PutRecordAsync(record, cancellationToken).ConfigureAwait(false);
+                results[record.Index] = failure;
+                if (failure is not null)
+                {
+                    failed++;
+                    splitter.MarkFailed(record.PartitionKey);
+                }
             }
-
-            if (!IsBlocked(record))
+            else
             {
-                chunk.Add(record);
-                chunkBytes += record.Size;
+                failed += await PutRecordsAsync(stream, toSend, results, splitter, cancellationToken).ConfigureAwait(false);
             }
         }
 
-        await FlushAsync().ConfigureAwait(false);
         Log.StreamBatchPut(_logger, records.Count, stream, requests, failed);
-
-        bool IsBlocked(Record record)
-        {
-            if (!failedKeys.Contains(record.PartitionKey))
-            {
-                return false;
-            }
-
-            results[record.Index] = new OutboxException(
-                $"Message {record.MessageId} was not sent to Kinesis stream '{record.Stream}': an earlier message of the batch with the same partition key '{record.PartitionKey}' failed, and this one must not overtake it. It will be retried.",
-                isTransient: true);
-            failed++;
-            return true;
-        }
     }
 
     /// <summary>Sends one <c>PutRecords</c> request and writes each record's result into <paramref name="results"/>; returns how many failed.</summary>
-    private async Task<int> PutRecordsAsync(string stream, List<Record> chunk, Exception?[] results, HashSet<string> failedKeys, CancellationToken cancellationToken)
+    private async Task<int> PutRecordsAsync(string stream, IReadOnlyList<Record> chunk, Exception?[] results, OrderedBatchSplitter splitter, CancellationToken cancellationToken)
     {
         var entries = new PutRecordsRequestEntry[chunk.Count];
         for (var i = 0; i < chunk.Count; i++)
@@ -475,7 +457,7 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
             }
 
             failed++;
-            failedKeys.Add(record.PartitionKey);
+            splitter.MarkFailed(record.PartitionKey);
             Log.RecordFailed(_logger, record.MessageId, stream, outcome.ErrorCode, outcome.ErrorMessage);
             var transient = KinesisErrors.IsTransient(outcome.ErrorCode, httpStatus: null);
             results[record.Index] = new OutboxException(
@@ -490,7 +472,7 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
             foreach (var record in chunk)
             {
                 results[record.Index] = failure;
-                failedKeys.Add(record.PartitionKey);
+                splitter.MarkFailed(record.PartitionKey);
             }
         }
     }

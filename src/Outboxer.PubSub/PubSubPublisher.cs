@@ -182,6 +182,31 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
     }
 
     /// <summary>
+    /// Gets the topic <paramref name="message"/> goes to, as a full name <c>projects/{project}/topics/{topic}</c>: its
+    /// <see cref="PubSubOptionKeys.TopicName"/> option (a topic id is completed with <see cref="PubSubPublisherOptions.ProjectId"/>), or
+    /// <see cref="PubSubPublisherOptions.DefaultTopicName"/> when it has none. Sends nothing.
+    /// </summary>
+    /// <param name="message">The message.</param>
+    /// <returns>
+    /// The full topic name; <see langword="null"/> when the message names no topic and there is no default, or when the option is of a
+    /// wrong type or not a usable topic (publishing the message fails then).
+    /// </returns>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is <see langword="null"/>.</exception>
+    public string? GetDestinationName(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        try
+        {
+            return ResolveTopic(message.Options.GetString(PubSubOptionKeys.TopicName), out _);
+        }
+        catch (OutboxException)
+        {
+            // An option of a wrong type: the message names no usable topic.
+            return null;
+        }
+    }
+
+    /// <summary>
     /// Publishes <paramref name="messages"/> grouped by topic, in batch order within each topic, in as few requests as Pub/Sub's limits
     /// allow, and completes when Pub/Sub answered for every message.
     /// </summary>
@@ -207,18 +232,12 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
 
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         var results = new Exception?[messages.Count];
-        var topics = new Dictionary<string, List<Pending>>(StringComparer.Ordinal);
+        var prepared = new List<Pending>(messages.Count);
         for (var i = 0; i < messages.Count; i++)
         {
             try
             {
-                var (topic, pending) = Prepare(i, messages[i]);
-                if (!topics.TryGetValue(topic, out var list))
-                {
-                    topics[topic] = list = [];
-                }
-
-                list.Add(pending);
+                prepared.Add(Prepare(i, messages[i]));
             }
             catch (OutboxException ex)
             {
@@ -227,16 +246,10 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
             }
         }
 
-        if (topics.Count == 1)
-        {
-            var (topic, pending) = topics.First();
-            await PublishToTopicAsync(topic, pending, results, cancellationToken).ConfigureAwait(false);
-        }
-        else if (topics.Count > 1)
-        {
-            await Task.WhenAll(topics.Select(t => PublishToTopicAsync(t.Key, t.Value, results, cancellationToken))).ConfigureAwait(false);
-        }
-
+        await OrderedBatchSplitter.ForEachDestinationAsync(
+            prepared,
+            p => p.Topic,
+            (topic, pending) => PublishToTopicAsync(topic, pending, results, cancellationToken)).ConfigureAwait(false);
         return results;
     }
 
@@ -280,7 +293,7 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
     }
 
     /// <summary>Reads the topic and ordering key, builds the Pub/Sub message and checks it against Pub/Sub's limits.</summary>
-    private (string Topic, Pending Pending) Prepare(int index, OutboxMessage message)
+    private Pending Prepare(int index, OutboxMessage message)
     {
         var topic = ResolveTopic(message);
         var orderingKey = message.Options.GetString(PubSubOptionKeys.OrderingKey) ?? message.OrderingKey ?? string.Empty;
@@ -308,22 +321,32 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
                 isTransient: false);
         }
 
-        return (topic, new Pending(index, message.MessageId, pubsubMessage, size));
+        return new Pending(index, message.MessageId, topic, pubsubMessage, size);
     }
 
-    private string ResolveTopic(OutboxMessage message)
+    private string ResolveTopic(OutboxMessage message) =>
+        ResolveTopic(message.Options.GetString(PubSubOptionKeys.TopicName), out var error) ?? throw new OutboxException(error!, isTransient: false);
+
+    /// <summary>
+    /// Resolves a <see cref="PubSubOptionKeys.TopicName"/> option's value, or the default topic when it is empty, to a full topic name;
+    /// returns <see langword="null"/> with the reason when there is none or it is not a usable topic.
+    /// </summary>
+    private string? ResolveTopic(string? value, out string? error)
     {
-        var value = message.Options.GetString(PubSubOptionKeys.TopicName);
+        error = null;
         if (string.IsNullOrEmpty(value))
         {
-            return _defaultTopic ?? throw new OutboxException(
-                $"The message has no '{PubSubOptionKeys.TopicName}' option and no {nameof(PubSubPublisherOptions)}.{nameof(PubSubPublisherOptions.DefaultTopicName)} is set: it has no topic to go to.",
-                isTransient: false);
+            if (_defaultTopic is null)
+            {
+                error = $"The message has no '{PubSubOptionKeys.TopicName}' option and no {nameof(PubSubPublisherOptions)}.{nameof(PubSubPublisherOptions.DefaultTopicName)} is set: it has no topic to go to.";
+            }
+
+            return _defaultTopic;
         }
 
-        if (!TopicNames.TryResolve(value, _options.ProjectId, out var topic, out var error))
+        if (!TopicNames.TryResolve(value, _options.ProjectId, out var topic, out var reason))
         {
-            throw new OutboxException($"The value of '{PubSubOptionKeys.TopicName}', '{value}', is not a usable Pub/Sub topic: {error}.", isTransient: false);
+            error = $"The value of '{PubSubOptionKeys.TopicName}', '{value}', is not a usable Pub/Sub topic: {reason}.";
         }
 
         return topic;
@@ -333,59 +356,34 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
         CodedOutputStream.ComputeTagSize(PublishRequest.TopicFieldNumber) + CodedOutputStream.ComputeStringSize(topic);
 
     /// <summary>Publishes one topic's messages in order, in requests within Pub/Sub's limits, one request after the other.</summary>
-    private async Task PublishToTopicAsync(string topic, List<Pending> messages, Exception?[] results, CancellationToken cancellationToken)
+    private async Task PublishToTopicAsync(string topic, IReadOnlyList<Pending> messages, Exception?[] results, CancellationToken cancellationToken)
     {
-        var baseSize = TopicFieldSize(topic);
-        var failedKeys = new HashSet<string>(StringComparer.Ordinal);
-        var request = new List<Pending>();
-        var requestSize = baseSize;
-        foreach (var pending in messages)
+        var splitter = new OrderedBatchSplitter(MaxMessagesPerRequest, MaxRequestBytes, requestOverheadBytes: TopicFieldSize(topic));
+        foreach (var request in splitter.Split(messages, p => p.Size))
         {
-            if (request.Count > 0 && (request.Count == MaxMessagesPerRequest || requestSize + pending.Size > MaxRequestBytes))
-            {
-                await SendAsync(topic, request, failedKeys, results, cancellationToken).ConfigureAwait(false);
-                request = [];
-                requestSize = baseSize;
-            }
-
-            request.Add(pending);
-            requestSize += pending.Size;
-        }
-
-        if (request.Count > 0)
-        {
-            await SendAsync(topic, request, failedKeys, results, cancellationToken).ConfigureAwait(false);
+            await SendAsync(topic, request, splitter, results, cancellationToken).ConfigureAwait(false);
         }
     }
 
     /// <summary>Sends one request, first failing the messages whose ordering key already failed transiently in this batch.</summary>
-    private async Task SendAsync(string topic, List<Pending> request, HashSet<string> failedKeys, Exception?[] results, CancellationToken cancellationToken)
+    private async Task SendAsync(string topic, IReadOnlyList<Pending> request, OrderedBatchSplitter splitter, Exception?[] results, CancellationToken cancellationToken)
     {
-        if (failedKeys.Count > 0)
+        var toSend = splitter.FilterHeldBack(request, p => p.Message.OrderingKey, pending => results[pending.Index] = new OutboxException(
+            $"Message {pending.MessageId} was not published to Pub/Sub topic '{topic}': an earlier message of the batch with ordering key '{pending.Message.OrderingKey}' failed, and publishing this one now would put it ahead. It will be retried.",
+            isTransient: true));
+        if (toSend.Count < request.Count)
         {
-            var heldBack = request.Where(p => p.Message.OrderingKey.Length > 0 && failedKeys.Contains(p.Message.OrderingKey)).ToList();
-            if (heldBack.Count > 0)
+            Log.HeldBack(_logger, request.Count - toSend.Count, topic);
+            if (toSend.Count == 0)
             {
-                foreach (var pending in heldBack)
-                {
-                    results[pending.Index] = new OutboxException(
-                        $"Message {pending.MessageId} was not published to Pub/Sub topic '{topic}': an earlier message of the batch with ordering key '{pending.Message.OrderingKey}' failed, and publishing this one now would put it ahead. It will be retried.",
-                        isTransient: true);
-                }
-
-                Log.HeldBack(_logger, heldBack.Count, topic);
-                request = request.Except(heldBack).ToList();
-                if (request.Count == 0)
-                {
-                    return;
-                }
+                return;
             }
         }
 
-        await SendRequestAsync(topic, request, failedKeys, results, cancellationToken).ConfigureAwait(false);
+        await SendRequestAsync(topic, toSend, splitter, results, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task SendRequestAsync(string topic, List<Pending> request, HashSet<string> failedKeys, Exception?[] results, CancellationToken cancellationToken)
+    private async Task SendRequestAsync(string topic, IReadOnlyList<Pending> request, OrderedBatchSplitter splitter, Exception?[] results, CancellationToken cancellationToken)
     {
         var publishRequest = new PublishRequest { Topic = topic };
         foreach (var pending in request)
@@ -419,8 +417,8 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
             // One invalid message fails the whole request: publish the halves separately (in order) until it stands alone.
             Log.RequestSplit(_logger, request.Count, topic, ex.Status.Detail);
             var half = request.Count / 2;
-            await SendAsync(topic, request[..half], failedKeys, results, cancellationToken).ConfigureAwait(false);
-            await SendAsync(topic, request[half..], failedKeys, results, cancellationToken).ConfigureAwait(false);
+            await SendAsync(topic, [.. request.Take(half)], splitter, results, cancellationToken).ConfigureAwait(false);
+            await SendAsync(topic, [.. request.Skip(half)], splitter, results, cancellationToken).ConfigureAwait(false);
             return;
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -443,9 +441,9 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
         foreach (var pending in request)
         {
             results[pending.Index] = failure;
-            if (failure.IsTransient && pending.Message.OrderingKey.Length > 0)
+            if (failure.IsTransient)
             {
-                failedKeys.Add(pending.Message.OrderingKey);
+                splitter.MarkFailed(pending.Message.OrderingKey);
             }
         }
     }
@@ -474,6 +472,6 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
         };
     }
 
-    /// <summary>A message ready to publish: its index in the batch, its Pub/Sub form and its size in a publish request.</summary>
-    private readonly record struct Pending(int Index, Guid MessageId, PubsubMessage Message, int Size);
+    /// <summary>A message ready to publish: its index in the batch, its topic, its Pub/Sub form and its size in a publish request.</summary>
+    private readonly record struct Pending(int Index, Guid MessageId, string Topic, PubsubMessage Message, int Size);
 }

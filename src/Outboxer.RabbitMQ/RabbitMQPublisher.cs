@@ -192,6 +192,33 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Gets the place <paramref name="message"/> goes to: the exchange its <see cref="RabbitMQOptionKeys.ExchangeName"/> option names, or,
+    /// when that is the default exchange (empty), the queue its <see cref="RabbitMQOptionKeys.RoutingKey"/> names. Sends nothing.
+    /// </summary>
+    /// <param name="message">The message.</param>
+    /// <returns>
+    /// The exchange name, or the routing key for the default exchange; <see langword="null"/> when both are empty, or when an option is
+    /// of a wrong type or invalid (publishing the message fails then).
+    /// </returns>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is <see langword="null"/>.</exception>
+    public string? GetDestinationName(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        Route route;
+        try
+        {
+            route = ReadRoute(message);
+        }
+        catch (OutboxException)
+        {
+            return null;
+        }
+
+        var destination = route.Exchange.Name.Length > 0 ? route.Exchange.Name : route.RoutingKey;
+        return destination.Length > 0 ? destination : null;
+    }
+
     /// <summary>Closes the channels, and the connection when the publisher opened it (<see cref="ConnectAsync"/>). Calling it again does nothing.</summary>
     /// <returns>A task that completes when the channels (and the owned connection) are closed.</returns>
     public async ValueTask DisposeAsync()

@@ -152,20 +152,39 @@ internal sealed class SqsOutgoing
         MessageDeduplicationId = DeduplicationId,
     };
 
-    private static SqsQueue ReadQueue(OutboxMessage message, SqsPublisherOptions options)
+    /// <summary>
+    /// Gets the queue <paramref name="message"/> goes to, without throwing: its <see cref="SqsOptionKeys.QueueName"/> option, or
+    /// <see cref="SqsPublisherOptions.DefaultQueueName"/> when it has none; <see langword="null"/> when neither names a valid queue or
+    /// the option is of a wrong type.
+    /// </summary>
+    public static SqsQueue? FindQueue(OutboxMessage message, SqsPublisherOptions options)
+    {
+        string? reference;
+        try
+        {
+            reference = QueueReference(message, options);
+        }
+        catch (OutboxException)
+        {
+            return null;
+        }
+
+        return reference is null ? null : SqsQueue.Parse(reference);
+    }
+
+    /// <summary>Reads the queue URL or name the message's option gives, or else the default queue; throws for an option of a wrong type.</summary>
+    private static string? QueueReference(OutboxMessage message, SqsPublisherOptions options)
     {
         var reference = message.Options.GetString(SqsOptionKeys.QueueName);
-        if (string.IsNullOrEmpty(reference))
-        {
-            reference = options.DefaultQueueName;
-            if (reference is null)
-            {
-                throw new OutboxException(
-                    $"Message {message.MessageId} has no '{SqsOptionKeys.QueueName}' option, and {nameof(SqsPublisherOptions)}.{nameof(SqsPublisherOptions.DefaultQueueName)} " +
-                    "is not set: name the queue in one of them.",
-                    isTransient: false);
-            }
-        }
+        return string.IsNullOrEmpty(reference) ? options.DefaultQueueName : reference;
+    }
+
+    private static SqsQueue ReadQueue(OutboxMessage message, SqsPublisherOptions options)
+    {
+        var reference = QueueReference(message, options) ?? throw new OutboxException(
+            $"Message {message.MessageId} has no '{SqsOptionKeys.QueueName}' option, and {nameof(SqsPublisherOptions)}.{nameof(SqsPublisherOptions.DefaultQueueName)} " +
+            "is not set: name the queue in one of them.",
+            isTransient: false);
 
         return SqsQueue.Parse(reference) ?? throw new OutboxException(
             $"The value of '{SqsOptionKeys.QueueName}' must be a queue URL (http or https) or a queue name of 1 to 80 letters, digits, hyphens " +

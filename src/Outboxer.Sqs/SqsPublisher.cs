@@ -96,6 +96,22 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
     }
 
     /// <summary>
+    /// Gets the queue <paramref name="message"/> goes to, as its <see cref="SqsOptionKeys.QueueName"/> option gives it (a queue name or a
+    /// queue URL, not resolved), or <see cref="SqsPublisherOptions.DefaultQueueName"/> when it has none. Sends nothing.
+    /// </summary>
+    /// <param name="message">The message.</param>
+    /// <returns>
+    /// The queue name or URL; <see langword="null"/> when the message names no queue and there is no default, or when the option is of
+    /// a wrong type or not a valid queue name or URL (publishing the message fails then).
+    /// </returns>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is <see langword="null"/>.</exception>
+    public string? GetDestinationName(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        return SqsOutgoing.FindQueue(message, _options)?.Reference;
+    }
+
+    /// <summary>
     /// Sends <paramref name="messages"/> with <c>SendMessageBatch</c>: grouped by queue, in requests of at most 10 messages and at most
     /// <see cref="SqsPublisherOptions.MaxMessageSize"/> bytes, up to <see cref="SqsPublisherOptions.MaxConcurrentRequests"/> requests at a
     /// time. The requests for one FIFO queue run one after another in the batch's order; after a transient failure, the later messages
@@ -229,9 +245,12 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
         var units = new List<QueueWork>();
         foreach (var queue in queues)
         {
-            var chunks = Split(byUrl[queue.Url].Messages);
+            // SQS applies the same size limit to a batch request as to one message.
+            var splitter = new OrderedBatchSplitter(MaxBatchEntries, _options.MaxMessageSize);
+            var chunks = splitter.Split(byUrl[queue.Url].Messages, m => m.Size);
             if (queue.IsFifo)
             {
+                queue.Order = splitter;
                 queue.Requests.AddRange(chunks);
                 units.Add(queue);
             }
@@ -244,71 +263,28 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
         return units;
     }
 
-    /// <summary>Splits one queue's messages into requests of at most 10 messages and <see cref="SqsPublisherOptions.MaxMessageSize"/> bytes.</summary>
-    private List<List<SqsOutgoing>> Split(List<SqsOutgoing> messages)
-    {
-        var chunks = new List<List<SqsOutgoing>>();
-        var current = new List<SqsOutgoing>(MaxBatchEntries);
-        var size = 0;
-        foreach (var message in messages)
-        {
-            if (current.Count == MaxBatchEntries || (current.Count > 0 && size + message.Size > _options.MaxMessageSize))
-            {
-                chunks.Add(current);
-                current = new List<SqsOutgoing>(MaxBatchEntries);
-                size = 0;
-            }
-
-            current.Add(message);
-            size += message.Size;
-        }
-
-        if (current.Count > 0)
-        {
-            chunks.Add(current);
-        }
-
-        return chunks;
-    }
-
     /// <summary>Sends the requests of one unit in order and returns how many requests it made.</summary>
     private async Task<int> SendUnitAsync(QueueWork unit, Exception?[] results, CancellationToken cancellationToken)
     {
-        // Message groups of a FIFO queue that had a transient failure in this batch: their later messages wait for the retry.
-        HashSet<string>? held = unit.IsFifo ? new(StringComparer.Ordinal) : null;
+        // A FIFO queue's message groups that had a transient failure in this batch: their later messages wait for the retry.
+        var order = unit.Order;
         var requests = 0;
         foreach (var request in unit.Requests)
         {
-            var toSend = request;
-            if (held is { Count: > 0 })
+            var toSend = order is null ? request : order.FilterHeldBack(request, m => m.GroupId, m => results[m.Index] = HeldBack(m, unit));
+            if (toSend.Count == 0)
             {
-                toSend = [];
-                foreach (var message in request)
-                {
-                    if (held.Contains(message.GroupId!))
-                    {
-                        results[message.Index] = HeldBack(message, unit);
-                    }
-                    else
-                    {
-                        toSend.Add(message);
-                    }
-                }
-
-                if (toSend.Count == 0)
-                {
-                    continue;
-                }
+                continue;
             }
 
             requests += await SendRequestAsync(unit, toSend, results, cancellationToken).ConfigureAwait(false);
-            if (held is not null)
+            if (order is not null)
             {
                 foreach (var message in toSend)
                 {
                     if (results[message.Index] is OutboxException { IsTransient: true })
                     {
-                        held.Add(message.GroupId!);
+                        order.MarkFailed(message.GroupId);
                     }
                 }
             }
@@ -318,7 +294,7 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
     }
 
     /// <summary>Sends one <c>SendMessageBatch</c> request and records each message's result; returns how many requests it made.</summary>
-    private async Task<int> SendRequestAsync(QueueWork unit, List<SqsOutgoing> messages, Exception?[] results, CancellationToken cancellationToken)
+    private async Task<int> SendRequestAsync(QueueWork unit, IReadOnlyList<SqsOutgoing> messages, Exception?[] results, CancellationToken cancellationToken)
     {
         var request = new SendMessageBatchRequest { QueueUrl = unit.Url, Entries = messages.Select(m => m.ToEntry()).ToList() };
         SendMessageBatchResponse response;
@@ -330,10 +306,9 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
         {
             // The queue measures differently than this publisher does: send the messages one by one, in order.
             Log.BatchTooLong(_logger, messages.Count, unit.Display);
-            HashSet<string>? failedGroups = unit.IsFifo ? new(StringComparer.Ordinal) : null;
             foreach (var message in messages)
             {
-                if (failedGroups is not null && failedGroups.Contains(message.GroupId!))
+                if (unit.Order?.IsHeldBack(message.GroupId) == true)
                 {
                     results[message.Index] = HeldBack(message, unit);
                     continue;
@@ -349,7 +324,7 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
                     results[message.Index] = ex;
                     if (ex.IsTransient)
                     {
-                        failedGroups?.Add(message.GroupId!);
+                        unit.Order?.MarkFailed(message.GroupId);
                     }
                 }
             }
@@ -406,7 +381,7 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
         "failed and will be retried first, to keep the group's order.",
         isTransient: true);
 
-    private static bool TryFind(List<SqsOutgoing> messages, string? id, out SqsOutgoing message)
+    private static bool TryFind(IReadOnlyList<SqsOutgoing> messages, string? id, out SqsOutgoing message)
     {
         if (int.TryParse(id, NumberStyles.None, CultureInfo.InvariantCulture, out var index))
         {
@@ -513,9 +488,15 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
 
         public bool IsFifo { get; } = isFifo;
 
-        public List<List<SqsOutgoing>> Requests { get; } = [];
+        /// <summary>
+        /// Gets or sets what splits a FIFO queue's messages and holds back the groups that failed; <see langword="null"/> for a standard
+        /// queue, whose requests run in any order.
+        /// </summary>
+        public OrderedBatchSplitter? Order { get; set; }
 
-        public QueueWork With(List<SqsOutgoing> request)
+        public List<IReadOnlyList<SqsOutgoing>> Requests { get; } = [];
+
+        public QueueWork With(IReadOnlyList<SqsOutgoing> request)
         {
             var work = new QueueWork(Url, Name, Display, IsFifo);
             work.Requests.Add(request);

@@ -62,6 +62,14 @@ public sealed class JsonLinesPublisher : IOutboxPublisher, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Gets <see langword="null"/> for every message: all of them go to the same writer, whatever their options, so there is no
+    /// destination to tell them apart by (the line keeps the message's options, for a reader that routes by them).
+    /// </summary>
+    /// <param name="message">The message.</param>
+    /// <returns><see langword="null"/>.</returns>
+    public string? GetDestinationName(OutboxMessage message) => null;
+
     /// <summary>Disposes the writer when the publisher owns it.</summary>
     /// <returns>A task that completes when the writer is closed.</returns>
     public async ValueTask DisposeAsync()

@@ -40,8 +40,8 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     private bool _disposed;
 
     /// <summary>Initializes a new outbox over a store and an event stream.</summary>
-    /// <param name="store">Where messages are stored (the Go outboxer's data store), for example a <c>PostgreSqlOutboxStore</c>.</param>
-    /// <param name="publisher">Where messages are published (the Go outboxer's event stream), for example a <c>RabbitMQPublisher</c>.</param>
+    /// <param name="store">Where messages are stored (the Go outboxer's data store), for example the store of a database package.</param>
+    /// <param name="publisher">Where messages are published (the Go outboxer's event stream), for example the publisher of a broker package.</param>
     /// <param name="options">The settings; <see langword="null"/> for the defaults. They are copied and validated here.</param>
     /// <param name="loggerFactory">The logger factory; <see langword="null"/> for no logging.</param>
     /// <param name="timeProvider">The clock; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
@@ -133,7 +133,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <returns>The database id of the message.</returns>
     /// <exception cref="ArgumentNullException">An argument is <see langword="null"/>.</exception>
     /// <exception cref="InvalidOperationException">There is no ambient transaction: the message would commit on its own.</exception>
-    /// <exception cref="NotSupportedException">The store's provider does not enlist in ambient transactions (SQLite).</exception>
+    /// <exception cref="NotSupportedException">The store's database provider does not enlist in ambient transactions.</exception>
     /// <exception cref="OutboxException">The database failed.</exception>
     public ValueTask<long> EnqueueAsync(DbConnection connection, OutboxMessage message, CancellationToken cancellationToken = default)
     {
@@ -149,8 +149,8 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     }
 
     /// <summary>
-    /// Enqueues many messages within <paramref name="transaction"/> in as few round trips as the store allows (PostgreSQL: one binary
-    /// <c>COPY</c>), for imports and fan-outs. Every message is checked before anything is written. Assigns
+    /// Enqueues many messages within <paramref name="transaction"/> in as few round trips as the store allows (one bulk copy, where the
+    /// database has one), for imports and fan-outs. Every message is checked before anything is written. Assigns
     /// <see cref="OutboxMessage.MessageId"/> and <see cref="OutboxMessage.CreatedAt"/> when unset; <see cref="OutboxMessage.Id"/> is
     /// assigned by stores that insert row by row and stays zero after a bulk copy.
     /// </summary>

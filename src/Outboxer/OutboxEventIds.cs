@@ -1,8 +1,8 @@
 namespace Outboxer;
 
 /// <summary>
-/// The stable event ids of the outbox's log messages, one range per component: dispatcher 1000s, cleanup 2000s. The broker packages
-/// use their own ranges: RabbitMQ 4000s, Kinesis 4100s, SQS 4200s, Pub/Sub 4300s.
+/// The stable event ids of the outbox's log messages, one range per component: dispatcher 1000s, cleanup 2000s. Publisher packages
+/// use the 4000s, a block of 100 each, which their documentation names.
 /// </summary>
 public static class OutboxEventIds
 {

@@ -6,8 +6,8 @@ namespace Outboxer;
 /// </summary>
 /// <remarks>
 /// <para>
-/// <see cref="Options"/> carry routing parameters for the event stream (for example <c>exchange.name</c> and
-/// <c>routing_key</c> for RabbitMQ); <see cref="Headers"/> become the broker message's headers or attributes.
+/// <see cref="Options"/> carry routing parameters for the event stream (for example the exchange, queue, stream or topic to
+/// publish to, under the keys the publisher package defines); <see cref="Headers"/> become the broker message's headers or attributes.
 /// Both are stored as JSON. After a round trip through the database each value keeps its JSON type:
 /// integers come back as <see cref="long"/>, other numbers as <see cref="double"/>, booleans as
 /// <see cref="bool"/>, strings as <see cref="string"/>.
@@ -47,7 +47,7 @@ public sealed class OutboxMessage
     public long Id { get; set; }
 
     /// <summary>
-    /// Gets or sets the message id sent to the broker (for example the AMQP <c>message-id</c>), which consumers use
+    /// Gets or sets the message id sent to the broker (as a message property or attribute), which consumers use
     /// to deduplicate. When left <see cref="Guid.Empty"/>, a version 7 <see cref="Guid"/> is generated on enqueue.
     /// </summary>
     public Guid MessageId { get; set; }
@@ -70,7 +70,7 @@ public sealed class OutboxMessage
     /// <summary>
     /// Gets or sets the ordering key: messages with the same key are published one at a time, in the order they were committed,
     /// across every dispatcher; messages with different keys (or none) go in parallel, and a failing key pauses only itself.
-    /// Brokers that have the notion use it: the Kinesis partition key, the SQS FIFO message group, the Pub/Sub ordering key.
+    /// Publishers for brokers that have the notion use it as theirs: a partition key, a message group, an ordering key.
     /// </summary>
     /// <value>At most 255 characters; <see langword="null"/> (the default) for no ordering.</value>
     /// <exception cref="ArgumentException">The value is empty or longer than 255 characters.</exception>
@@ -137,9 +137,9 @@ public sealed class OutboxMessage
         }
     }
 
-    /// <summary>Gets the routing options read by the event stream, such as <c>exchange.name</c>.</summary>
+    /// <summary>Gets the routing options read by the event stream, such as the name of its destination.</summary>
     public OutboxValues Options { get; } = new();
 
-    /// <summary>Gets the headers sent with the message (AMQP headers, SQS message attributes, ...).</summary>
+    /// <summary>Gets the headers sent with the message (the broker message's headers or attributes).</summary>
     public OutboxValues Headers { get; } = new();
 }

@@ -10,8 +10,8 @@ public sealed class OutboxOptions
     /// <value>The default value is 1 second. Must be positive.</value>
     /// <remarks>
     /// The dispatcher drains without waiting while messages are pending, and wakes at once when this process
-    /// enqueues or when the store notifies it of another process's commit (PostgreSQL). When nothing pushes such
-    /// wake-ups, it looks again after a few milliseconds while messages come, and backs off to this interval when idle.
+    /// enqueues or when the store notifies it of another process's commit (<see cref="Providers.IOutboxWakeUpSource"/>). When
+    /// nothing pushes such wake-ups, it looks again after a few milliseconds while messages come, and backs off to this interval when idle.
     /// The interval bounds the latency of messages written by other processes.
     /// </remarks>
     public TimeSpan CheckInterval { get; set; } = TimeSpan.FromSeconds(1);

@@ -52,6 +52,8 @@ public abstract class KinesisConformanceTestsBase : OutboxPublisherConformanceTe
 
     protected override void Route(OutboxMessage message) => message.Options[KinesisOptionKeys.StreamName] = Stream;
 
+    protected override string? ExpectedDestinationName => Stream;
+
     protected override async Task<IReadOnlyList<ReceivedMessage>> ReceiveAsync(int count, CancellationToken cancellationToken) =>
         (await _reader!.ReadAsync(count, cancellationToken)).Select(ToReceivedMessage).ToList();
 

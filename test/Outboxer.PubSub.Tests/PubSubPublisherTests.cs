@@ -62,6 +62,8 @@ public sealed class PubSubPublisherTests : OutboxPublisherConformanceTests
 
     protected override void Route(OutboxMessage message) => message.Options[PubSubOptionKeys.TopicName] = Topic;
 
+    protected override string? ExpectedDestinationName => Topic;
+
     protected override Task<IReadOnlyList<ReceivedMessage>> ReceiveAsync(int count, CancellationToken cancellationToken) =>
         PullAsync(Subscription, count, cancellationToken);
 

@@ -77,6 +77,8 @@ public sealed class RabbitMQPublisherTests : OutboxPublisherConformanceTests
         message.Options[RabbitMQOptionKeys.RoutingKey] = OrdersRoutingKey;
     }
 
+    protected override string? ExpectedDestinationName => _exchange;
+
     protected override async Task<IReadOnlyList<ReceivedMessage>> ReceiveAsync(int count, CancellationToken cancellationToken) =>
         (await ReadAsync(_deliveries!, count, cancellationToken)).Select(d => d.Message).ToList();
 

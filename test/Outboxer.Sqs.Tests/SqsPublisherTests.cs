@@ -66,6 +66,8 @@ public sealed class SqsPublisherTests : OutboxPublisherConformanceTests
 
     protected override void Route(OutboxMessage message) => message.Options[SqsOptionKeys.QueueName] = QueueUrl;
 
+    protected override string? ExpectedDestinationName => QueueUrl;
+
     protected override async Task<IReadOnlyList<ReceivedMessage>> ReceiveAsync(int count, CancellationToken cancellationToken) =>
         (await ReceiveRawAsync(QueueUrl, count, cancellationToken)).Select(ToReceived).ToList();
 

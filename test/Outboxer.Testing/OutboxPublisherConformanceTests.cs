@@ -30,6 +30,12 @@ public abstract class OutboxPublisherConformanceTests : IAsyncLifetime
     protected abstract void Route(OutboxMessage message);
 
     /// <summary>
+    /// Gets the name <see cref="IOutboxPublisher.GetDestinationName"/> must give for a message <see cref="Route"/> sent to this test's
+    /// destination (an exchange, a queue, a stream, a topic, as the publisher names it).
+    /// </summary>
+    protected abstract string? ExpectedDestinationName { get; }
+
+    /// <summary>
     /// Reads messages that arrived at this test's destination since the previous call, waiting until at least <paramref name="count"/>
     /// arrived or <paramref name="cancellationToken"/> is cancelled; then returns what arrived (possibly fewer, possibly more).
     /// </summary>
@@ -179,6 +185,24 @@ public abstract class OutboxPublisherConformanceTests : IAsyncLifetime
         Assert.False(ex.IsTransient);
         Assert.Contains($"'{key}'", ex.Message, StringComparison.Ordinal);
         await AssertOnlyMarkerArrivesAsync(publisher, bad);
+    }
+
+    /// <summary>
+    /// A routed message names this test's destination. A routing option of the wrong type (the first option <see cref="Route"/> sets,
+    /// replaced with a list) gives no name instead of throwing, and a message without options does not throw either (it may name a
+    /// default destination of the publisher).
+    /// </summary>
+    [Fact]
+    public async Task A_routed_message_names_its_destination_and_a_wrongly_routed_one_names_none_without_throwing()
+    {
+        var publisher = await NewPublisherAsync();
+        var routed = NewRoutedMessage("routed");
+        var bad = NewRoutedMessage("bad");
+        bad.Options[bad.Options.Keys.First()] = new List<object?> { "not", "a", "string" };
+
+        Assert.Equal(ExpectedDestinationName, publisher.GetDestinationName(routed));
+        Assert.Null(publisher.GetDestinationName(bad));
+        _ = publisher.GetDestinationName(NewMessage("unrouted"));
     }
 
     [Fact]

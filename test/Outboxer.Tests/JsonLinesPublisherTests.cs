@@ -31,6 +31,20 @@ public sealed class JsonLinesPublisherTests
     }
 
     [Fact]
+    public async Task No_message_has_a_destination_name_since_every_line_goes_to_the_same_writer()
+    {
+        await using var publisher = new JsonLinesPublisher(new StringWriter());
+        var routed = new OutboxMessage("routed");
+        routed.Options["topic"] = "orders";
+        var invalid = new OutboxMessage("invalid");
+        invalid.Options["topic"] = new List<object?> { "not", "a", "name" };
+
+        Assert.Null(publisher.GetDestinationName(routed));
+        Assert.Null(publisher.GetDestinationName(invalid));
+        Assert.Null(((Providers.IOutboxPublisher)publisher).GetDestinationName(new OutboxMessage("plain")));
+    }
+
+    [Fact]
     public async Task A_payload_that_is_not_utf8_is_written_as_base64()
     {
         var output = new StringWriter();

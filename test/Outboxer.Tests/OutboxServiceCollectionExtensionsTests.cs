@@ -60,7 +60,7 @@ public sealed class OutboxServiceCollectionExtensionsTests
     }
 
     [Fact]
-    public async Task A_missing_event_stream_fails_the_start_naming_the_outbox()
+    public async Task A_missing_event_stream_fails_the_start_naming_the_outbox_and_how_to_choose_one_without_naming_a_broker()
     {
         using var host = Build(b => b.Services.AddOutboxer("orders").UseStore(_ => new InMemoryOutboxStore()));
 
@@ -68,6 +68,23 @@ public sealed class OutboxServiceCollectionExtensionsTests
 
         Assert.Contains("'orders'", ex.Message, StringComparison.Ordinal);
         Assert.Contains("event stream", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Use... method of a publisher package", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("UsePublisher", ex.Message, StringComparison.Ordinal);
+        AssertNamesNoProvider(ex.Message);
+    }
+
+    [Fact]
+    public async Task A_missing_store_fails_the_start_naming_the_outbox_and_how_to_choose_one_without_naming_a_database()
+    {
+        using var host = Build(b => b.Services.AddOutboxer("orders").UsePublisher(_ => new RecordingPublisher()));
+
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => host.StartAsync(Ct));
+
+        Assert.Contains("'orders'", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("store", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Use... method of a store package", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("UseStore", ex.Message, StringComparison.Ordinal);
+        AssertNamesNoProvider(ex.Message);
     }
 
     [Fact]
@@ -128,6 +145,14 @@ public sealed class OutboxServiceCollectionExtensionsTests
 
         Assert.Equal(100, provider.GetRequiredService<IOptionsMonitor<OutboxOptions>>().Get(Options.DefaultName).MessageBatchSize);
         Assert.Equal(1, await outbox.SendAsync(new OutboxMessage("x"), Ct));
+    }
+
+    private static void AssertNamesNoProvider(string message)
+    {
+        foreach (var provider in new[] { "PostgreSql", "Sqlite", "MySql", "RabbitMQ", "Sqs", "Kinesis", "PubSub" })
+        {
+            Assert.DoesNotContain(provider, message, StringComparison.OrdinalIgnoreCase);
+        }
     }
 
     private static IHost Build(Action<HostApplicationBuilder> configure, params (string Key, string Value)[] settings)

@@ -4,7 +4,8 @@ namespace Outboxer;
 
 /// <summary>
 /// Configures one outbox registered with <see cref="OutboxServiceCollectionExtensions.AddOutboxer(IServiceCollection, string, Action{OutboxOptions}?)"/>.
-/// Store and broker packages add <c>UseXxx</c> extension methods to it (for example <c>UsePostgreSql</c>, <c>UseRabbitMQ</c>).
+/// Store and publisher packages add <c>Use...</c> extension methods to it; <see cref="OutboxServiceCollectionExtensions.UseStore"/> and
+/// <see cref="OutboxServiceCollectionExtensions.UsePublisher"/> take any implementation.
 /// </summary>
 public interface IOutboxBuilder
 {

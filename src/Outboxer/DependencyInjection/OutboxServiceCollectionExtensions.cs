@@ -18,7 +18,7 @@ public static class OutboxServiceCollectionExtensions
     /// <summary>Registers the default outbox (the one resolved as a plain <see cref="Outbox"/>).</summary>
     /// <param name="services">The service collection.</param>
     /// <param name="configure">Changes to the options after they are bound from the <c>Outboxer</c> configuration section.</param>
-    /// <returns>A builder to choose the store and the publisher with, for example <c>.UsePostgreSql(...)</c> and <c>.UseRabbitMQ(...)</c>.</returns>
+    /// <returns>A builder to choose the store and the publisher with: a <c>Use...</c> method of a store package and of a publisher package.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="services"/> is <see langword="null"/>.</exception>
     public static IOutboxBuilder AddOutboxer(this IServiceCollection services, Action<OutboxOptions>? configure = null) =>
         AddOutboxer(services, Options.DefaultName, configure);
@@ -60,8 +60,8 @@ public static class OutboxServiceCollectionExtensions
         services.AddSingleton<IValidateOptions<OutboxOptions>>(new OutboxOptionsValidator(name, section));
 
         services.AddKeyedSingleton(name, (sp, _) => new Outbox(
-            sp.GetKeyedService<IOutboxStore>(name) ?? throw Missing(name, "store (IOutboxStore)", "UsePostgreSql, UseSqlite, UseMySql or UseStore"),
-            sp.GetKeyedService<IOutboxPublisher>(name) ?? throw Missing(name, "event stream (IOutboxPublisher)", "UseRabbitMQ, UseSqs, UseKinesis, UsePubSub, UseJsonLines or UsePublisher"),
+            sp.GetKeyedService<IOutboxStore>(name) ?? throw Missing(name, "store (IOutboxStore)", "call the Use... method of a store package, or UseStore"),
+            sp.GetKeyedService<IOutboxPublisher>(name) ?? throw Missing(name, "event stream (IOutboxPublisher)", "call the Use... method of a publisher package, UseJsonLines, or UsePublisher"),
             sp.GetRequiredService<IOptionsMonitor<OutboxOptions>>().Get(name),
             sp.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance,
             sp.GetService<TimeProvider>() ?? TimeProvider.System));

@@ -1,8 +1,9 @@
 namespace Outboxer.Providers;
 
 /// <summary>
-/// An event stream with a batch API (SQS <c>SendMessageBatch</c>, Kinesis <c>PutRecords</c>, Pub/Sub <c>Publish</c> with many messages).
-/// When a publisher implements it, the dispatcher hands it each claimed batch in one call instead of publishing message by message.
+/// An event stream with a batch API: one request carries many messages. When a publisher implements it, the dispatcher hands it each
+/// claimed batch in one call instead of publishing message by message. <see cref="OrderedBatchSplitter"/> helps split a batch into
+/// requests without letting a message overtake an earlier one of its ordering key.
 /// </summary>
 public interface IOutboxBatchPublisher : IOutboxPublisher
 {

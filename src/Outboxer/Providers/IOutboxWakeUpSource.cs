@@ -1,7 +1,7 @@
 namespace Outboxer.Providers;
 
 /// <summary>
-/// A store that can tell the dispatcher at once when another process committed new messages (PostgreSQL <c>LISTEN/NOTIFY</c>), so
+/// A store that can tell the dispatcher at once when another process committed new messages (through its database's notifications), so
 /// that messages enqueued anywhere are dispatched without waiting for the check interval. Polling stays as the safety net.
 /// </summary>
 public interface IOutboxWakeUpSource

@@ -33,7 +33,7 @@ public interface IOutboxWriter
         throw new NotSupportedException($"{GetType().Name} cannot join an ambient transaction (TransactionScope); enqueue within a DbTransaction instead.");
 
     /// <summary>
-    /// Inserts many messages within <paramref name="transaction"/> in as few round trips as the database allows (PostgreSQL: one binary
+    /// Inserts many messages within <paramref name="transaction"/> in as few round trips as the database allows (for example one binary
     /// <c>COPY</c>). Every message is validated before anything is written. The default implementation calls <see cref="AddAsync(DbTransaction, OutboxMessage, CancellationToken)"/> for each.
     /// </summary>
     /// <param name="transaction">An open transaction of this store's database.</param>

@@ -5,7 +5,7 @@ namespace Outboxer.Providers;
 /// <param name="Description">What the step changes, recorded with the version.</param>
 /// <param name="Sql">The statements of the step.</param>
 /// <param name="AppliedCheckSql">
-/// For databases whose DDL is not transactional (MySQL): a query that returns a positive number when the step's change is already there
+/// For databases whose DDL is not transactional: a query that returns a positive number when the step's change is already there
 /// (a step interrupted after its DDL and before its version was recorded), so that the step is recorded without running again; or
 /// <see langword="null"/>.
 /// </param>

@@ -36,7 +36,7 @@ public abstract class OutboxSqlDialect
 
     /// <summary>
     /// Gets a value indicating whether the table is created (migrated) inside the caller's transaction when a message is enqueued before
-    /// the table exists, because the database lets only one connection write at a time (SQLite). The default is <see langword="false"/>.
+    /// the table exists, because the database lets only one connection write at a time. The default is <see langword="false"/>.
     /// </summary>
     public virtual bool MigratesInCallerTransaction => false;
 
@@ -94,7 +94,7 @@ public abstract class OutboxSqlDialect
 
     /// <summary>
     /// Inserts validated messages within the caller's transaction. The default runs <see cref="CreateInsertCommand"/> once per message
-    /// and assigns each <see cref="OutboxMessage.Id"/>; a dialect with a bulk path (PostgreSQL's <c>COPY</c>) replaces it.
+    /// and assigns each <see cref="OutboxMessage.Id"/>; a dialect with a bulk path (a binary <c>COPY</c>) replaces it.
     /// </summary>
     /// <param name="connection">The transaction's connection.</param>
     /// <param name="transaction">The caller's transaction.</param>
@@ -216,7 +216,7 @@ public abstract class OutboxSqlDialect
 
     /// <summary>
     /// Adds what the current layout has besides its migrations, under the schema lock. The default runs <see cref="RepairSql"/>; a
-    /// database that cannot write such statements to be safe to run again (MySQL has no <c>ADD INDEX IF NOT EXISTS</c>) looks first.
+    /// database that cannot write such statements to be safe to run again (without <c>ADD INDEX IF NOT EXISTS</c>) looks first.
     /// </summary>
     /// <param name="connection">The connection of the schema change.</param>
     /// <param name="transaction">Its transaction, or <see langword="null"/>.</param>

@@ -6,7 +6,7 @@ using System.Transactions;
 namespace Outboxer.Providers;
 
 /// <summary>
-/// The one engine of the relational stores (PostgreSQL, MySQL, SQLite, and any database with an <see cref="OutboxSqlDialect"/>): it owns
+/// The one engine of the relational stores (every database with an <see cref="OutboxSqlDialect"/>): it owns
 /// connections, transaction checks, serialization, row reading, error mapping and the migration of the table's layout, and takes every
 /// statement from its dialect.
 /// </summary>
@@ -21,8 +21,8 @@ namespace Outboxer.Providers;
 /// version and the command that migrates it. A table of a newer version is refused either way.
 /// </para>
 /// <para>
-/// The database packages derive sealed stores from this class only to give it their name, options and extras (PostgreSQL's
-/// <c>LISTEN</c>); it has no virtual members: everything a database changes is in its dialect.
+/// The database packages derive sealed stores from this class only to give it their name, options and extras (a
+/// notification listener); it has no virtual members: everything a database changes is in its dialect.
 /// </para>
 /// </remarks>
 public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutboxSchema
@@ -479,7 +479,7 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
     {
         if (_dialect.MigratesInCallerTransaction && _schemaReady is not { IsCompletedSuccessfully: true })
         {
-            // A database with one writer at a time (SQLite) cannot change the schema on a second connection while the caller's transaction
+            // A database with one writer at a time cannot change the schema on a second connection while the caller's transaction
             // holds the write lock; migrate inside that transaction instead (not remembered, as it may roll back).
             await WrapAsync("migrate the outbox table", async () => _migrate
                 ? await MigrateOnAsync(connection, transaction, cancellationToken).ConfigureAwait(false)

@@ -3,7 +3,7 @@ namespace Outboxer.Providers;
 /// <summary>Validation of table and schema names that stores put into SQL, so that no name can inject SQL.</summary>
 public static class SqlIdentifier
 {
-    /// <summary>The longest name accepted: PostgreSQL's limit, which is also within MySQL's and SQLite's.</summary>
+    /// <summary>The longest name accepted, in characters: the shortest limit among the common SQL databases (63 bytes).</summary>
     public const int MaxLength = 63;
 
     /// <summary>
