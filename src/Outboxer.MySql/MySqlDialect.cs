@@ -120,7 +120,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
     public override string DeadLettersSql { get; }
 
     public static string Script(MySqlOutboxStoreOptions options, int fromVersion) =>
-        RelationalOutboxStore.GetMigrationScript(new MySqlDialect(options, null), fromVersion);
+        RelationalOutboxStore.ScriptFor(new MySqlDialect(options, null), fromVersion);
 
     public override bool Owns(DbTransaction transaction) => transaction is MySqlTransaction;
 

@@ -171,7 +171,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
 
     /// <summary>The whole script of the latest layout, from nothing, for the given settings (without a store).</summary>
     public static string Script(PostgreSqlOutboxStoreOptions options, int fromVersion) =>
-        RelationalOutboxStore.GetMigrationScript(new PostgreSqlDialect(options), fromVersion);
+        RelationalOutboxStore.ScriptFor(new PostgreSqlDialect(options), fromVersion);
 
     public override bool Owns(DbTransaction transaction) => transaction is NpgsqlTransaction;
 

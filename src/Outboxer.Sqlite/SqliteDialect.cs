@@ -87,7 +87,7 @@ internal sealed class SqliteDialect : OutboxSqlDialect
     public override string DeadLettersSql { get; }
 
     public static string Script(SqliteOutboxStoreOptions options, int fromVersion) =>
-        RelationalOutboxStore.GetMigrationScript(new SqliteDialect(options), fromVersion);
+        RelationalOutboxStore.ScriptFor(new SqliteDialect(options), fromVersion);
 
     public override bool Owns(DbTransaction transaction) => transaction is SqliteTransaction;
 

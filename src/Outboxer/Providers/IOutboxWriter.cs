@@ -8,6 +8,9 @@ namespace Outboxer.Providers;
 /// </summary>
 public interface IOutboxWriter
 {
+    // The transaction and the connection overloads (shipped in 0.1.0-preview.1 on IOutboxStore) differ by the type of their first
+    // parameter, which no optional parameter can blur.
+#pragma warning disable RS0026
     /// <summary>
     /// Inserts <paramref name="message"/> within <paramref name="transaction"/>, which the caller opened and will commit or roll back.
     /// Sets <see cref="OutboxMessage.Id"/> and returns it.
@@ -31,6 +34,8 @@ public interface IOutboxWriter
     /// <exception cref="NotSupportedException">The store's database provider does not enlist in ambient transactions.</exception>
     ValueTask<long> AddAsync(DbConnection connection, OutboxMessage message, CancellationToken cancellationToken = default) =>
         throw new NotSupportedException($"{GetType().Name} cannot join an ambient transaction (TransactionScope); enqueue within a DbTransaction instead.");
+
+#pragma warning restore RS0026
 
     /// <summary>
     /// Inserts many messages within <paramref name="transaction"/> in as few round trips as the database allows (for example one binary

@@ -85,6 +85,8 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
     /// <inheritdoc />
     public int LatestVersion => _dialect.Migrations.Count;
 
+    // The two overloads of IOutboxWriter.AddAsync, told apart by the type of their first parameter.
+#pragma warning disable RS0026
     /// <inheritdoc />
     public async ValueTask<long> AddAsync(DbTransaction transaction, OutboxMessage message, CancellationToken cancellationToken = default)
     {
@@ -126,6 +128,8 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
 
         return await InsertAsync(connection, null, row, cancellationToken).ConfigureAwait(false);
     }
+
+#pragma warning restore RS0026
 
     /// <inheritdoc />
     public async ValueTask<int> AddRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, CancellationToken cancellationToken = default)
@@ -328,7 +332,7 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
     {
         ArgumentOutOfRangeException.ThrowIfNegative(fromVersion);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(fromVersion, LatestVersion);
-        return GetMigrationScript(_dialect, fromVersion);
+        return ScriptFor(_dialect, fromVersion);
     }
 
     /// <summary>
@@ -339,7 +343,7 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
     /// <param name="fromVersion">The table's current version; 0 for none.</param>
     /// <returns>The script.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="fromVersion"/> is negative or newer than the dialect's latest version.</exception>
-    public static string GetMigrationScript(OutboxSqlDialect dialect, int fromVersion)
+    public static string ScriptFor(OutboxSqlDialect dialect, int fromVersion)
     {
         ArgumentNullException.ThrowIfNull(dialect);
         ArgumentOutOfRangeException.ThrowIfNegative(fromVersion);
