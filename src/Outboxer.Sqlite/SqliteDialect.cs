@@ -201,7 +201,7 @@ internal sealed class SqliteDialect : OutboxSqlDialect
     public override string RecordVersionSql(int version, string description) =>
         $"""
         CREATE TABLE IF NOT EXISTS "{_versionsName}" (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
-        INSERT OR IGNORE INTO "{_versionsName}" (version, description) VALUES ({version.ToString(CultureInfo.InvariantCulture)}, '{description.Replace("'", "''", StringComparison.Ordinal)}');
+        INSERT INTO "{_versionsName}" (version, description) VALUES ({version.ToString(CultureInfo.InvariantCulture)}, '{description.Replace("'", "''", StringComparison.Ordinal)}');
         """;
 
     /// <summary>The layout's steps. Never change a released step: add one.</summary>
