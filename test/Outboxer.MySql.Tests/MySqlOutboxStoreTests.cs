@@ -4,6 +4,7 @@ using System.Text;
 using MySqlConnector;
 using Outboxer.Providers;
 using Outboxer.Testing;
+using Outboxer.Testing.Servers;
 using Xunit;
 
 namespace Outboxer.MySql.Tests;

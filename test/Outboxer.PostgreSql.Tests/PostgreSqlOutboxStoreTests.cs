@@ -3,6 +3,7 @@ using System.Text;
 using Npgsql;
 using Outboxer.Providers;
 using Outboxer.Testing;
+using Outboxer.Testing.Servers;
 using Xunit;
 
 namespace Outboxer.PostgreSql.Tests;
