@@ -13,19 +13,22 @@ internal static class PostgreSqlServer
 {
     private const string DefaultConnectionString = "Host=127.0.0.1;Port=5433;Username=postgres;Database=outboxer";
 
+    /// <summary>Gets how long a session of <see cref="SessionConnectionString"/> waits for a lock before the statement fails.</summary>
+    public static TimeSpan LockTimeout { get; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Gets the server's connection string as configured, for processes and stores that the tests start as a user would.</summary>
     public static string ConnectionString { get; } =
         Environment.GetEnvironmentVariable("OUTBOXER_POSTGRES_URL") is { Length: > 0 } configured ? configured : DefaultConnectionString;
 
     /// <summary>
-    /// Gets the connection string of the tests' own sessions: they give up on a lock after 30 seconds, so a statement that wrongly
-    /// waits fails the test with "lock timeout" instead of hanging it. No test expects to wait on a lock at all.
+    /// Gets the connection string of the tests' own sessions: they give up on a lock after <see cref="LockTimeout"/>, so a statement that
+    /// wrongly waits fails the test with "lock timeout" instead of hanging it. No test expects to wait on a lock at all.
     /// </summary>
     /// <param name="username">Another role to log in as, or <see langword="null"/> for the configured one.</param>
     /// <param name="searchPath">A schema to put first on the search path (so that unqualified names land there), or <see langword="null"/>.</param>
     public static string SessionConnectionString(string? username = null, string? searchPath = null)
     {
-        var builder = new NpgsqlConnectionStringBuilder(ConnectionString) { Options = "-c lock_timeout=30s" };
+        var builder = new NpgsqlConnectionStringBuilder(ConnectionString) { Options = $"-c lock_timeout={(int)LockTimeout.TotalSeconds}s" };
         if (username is not null)
         {
             builder.Username = username;
