@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Outboxer.Testing.Servers;
-using Xunit;
 
 namespace Outboxer.Cli.Tests;
 
@@ -37,23 +36,8 @@ internal static class Cli
 
     public static async Task<CliResult> RunAsync(params string[] arguments)
     {
-        using var process = Process.Start(StartInfo(arguments))!;
-        process.StandardInput.Close();
-        using var bound = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        bound.CancelAfter(Bound);
-        var stdout = process.StandardOutput.ReadToEndAsync(bound.Token);
-        var stderr = process.StandardError.ReadToEndAsync(bound.Token);
-        try
-        {
-            await process.WaitForExitAsync(bound.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
-
-        return new CliResult(process.ExitCode, await stdout, await stderr);
+        var (exitCode, stdout, stderr) = await Repository.RunToExitAsync(StartInfo(arguments), Bound);
+        return new CliResult(exitCode, stdout, stderr);
     }
 
     /// <summary>Gets the CLI's build output beside this test's: src/Outboxer.Cli/bin/&lt;configuration&gt;/&lt;tfm&gt;/Outboxer.Cli.dll.</summary>

@@ -55,29 +55,15 @@ public sealed class SampleProcessTests
 
     private static async Task<(int ExitCode, string Output)> RunAsync(string sample, params string[] arguments)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var start = new ProcessStartInfo("dotnet");
         start.ArgumentList.Add(SamplePath(sample));
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
         }
 
-        using var process = Process.Start(start)!;
-        using var bound = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        bound.CancelAfter(TimeSpan.FromMinutes(4));
-        var stdout = process.StandardOutput.ReadToEndAsync(bound.Token);
-        var stderr = process.StandardError.ReadToEndAsync(bound.Token);
-        try
-        {
-            await process.WaitForExitAsync(bound.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
-
-        return (process.ExitCode, await stdout + await stderr);
+        var (exitCode, stdout, stderr) = await Repository.RunToExitAsync(start, TimeSpan.FromMinutes(4));
+        return (exitCode, stdout + stderr);
     }
 
     /// <summary>Gets the sample's build output beside this test's: samples/&lt;name&gt;/bin/&lt;configuration&gt;/&lt;tfm&gt;/&lt;name&gt;.dll.</summary>

@@ -3,7 +3,7 @@ using Xunit;
 
 namespace Outboxer.Testing.Servers;
 
-/// <summary>The repository the tests run in: its root, the build output of the programs the tests start, and eng/servers.sh.</summary>
+/// <summary>The repository the tests run in: its root, the programs the tests start (their build output, a bounded run), and eng/servers.sh.</summary>
 /// <remarks>One source file, linked into every test project that needs it (see test/Servers/README.md).</remarks>
 internal static class Repository
 {
@@ -22,6 +22,40 @@ internal static class Repository
         var path = Path.Combine(Root, project, "bin", output.Parent!.Name, output.Name, Path.GetFileName(project) + ".dll");
         Assert.True(File.Exists(path), $"{path} is missing: {howToBuild}.");
         return path;
+    }
+
+    /// <summary>
+    /// Starts <paramref name="start"/> (with its output redirected) and waits for it to exit, at most <paramref name="bound"/>: a program
+    /// still running then, or when the test is aborted, is killed with its children and the wait fails. Standard input, when redirected,
+    /// is closed first, so the program never waits for a terminal.
+    /// </summary>
+    public static async Task<(int ExitCode, string Stdout, string Stderr)> RunToExitAsync(ProcessStartInfo start, TimeSpan bound)
+    {
+        ArgumentNullException.ThrowIfNull(start);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.UseShellExecute = false;
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {start.FileName}.");
+        if (start.RedirectStandardInput)
+        {
+            process.StandardInput.Close();
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        timeout.CancelAfter(bound);
+        var stdout = process.StandardOutput.ReadToEndAsync(timeout.Token);
+        var stderr = process.StandardError.ReadToEndAsync(timeout.Token);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw;
+        }
+
+        return (process.ExitCode, await stdout, await stderr);
     }
 
     /// <summary>Runs <c>bash eng/servers.sh &lt;action&gt; &lt;server&gt;</c> from the repository root; fails the test when it fails.</summary>
