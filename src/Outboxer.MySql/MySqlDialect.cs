@@ -20,18 +20,19 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
 
     private const string PendingIndexSuffix = "pending_ix";
     private const string CleanupIndexSuffix = "dispatched_at_ix";
+    private const string OrderingIndexSuffix = "ordering_ix";
 
     /// <summary>The table comment that records the layout version; a table without it was created by 0.1.0-preview.1 (version 1).</summary>
     private const string VersionCommentPrefix = "Outboxer outbox table, layout version ";
 
-    // The connection's database, whether the table exists, its comment, and whether each of the two indexes that claims and cleanup
-    // depend on exists.
+    // The connection's database, whether the table exists, its comment, and whether each of its three indexes exists.
     private const string StateSql = """
         SELECT DATABASE(),
             (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = @table),
             (SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = @table),
             (SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = @table AND INDEX_NAME = @pending_ix),
-            (SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = @table AND INDEX_NAME = @cleanup_ix)
+            (SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = @table AND INDEX_NAME = @cleanup_ix),
+            (SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = @table AND INDEX_NAME = @ordering_ix)
         """;
 
     private readonly string _tableName;
@@ -225,7 +226,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
 
         var match = state.Comment is null ? null : VersionComment().Match(state.Comment);
         var version = match is { Success: true } ? int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 1;
-        return new OutboxSchemaState(version, !state.PendingIndexExists || !state.CleanupIndexExists);
+        return new OutboxSchemaState(version, !state.PendingIndexExists || !state.CleanupIndexExists || !state.OrderingIndexExists);
     }
 
     /// <summary>
@@ -263,11 +264,11 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
         }
     }
 
-    /// <summary>The table exists (made by hand or by an older script) without one or both indexes: adds just those, in one <c>ALTER</c>.</summary>
+    /// <summary>The table exists (made by hand, or an index was dropped) without some of its indexes: adds just those, in one <c>ALTER</c>.</summary>
     public override async Task RepairAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
         var state = await ReadStateAsync(connection, cancellationToken).ConfigureAwait(false);
-        var clauses = new List<string>(2);
+        var clauses = new List<string>(3);
         if (!state.PendingIndexExists)
         {
             clauses.Add($"ADD INDEX {PendingIndexDefinition(_tableName)}");
@@ -276,6 +277,11 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
         if (!state.CleanupIndexExists)
         {
             clauses.Add($"ADD INDEX {CleanupIndexDefinition(_tableName)}");
+        }
+
+        if (!state.OrderingIndexExists)
+        {
+            clauses.Add($"ADD INDEX {OrderingIndexDefinition(_tableName)}");
         }
 
         if (clauses.Count > 0)
@@ -312,7 +318,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
                 dead_lettered_at DATETIME(6) NULL,
                 INDEX {PendingIndexDefinition(table)},
                 INDEX {CleanupIndexDefinition(table)},
-                INDEX {Quote(SqlIdentifier.Derive(table, "ordering_ix"))} (ordering_key, dispatched, id)
+                INDEX {OrderingIndexDefinition(table)}
             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
             """),
 
@@ -325,7 +331,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
             $"SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND COLUMN_NAME = 'destination'"),
     ];
 
-    private async Task<(bool TableExists, string? Comment, bool PendingIndexExists, bool CleanupIndexExists)> ReadStateAsync(DbConnection connection, CancellationToken cancellationToken)
+    private async Task<(bool TableExists, string? Comment, bool PendingIndexExists, bool CleanupIndexExists, bool OrderingIndexExists)> ReadStateAsync(DbConnection connection, CancellationToken cancellationToken)
     {
         var command = Command(connection, null, StateSql);
         await using (command.ConfigureAwait(false))
@@ -333,11 +339,12 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
             command.Parameters.AddWithValue("@table", _tableName);
             command.Parameters.AddWithValue("@pending_ix", SqlIdentifier.Derive(_tableName, PendingIndexSuffix));
             command.Parameters.AddWithValue("@cleanup_ix", SqlIdentifier.Derive(_tableName, CleanupIndexSuffix));
+            command.Parameters.AddWithValue("@ordering_ix", SqlIdentifier.Derive(_tableName, OrderingIndexSuffix));
             var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {
                 await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                return (reader.GetInt64(1) > 0, reader.IsDBNull(2) ? null : reader.GetString(2), reader.GetInt64(3) > 0, reader.GetInt64(4) > 0);
+                return (reader.GetInt64(1) > 0, reader.IsDBNull(2) ? null : reader.GetString(2), reader.GetInt64(3) > 0, reader.GetInt64(4) > 0, reader.GetInt64(5) > 0);
             }
         }
     }
@@ -407,6 +414,9 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
 
     // Cleanup reads only the expired dispatched rows, oldest first.
     private static string CleanupIndexDefinition(string table) => $"{Quote(SqlIdentifier.Derive(table, CleanupIndexSuffix))} (dispatched, dispatched_at)";
+
+    // Claims find the oldest pending message of a key.
+    private static string OrderingIndexDefinition(string table) => $"{Quote(SqlIdentifier.Derive(table, OrderingIndexSuffix))} (ordering_key, dispatched, id)";
 
     private static string Quote(string name) => $"`{name}`";
 

@@ -86,6 +86,9 @@ internal sealed class SqliteDialect : OutboxSqlDialect
 
     public override string DeadLettersSql { get; }
 
+    /// <summary>The indexes again, for a table whose index was dropped.</summary>
+    public override string? RepairSql => IndexesSql(_tableName);
+
     public static string Script(SqliteOutboxStoreOptions options, int fromVersion) =>
         RelationalOutboxStore.ScriptFor(new SqliteDialect(options), fromVersion);
 
@@ -143,7 +146,15 @@ internal sealed class SqliteDialect : OutboxSqlDialect
 
     public override async Task<OutboxSchemaState> ReadSchemaAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
-        var command = Command(connection, "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ($table, $versions)", ("$table", _tableName), ("$versions", _versionsName));
+        var command = Command(
+            connection,
+            "SELECT name FROM sqlite_master WHERE (type = 'table' AND name IN ($table, $versions)) OR (type = 'index' AND tbl_name = $table AND name IN ($i0, $i1, $i2, $i3))",
+            ("$table", _tableName),
+            ("$versions", _versionsName),
+            ("$i0", $"{_tableName}_pending"),
+            ("$i1", $"{_tableName}_ordering"),
+            ("$i2", $"{_tableName}_dead_letters"),
+            ("$i3", $"{_tableName}_dispatched_at"));
         var tables = new HashSet<string>(StringComparer.Ordinal);
         await using (command.ConfigureAwait(false))
         {
@@ -163,9 +174,10 @@ internal sealed class SqliteDialect : OutboxSqlDialect
             return new OutboxSchemaState(0, false);
         }
 
+        var needsRepair = tables.Count - (tables.Contains(_versionsName) ? 2 : 1) != 4;
         if (!tables.Contains(_versionsName))
         {
-            return new OutboxSchemaState(1, false);
+            return new OutboxSchemaState(1, needsRepair);
         }
 
         var max = Command(connection, $"SELECT max(version) FROM \"{_versionsName}\"");
@@ -173,7 +185,7 @@ internal sealed class SqliteDialect : OutboxSqlDialect
         {
             max.Transaction = transaction;
             var version = await max.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-            return new OutboxSchemaState(version is null or DBNull ? 1 : Convert.ToInt32(version, CultureInfo.InvariantCulture), false);
+            return new OutboxSchemaState(version is null or DBNull ? 1 : Convert.ToInt32(version, CultureInfo.InvariantCulture), needsRepair);
         }
     }
 
@@ -223,15 +235,19 @@ internal sealed class SqliteDialect : OutboxSqlDialect
                 ordering_key TEXT NULL,
                 dead_lettered_at INTEGER NULL
             );
-            CREATE INDEX IF NOT EXISTS "{name}_pending" ON "{name}" (id) WHERE dispatched = 0;
-            CREATE INDEX IF NOT EXISTS "{name}_ordering" ON "{name}" (ordering_key, id) WHERE dispatched = 0 AND ordering_key IS NOT NULL;
-            CREATE INDEX IF NOT EXISTS "{name}_dead_letters" ON "{name}" (id) WHERE dead_lettered_at IS NOT NULL;
-            CREATE INDEX IF NOT EXISTS "{name}_dispatched_at" ON "{name}" (dispatched_at) WHERE dispatched = 1;
+            {IndexesSql(name)}
             """),
 
         // The destination the event stream named at enqueue, for statistics per destination.
         new OutboxMigration(2, "destination column", $"ALTER TABLE \"{name}\" ADD COLUMN destination TEXT NULL;"),
     ];
+
+    private static string IndexesSql(string name) => $"""
+        CREATE INDEX IF NOT EXISTS "{name}_pending" ON "{name}" (id) WHERE dispatched = 0;
+        CREATE INDEX IF NOT EXISTS "{name}_ordering" ON "{name}" (ordering_key, id) WHERE dispatched = 0 AND ordering_key IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS "{name}_dead_letters" ON "{name}" (id) WHERE dead_lettered_at IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS "{name}_dispatched_at" ON "{name}" (dispatched_at) WHERE dispatched = 1;
+        """;
 
     private static string IdFilter(string? idList) => idList is null ? string.Empty : $" AND id IN ({idList})";
 

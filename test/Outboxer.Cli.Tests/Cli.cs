@@ -1,7 +1,5 @@
 using System.Diagnostics;
-using System.Net.Sockets;
-using Npgsql;
-using Xunit;
+using Outboxer.Testing.Servers;
 
 namespace Outboxer.Cli.Tests;
 
@@ -38,69 +36,10 @@ internal static class Cli
 
     public static async Task<CliResult> RunAsync(params string[] arguments)
     {
-        using var process = Process.Start(StartInfo(arguments))!;
-        process.StandardInput.Close();
-        using var bound = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        bound.CancelAfter(Bound);
-        var stdout = process.StandardOutput.ReadToEndAsync(bound.Token);
-        var stderr = process.StandardError.ReadToEndAsync(bound.Token);
-        try
-        {
-            await process.WaitForExitAsync(bound.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
-
-        return new CliResult(process.ExitCode, await stdout, await stderr);
+        var (exitCode, stdout, stderr) = await Repository.RunToExitAsync(StartInfo(arguments), Bound);
+        return new CliResult(exitCode, stdout, stderr);
     }
 
-    /// <summary>The CLI's build output beside this test's: src/Outboxer.Cli/bin/&lt;configuration&gt;/&lt;tfm&gt;/Outboxer.Cli.dll.</summary>
-    public static string DllPath { get; } = FindDll();
-
-    private static string FindDll()
-    {
-        var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-        var tfm = output.Name;
-        var configuration = output.Parent!.Name;
-        var root = output;
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Outboxer.slnx")))
-        {
-            root = root.Parent;
-        }
-
-        Assert.NotNull(root);
-        var path = Path.Combine(root.FullName, "src", "Outboxer.Cli", "bin", configuration, tfm, "Outboxer.Cli.dll");
-        Assert.True(File.Exists(path), $"{path} is missing: build src/Outboxer.Cli first.");
-        return path;
-    }
-}
-
-/// <summary>
-/// The PostgreSQL server the tests run against: <c>OUTBOXER_POSTGRES_URL</c>, or the one <c>bash eng/servers.sh start postgres</c> starts.
-/// A server that cannot be reached fails the test with that hint; it never skips it.
-/// </summary>
-internal static class PostgreSqlServer
-{
-    private const string DefaultConnectionString = "Host=127.0.0.1;Port=5433;Username=postgres;Database=outboxer";
-
-    public static string ConnectionString =>
-        Environment.GetEnvironmentVariable("OUTBOXER_POSTGRES_URL") is { Length: > 0 } configured ? configured : DefaultConnectionString;
-
-    public static async Task<NpgsqlConnection> OpenAsync(NpgsqlDataSource dataSource)
-    {
-        try
-        {
-            return await dataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
-        }
-        catch (Exception ex) when (ex is NpgsqlException { InnerException: SocketException or IOException or TimeoutException } or SocketException)
-        {
-            throw new InvalidOperationException(
-                $"PostgreSQL is not reachable at '{new NpgsqlConnectionStringBuilder(ConnectionString) { Password = null }}' ({ex.Message}). " +
-                "Start it with `bash eng/servers.sh start postgres`, or point OUTBOXER_POSTGRES_URL at another server.",
-                ex);
-        }
-    }
+    /// <summary>Gets the CLI's build output beside this test's: src/Outboxer.Cli/bin/&lt;configuration&gt;/&lt;tfm&gt;/Outboxer.Cli.dll.</summary>
+    public static string DllPath { get; } = Repository.BuildOutput("src/Outboxer.Cli", "build src/Outboxer.Cli first");
 }

@@ -6,6 +6,7 @@ using Outboxer.RabbitMQ;
 using RabbitMQ.Client;
 using Outboxer.Sqlite;
 using Outboxer.Testing;
+using Outboxer.Testing.Servers;
 using Xunit;
 
 namespace Outboxer.Cli.Tests;
@@ -330,9 +331,8 @@ public sealed class CliTests : IAsyncLifetime
     [Fact]
     public async Task Relay_once_publishes_the_pending_messages_to_rabbitmq()
     {
-        var rabbitUri = Environment.GetEnvironmentVariable("OUTBOXER_RABBITMQ_URL") is { Length: > 0 } configured ? configured : "amqp://outboxer:outboxer@127.0.0.1:5673/";
         var queue = "outboxer_cli_" + Guid.NewGuid().ToString("N")[..12];
-        await using var connection = await new ConnectionFactory { Uri = new Uri(rabbitUri) }.CreateConnectionAsync(Token);
+        await using var connection = await RabbitMQServer.ConnectAsync("Outboxer.Cli.Tests");
         await using var channel = await connection.CreateChannelAsync(cancellationToken: Token);
         await channel.QueueDeclareAsync(queue, durable: false, exclusive: false, autoDelete: false, cancellationToken: Token);
         try
@@ -347,7 +347,7 @@ public sealed class CliTests : IAsyncLifetime
                 }
             }
 
-            var result = await Cli.RunAsync(Store("relay", "--once", "--broker", "rabbitmq", "--rabbitmq-uri", rabbitUri));
+            var result = await Cli.RunAsync(Store("relay", "--once", "--broker", "rabbitmq", "--rabbitmq-uri", RabbitMQServer.Url.OriginalString));
 
             Assert.True(result.ExitCode == 0, result.ToString());
             Assert.Contains("dispatched 3, failed 0", result.Stderr, StringComparison.Ordinal);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Outboxer.Testing.Servers;
 using Xunit;
 
 namespace Outboxer.EndToEnd.Tests;
@@ -6,8 +7,8 @@ namespace Outboxer.EndToEnd.Tests;
 /// <summary>The samples, run as separate processes against the servers that eng/servers.sh starts.</summary>
 public sealed class SampleProcessTests
 {
-    private static readonly string Postgres = Environment.GetEnvironmentVariable("OUTBOXER_POSTGRES_URL") ?? "Host=127.0.0.1;Port=5433;Username=postgres;Database=outboxer";
-    private static readonly string RabbitMQ = Environment.GetEnvironmentVariable("OUTBOXER_RABBITMQ_URL") ?? "amqp://outboxer:outboxer@127.0.0.1:5673/";
+    private static readonly string Postgres = PostgreSqlServer.ConnectionString;
+    private static readonly string RabbitMQ = RabbitMQServer.Url.OriginalString;
 
     [Fact]
     public async Task The_sample_relays_exactly_the_committed_messages_with_no_server_at_all()
@@ -54,46 +55,17 @@ public sealed class SampleProcessTests
 
     private static async Task<(int ExitCode, string Output)> RunAsync(string sample, params string[] arguments)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var start = new ProcessStartInfo("dotnet");
         start.ArgumentList.Add(SamplePath(sample));
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
         }
 
-        using var process = Process.Start(start)!;
-        using var bound = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        bound.CancelAfter(TimeSpan.FromMinutes(4));
-        var stdout = process.StandardOutput.ReadToEndAsync(bound.Token);
-        var stderr = process.StandardError.ReadToEndAsync(bound.Token);
-        try
-        {
-            await process.WaitForExitAsync(bound.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
-
-        return (process.ExitCode, await stdout + await stderr);
+        var (exitCode, stdout, stderr) = await Repository.RunToExitAsync(start, TimeSpan.FromMinutes(4));
+        return (exitCode, stdout + stderr);
     }
 
-    /// <summary>The sample's build output beside this test's: samples/&lt;name&gt;/bin/&lt;configuration&gt;/&lt;tfm&gt;/&lt;name&gt;.dll.</summary>
-    internal static string SamplePath(string sample)
-    {
-        var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-        var tfm = output.Name;
-        var configuration = output.Parent!.Name;
-        var root = output;
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Outboxer.slnx")))
-        {
-            root = root.Parent;
-        }
-
-        Assert.NotNull(root);
-        var path = Path.Combine(root.FullName, "samples", sample, "bin", configuration, tfm, sample + ".dll");
-        Assert.True(File.Exists(path), $"{path} is missing: build the solution first.");
-        return path;
-    }
+    /// <summary>Gets the sample's build output beside this test's: samples/&lt;name&gt;/bin/&lt;configuration&gt;/&lt;tfm&gt;/&lt;name&gt;.dll.</summary>
+    internal static string SamplePath(string sample) => Repository.BuildOutput($"samples/{sample}", "build the solution first");
 }

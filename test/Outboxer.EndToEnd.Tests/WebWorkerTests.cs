@@ -5,6 +5,7 @@ using System.Text.Json;
 using Npgsql;
 using Outboxer.PostgreSql;
 using Outboxer.RabbitMQ;
+using Outboxer.Testing.Servers;
 using RabbitMQ.Client;
 using Xunit;
 
@@ -13,8 +14,8 @@ namespace Outboxer.EndToEnd.Tests;
 /// <summary>The web worker sample, run as a process: configured only through AddOutboxer and configuration, it relays, exports telemetry and reports health.</summary>
 public sealed class WebWorkerTests
 {
-    private static readonly string Postgres = Environment.GetEnvironmentVariable("OUTBOXER_POSTGRES_URL") ?? "Host=127.0.0.1;Port=5433;Username=postgres;Database=outboxer";
-    private static readonly string RabbitMQ = Environment.GetEnvironmentVariable("OUTBOXER_RABBITMQ_URL") ?? "amqp://outboxer:outboxer@127.0.0.1:5673/";
+    private static readonly string Postgres = PostgreSqlServer.ConnectionString;
+    private static readonly string RabbitMQ = RabbitMQServer.Url.OriginalString;
 
     [Fact]
     public async Task A_worker_configured_only_through_AddOutboxer_relays_exports_telemetry_and_reports_its_lag()
@@ -23,7 +24,7 @@ public sealed class WebWorkerTests
         var schema = $"webworker_{Guid.NewGuid():N}"[..24];
         var queue = $"outboxer-webworker-{Guid.NewGuid():N}";
         var port = FreePort();
-        await using var rabbit = await new ConnectionFactory { Uri = new Uri(RabbitMQ) }.CreateConnectionAsync(ct);
+        await using var rabbit = await RabbitMQServer.ConnectAsync("Outboxer.EndToEnd.Tests.WebWorker");
         await using var channel = await rabbit.CreateChannelAsync(cancellationToken: ct);
         await channel.QueueDeclareAsync(queue, durable: false, exclusive: true, autoDelete: true, cancellationToken: ct);
         await using var dataSource = NpgsqlDataSource.Create(Postgres);

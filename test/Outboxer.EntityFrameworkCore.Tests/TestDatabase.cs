@@ -6,6 +6,7 @@ using Npgsql;
 using Outboxer.PostgreSql;
 using Outboxer.Providers;
 using Outboxer.Sqlite;
+using Outboxer.Testing.Servers;
 using Xunit;
 
 namespace Outboxer.EntityFrameworkCore.Tests;
@@ -49,9 +50,9 @@ public sealed class PostgreSqlTestDatabase : TestDatabase
     private readonly string _schema = $"outboxer_ef_{Guid.NewGuid():N}"[..28];
     private readonly NpgsqlDataSource _dataSource;
 
-    public PostgreSqlTestDatabase() => _dataSource = NpgsqlDataSource.Create(PostgreSqlServer.ForSchema(_schema));
+    public PostgreSqlTestDatabase() => _dataSource = NpgsqlDataSource.Create(PostgreSqlServer.SessionConnectionString(searchPath: _schema));
 
-    public string ConnectionString => PostgreSqlServer.ForSchema(_schema);
+    public string ConnectionString => PostgreSqlServer.SessionConnectionString(searchPath: _schema);
 
     public override bool DispatchesBesideAnOpenTransaction => true;
 

@@ -1,4 +1,5 @@
 using Npgsql;
+using Outboxer.Testing.Servers;
 using Xunit;
 
 namespace Outboxer.Guarantees.Tests;
@@ -28,8 +29,8 @@ public sealed class DisruptiveScenarioTests
         var random = new Random(seed);
         try
         {
-            relays.Add(await RelayProcess.StartAsync(Servers.Postgres, Servers.RabbitMQ, run.Schema, Ct));
-            relays.Add(await RelayProcess.StartAsync(Servers.Postgres, Servers.RabbitMQ, run.Schema, Ct));
+            relays.Add(await RelayProcess.StartAsync(PostgreSqlServer.ConnectionString, RabbitMQServer.Url, run.Schema, Ct));
+            relays.Add(await RelayProcess.StartAsync(PostgreSqlServer.ConnectionString, RabbitMQServer.Url, run.Schema, Ct));
             var producing = run.ProduceAsync(500, TimeSpan.FromMilliseconds(20), cancellationToken: Ct);
 
             // Eight kills at random points while the messages flow; two relays stay alive, a killed one is replaced.
@@ -42,7 +43,7 @@ public sealed class DisruptiveScenarioTests
                 kills++;
                 Log($"SIGKILL {kills}: relay pid {relays[victim].Id} ({arrivedBefore} deliveries so far)");
                 await relays[victim].DisposeAsync();
-                relays[victim] = await RelayProcess.StartAsync(Servers.Postgres, Servers.RabbitMQ, run.Schema, Ct);
+                relays[victim] = await RelayProcess.StartAsync(PostgreSqlServer.ConnectionString, RabbitMQServer.Url, run.Schema, Ct);
             }
 
             await producing;
@@ -92,12 +93,12 @@ public sealed class DisruptiveScenarioTests
     [Fact]
     public async Task Scenario4_connections_to_broker_and_database_cut_and_restored_lose_nothing()
     {
-        var postgres = new NpgsqlConnectionStringBuilder(Servers.Postgres);
+        var postgres = new NpgsqlConnectionStringBuilder(PostgreSqlServer.ConnectionString);
         await using var databaseProxy = new TcpProxy(postgres.Port);
-        await using var brokerProxy = new TcpProxy(Servers.RabbitMQ.Port);
+        await using var brokerProxy = new TcpProxy(RabbitMQServer.Url.Port);
         postgres.Host = "127.0.0.1";
         postgres.Port = databaseProxy.Port;
-        var broker = new UriBuilder(Servers.RabbitMQ) { Host = "127.0.0.1", Port = brokerProxy.Port }.Uri;
+        var broker = new UriBuilder(RabbitMQServer.Url) { Host = "127.0.0.1", Port = brokerProxy.Port }.Uri;
 
         await using var run = await GuaranteeRun.CreateAsync("connection-cuts");
         run.StartDispatcher(GuaranteeRun.FastRecoveryOptions(), postgres.ConnectionString, broker);
@@ -134,10 +135,10 @@ public sealed class DisruptiveScenarioTests
         try
         {
             Log($"stopping {name} ({run.ArrivalCount} deliveries so far)");
-            await Servers.RunServersScriptAsync("stop", server);
+            await Repository.RunServersScriptAsync("stop", server);
             await Task.Delay(TimeSpan.FromSeconds(1), Ct);
             Log($"starting {name}");
-            await Servers.RunServersScriptAsync("start", server);
+            await Repository.RunServersScriptAsync("start", server);
             restarted = true;
             Log($"{name} started");
         }
@@ -145,7 +146,7 @@ public sealed class DisruptiveScenarioTests
         {
             if (!restarted)
             {
-                await Servers.RunServersScriptAsync("start", server);
+                await Repository.RunServersScriptAsync("start", server);
             }
         }
     }

@@ -6,6 +6,7 @@ using System.Text.Json;
 using Npgsql;
 using Outboxer.PostgreSql;
 using Outboxer.RabbitMQ;
+using Outboxer.Testing.Servers;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
 using Xunit;
@@ -143,8 +144,8 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     /// <summary>Starts an in-process dispatcher (its own data source, publisher and outbox) on this run's table; disposed with the run.</summary>
     public Outbox StartDispatcher(OutboxOptions options, string? postgres = null, Uri? rabbitMQ = null)
     {
-        var dataSource = NpgsqlDataSource.Create(postgres ?? Servers.Postgres);
-        var publisher = new RabbitMQPublisher(rabbitMQ ?? Servers.RabbitMQ);
+        var dataSource = NpgsqlDataSource.Create(postgres ?? PostgreSqlServer.ConnectionString);
+        var publisher = new RabbitMQPublisher(rabbitMQ ?? RabbitMQServer.Url);
         var outbox = new Outbox(new PostgreSqlOutboxStore(dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = Schema, CreateTableIfMissing = false }), publisher, options);
 
         // Disposed in reverse order: the outbox first (a graceful stop), then the publisher, then the data source.
@@ -395,7 +396,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     {
         try
         {
-            var factory = new ConnectionFactory { Uri = Servers.RabbitMQ, ClientProvidedName = "Outboxer.Guarantees.Tests.cleanup" };
+            var factory = new ConnectionFactory { Uri = RabbitMQServer.Url, ClientProvidedName = "Outboxer.Guarantees.Tests.cleanup" };
             await using var connection = await factory.CreateConnectionAsync(CancellationToken.None);
             foreach (var queue in queues)
             {
@@ -461,41 +462,25 @@ internal sealed class GuaranteeRun : IAsyncDisposable
 
     private async Task InitializeAsync()
     {
-        _producerData = NpgsqlDataSource.Create(Servers.Postgres);
-        try
+        _producerData = NpgsqlDataSource.Create(PostgreSqlServer.ConnectionString);
+        await using (var connection = await PostgreSqlServer.OpenAsync(_producerData))
+        await using (var create = new NpgsqlCommand($"CREATE SCHEMA \"{Schema}\"", connection))
         {
-            await using (var create = _producerData.CreateCommand($"CREATE SCHEMA \"{Schema}\""))
-            {
-                await create.ExecuteNonQueryAsync(Ct);
-            }
-        }
-        catch (NpgsqlException ex)
-        {
-            Assert.Fail($"PostgreSQL is not reachable with OUTBOXER_POSTGRES_URL or the default ({ex.Message}). Start it with `bash eng/servers.sh start postgres`.");
+            await create.ExecuteNonQueryAsync(Ct);
         }
 
         var store = new PostgreSqlOutboxStore(_producerData, new PostgreSqlOutboxStoreOptions { SchemaName = Schema });
         await store.MigrateAsync(Ct);
 
         // The producer never starts its dispatcher; its publisher connects lazily, so it never connects.
-        _producer = new Outbox(store, new RabbitMQPublisher(Servers.RabbitMQ));
+        _producer = new Outbox(store, new RabbitMQPublisher(RabbitMQServer.Url));
 
-        var factory = new ConnectionFactory
+        _consumerConnection = await RabbitMQServer.ConnectAsync($"Outboxer.Guarantees.Tests.{Scenario}", factory =>
         {
-            Uri = Servers.RabbitMQ,
-            ClientProvidedName = $"Outboxer.Guarantees.Tests.{Scenario}",
-            AutomaticRecoveryEnabled = true,
-            TopologyRecoveryEnabled = true,
-            NetworkRecoveryInterval = TimeSpan.FromSeconds(1),
-        };
-        try
-        {
-            _consumerConnection = await factory.CreateConnectionAsync(Ct);
-        }
-        catch (global::RabbitMQ.Client.Exceptions.BrokerUnreachableException ex)
-        {
-            Assert.Fail($"RabbitMQ is not reachable with OUTBOXER_RABBITMQ_URL or the default ({ex.InnerException?.Message ?? ex.Message}). Start it with `bash eng/servers.sh start rabbitmq`.");
-        }
+            factory.AutomaticRecoveryEnabled = true;
+            factory.TopologyRecoveryEnabled = true;
+            factory.NetworkRecoveryInterval = TimeSpan.FromSeconds(1);
+        });
 
         _consumerChannel = await _consumerConnection.CreateChannelAsync(cancellationToken: Ct);
         await DeclareAsync(Exchange, ExchangeType.Topic, Queue);
@@ -639,7 +624,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
 
     private static void Append(GuaranteeReport report)
     {
-        var folder = Path.Combine(Servers.RepositoryRoot, "artifacts");
+        var folder = Path.Combine(Repository.Root, "artifacts");
         Directory.CreateDirectory(folder);
         lock (s_reportFile)
         {

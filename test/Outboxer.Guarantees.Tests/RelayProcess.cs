@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using Outboxer.Testing.Servers;
 
 namespace Outboxer.Guarantees.Tests;
 
@@ -37,7 +38,8 @@ internal sealed class RelayProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var argument in new[] { Servers.RelayPath(), postgres, rabbitMQ.ToString(), schema, "3000", "2000" })
+        var program = Repository.BuildOutput("samples/Outboxer.Relay", "build test/Outboxer.Guarantees.Tests (it builds the relay) first");
+        foreach (var argument in new[] { program, postgres, rabbitMQ.ToString(), schema, "3000", "2000" })
         {
             start.ArgumentList.Add(argument);
         }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Outboxer.Providers;
 using Outboxer.Testing;
+using Outboxer.Testing.Servers;
 using Xunit;
 
 namespace Outboxer.MySql.Tests;

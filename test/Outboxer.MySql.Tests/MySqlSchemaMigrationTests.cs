@@ -2,6 +2,7 @@ using System.Data.Common;
 using MySqlConnector;
 using Outboxer.Providers;
 using Outboxer.Testing;
+using Outboxer.Testing.Servers;
 
 namespace Outboxer.MySql.Tests;
 

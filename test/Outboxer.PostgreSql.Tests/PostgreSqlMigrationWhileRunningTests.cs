@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Npgsql;
 using NpgsqlTypes;
 using Outboxer.Testing;
+using Outboxer.Testing.Servers;
 using Xunit;
 
 namespace Outboxer.PostgreSql.Tests;
@@ -44,7 +45,7 @@ public sealed class PostgreSqlMigrationWhileRunningTests : IAsyncLifetime
     public async Task A_dispatcher_of_the_previous_version_keeps_enqueuing_and_dispatching_during_the_migration_and_nothing_is_lost_or_doubled()
     {
         var statements = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Fixtures", "dispatch-v1.sql")).Replace("{table}", Table, StringComparison.Ordinal);
-        var claimSql = Between(statements, "WITH fresh", "-- mark").Replace("LIMIT @limit", "LIMIT 20", StringComparison.Ordinal);
+        var claimSql = Between(statements, "WITH fresh", "-- mark").Replace("LIMIT @limit", "LIMIT 3", StringComparison.Ordinal);
         var markSql = Between(statements, "UPDATE", "-- insert", after: "-- mark");
         var insertSql = statements[statements.IndexOf("INSERT INTO", StringComparison.Ordinal)..].Trim();
 
@@ -54,7 +55,8 @@ public sealed class PostgreSqlMigrationWhileRunningTests : IAsyncLifetime
         var rounds = 0;
         var old = Task.Run(async () =>
         {
-            // The old process: enqueue a transaction of 5, claim up to 20, "publish", mark; until told to stop, and at least 30 rounds.
+            // The old process: enqueue a transaction of 5, claim up to 3, "publish", mark; until told to stop, and at least 30 rounds. It falls
+            // behind on purpose, so that the new version's dispatcher has messages of the old process to publish too.
             while (!stop.IsCancellationRequested || rounds < 30)
             {
                 await using var connection = await PostgreSqlServer.OpenAsync(_dataSource);

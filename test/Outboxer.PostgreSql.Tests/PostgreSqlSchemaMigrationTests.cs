@@ -2,6 +2,7 @@ using System.Data.Common;
 using Npgsql;
 using Outboxer.Providers;
 using Outboxer.Testing;
+using Outboxer.Testing.Servers;
 
 namespace Outboxer.PostgreSql.Tests;
 

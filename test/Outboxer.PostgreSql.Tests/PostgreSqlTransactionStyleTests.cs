@@ -2,6 +2,7 @@ using System.Data;
 using System.Transactions;
 using Npgsql;
 using Outboxer.Testing;
+using Outboxer.Testing.Servers;
 using Xunit;
 
 namespace Outboxer.PostgreSql.Tests;

@@ -1,5 +1,6 @@
 using Npgsql;
 using Outboxer.Testing;
+using Outboxer.Testing.Servers;
 using Xunit;
 
 namespace Outboxer.PostgreSql.Tests;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Outboxer.Testing.Servers;
 using RabbitMQ.Client;
 using Xunit;
 
@@ -41,7 +42,7 @@ public sealed class RabbitMQBrokerRestartTests
             var restarted = false;
             try
             {
-                await RabbitMQServer.RunServersScriptAsync("stop");
+                await Repository.RunServersScriptAsync("stop", "rabbitmq");
 
                 using (var down = CancellationTokenSource.CreateLinkedTokenSource(Ct))
                 {
@@ -51,14 +52,14 @@ public sealed class RabbitMQBrokerRestartTests
                     TestContext.Current.TestOutputHelper?.WriteLine($"While down: {ex.Message}");
                 }
 
-                await RabbitMQServer.RunServersScriptAsync("start");
+                await Repository.RunServersScriptAsync("start", "rabbitmq");
                 restarted = true;
             }
             finally
             {
                 if (!restarted)
                 {
-                    await RabbitMQServer.RunServersScriptAsync("start");
+                    await Repository.RunServersScriptAsync("start", "rabbitmq");
                 }
             }
 

@@ -1,3 +1,4 @@
+using Outboxer.Testing.Servers;
 using RabbitMQ.Client;
 using Xunit;
 

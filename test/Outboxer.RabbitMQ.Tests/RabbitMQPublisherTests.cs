@@ -4,6 +4,7 @@ using Microsoft.Data.Sqlite;
 using Outboxer.Providers;
 using Outboxer.Sqlite;
 using Outboxer.Testing;
+using Outboxer.Testing.Servers;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
 using Xunit;

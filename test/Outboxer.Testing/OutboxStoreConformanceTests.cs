@@ -8,20 +8,86 @@ namespace Outboxer.Testing;
 
 /// <summary>
 /// The behaviour every <see cref="IOutboxStore"/> must have, run against a real database. A store's test class derives from this,
-/// gives each test instance a table of its own, and adds the store's specific tests.
+/// gives each test instance a schema, database or file of its own, answers the hooks below for its database, and adds the store's
+/// specific tests. Stores whose database lets several transactions write at once derive from
+/// <see cref="RowLockingOutboxStoreConformanceTests"/> instead, which adds the tests of row locks.
 /// </summary>
 public abstract class OutboxStoreConformanceTests : IAsyncLifetime
 {
-    private static readonly DateTimeOffset T0 = new(2026, 1, 1, 12, 0, 0, TimeSpan.Zero);
+    private string? _businessTable;
 
     /// <summary>Gets a token that is cancelled when the test is aborted.</summary>
     protected static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    /// <summary>Gets the instant the tests count from.</summary>
+    protected static DateTimeOffset T0 { get; } = new(2026, 1, 1, 12, 0, 0, TimeSpan.Zero);
+
+    /// <summary>Gets table names that are not plain identifiers, which every store and its create script reject.</summary>
+    public static TheoryData<string> InvalidTableNames =>
+    [
+        "x; DROP TABLE y", "orders; DROP TABLE orders", "a\"b", "outbox\"", "a`b", "", "1abc", "1outbox", "caf\u00e9", new string('t', SqlIdentifier.MaxLength + 1),
+    ];
+
     /// <summary>Gets the quoted (and qualified, where needed) name of this test's business table, which the suite creates.</summary>
-    protected abstract string BusinessTable { get; }
+    protected string BusinessTable => QuoteTable(_businessTable ??= NewTableName("orders"));
+
+    /// <summary>Gets the name of this test's outbox table, the one <see cref="CreateStore()"/> uses.</summary>
+    protected virtual string OutboxTable => "outbox_messages";
+
+    /// <summary>Gets the name of the store's options class, which its errors about a bad setting name (<c>SqliteOutboxStoreOptions</c>).</summary>
+    protected abstract string OptionsName { get; }
+
+    /// <summary>Gets the name of the constructor parameter that says where the database is (<c>dataSource</c>, <c>connectionString</c>).</summary>
+    protected abstract string DatabaseParameterName { get; }
+
+    /// <summary>
+    /// Gets the indexes the store gives its table: the suffix of each name (after <c>&lt;table&gt;_</c>) and the definition, as
+    /// <see cref="ReadIndexesAsync"/> shows it.
+    /// </summary>
+    protected abstract IReadOnlyDictionary<string, string> ExpectedIndexes { get; }
+
+    /// <summary>
+    /// Gets the suffixes of the <see cref="ExpectedIndexes"/> that creating the table adds to an existing table which lacks them (one
+    /// made by hand or by an older script); the tests of that drop these. All of them unless a store says otherwise.
+    /// </summary>
+    protected virtual IReadOnlyCollection<string> IndexesAddedToAnExistingTable => [.. ExpectedIndexes.Keys];
+
+    /// <summary>
+    /// Gets the longest index name the database keeps whole, or <see langword="null"/> where every name is kept whole. A longer one would
+    /// be cut (PostgreSQL) or refused (MySQL), so that two indexes of a long table name could end up as one.
+    /// </summary>
+    protected virtual int? MaxIndexNameLength => SqlIdentifier.MaxLength;
 
     /// <summary>Creates a store over this test's outbox table; each call returns a new instance on the same table.</summary>
-    protected abstract RelationalOutboxStore CreateStore();
+    protected RelationalOutboxStore CreateStore() => CreateStore(OutboxTable);
+
+    /// <summary>Creates a store over the outbox table <paramref name="table"/>, which it creates on first use when missing.</summary>
+    protected RelationalOutboxStore CreateStore(string table) => CreateStore(table, createTableIfMissing: true);
+
+    /// <summary>Creates a store over the outbox table <paramref name="table"/> in this test's schema, database or file.</summary>
+    protected abstract RelationalOutboxStore CreateStore(string table, bool createTableIfMissing);
+
+    /// <summary>Creates a store with <see langword="null"/> for where the database is, which the constructor must reject.</summary>
+    protected abstract RelationalOutboxStore CreateStoreWithoutDatabase();
+
+    /// <summary>Gets the store's create script (its public <c>GetCreateScript</c>) for the outbox table <paramref name="table"/>.</summary>
+    protected abstract string CreateScript(string table);
+
+    /// <summary>Gets a table name that this test alone uses, starting with <paramref name="prefix"/>; the test removes the table afterwards.</summary>
+    /// <remarks>Where each test has a schema or file of its own, the prefix itself. A database the tests share (MySQL) adds a suffix.</remarks>
+    protected virtual string NewTableName(string prefix) => prefix;
+
+    /// <summary>Gets <paramref name="table"/> as SQL writes it, and as the store's errors name it: quoted, and qualified where needed.</summary>
+    protected abstract string QuoteTable(string table);
+
+    /// <summary>Gets the statement that drops the index <paramref name="index"/> of <paramref name="table"/>.</summary>
+    protected abstract string DropIndexStatement(string table, string index);
+
+    /// <summary>Reads the indexes of <paramref name="table"/>, without its primary key: each name and its definition.</summary>
+    protected abstract Task<IReadOnlyDictionary<string, string>> ReadIndexesAsync(string table);
+
+    /// <summary>Reads a time column of the outbox table as the instant the store wrote.</summary>
+    protected abstract DateTimeOffset ReadInstant(DbDataReader reader, int ordinal);
 
     /// <summary>Opens a connection to the store's database.</summary>
     protected abstract Task<DbConnection> OpenConnectionAsync();
@@ -525,6 +591,164 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         Assert.Equal("orders", Assert.Single(await store.GetDeadLettersAsync(10, 0, Ct)).Destination);
     }
 
+    [Fact]
+    public void A_null_data_source_or_connection_string_is_rejected()
+    {
+        var ex = Assert.Throws<ArgumentNullException>(CreateStoreWithoutDatabase);
+        Assert.Equal(DatabaseParameterName, ex.ParamName);
+    }
+
+    [Theory]
+    [MemberData(nameof(InvalidTableNames))]
+    public void A_table_name_that_is_not_a_plain_identifier_is_rejected_by_option_name(string name)
+    {
+        var ex = Assert.Throws<ArgumentException>(() => CreateStore(name));
+        Assert.Equal($"{OptionsName}.TableName", ex.ParamName);
+        ex = Assert.Throws<ArgumentException>(() => CreateScript(name));
+        Assert.Equal($"{OptionsName}.TableName", ex.ParamName);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Ten_stores_creating_the_table_at_once_on_a_fresh_table_all_succeed(bool tableWithoutIndexes)
+    {
+        // Three rounds: one race does not always interleave the creators badly enough to show a missing lock. Without one, PostgreSQL's
+        // CREATE TABLE IF NOT EXISTS collides with itself, and MySQL's ALTERs that add missing indexes to an existing table do.
+        for (var round = 0; round < 3; round++)
+        {
+            var table = NewTableName($"fresh{round}");
+            if (tableWithoutIndexes)
+            {
+                await using var connection = await OpenConnectionAsync();
+                await ExecuteAsync(connection, null, CreateScript(table));
+                await DropIndexesAsync(table);
+            }
+
+            await TenStoresCreateAtOnceAsync(() => CreateStore(table), () => ReadIndexesAsync(table), table);
+        }
+    }
+
+    [Fact]
+    public async Task A_missing_index_is_added_to_an_existing_table_and_its_rows_are_kept()
+    {
+        var store = CreateStore();
+        var id = await store.AddWithinTransactionAsync(NewMessage("kept"), null, Ct);
+        await DropIndexesAsync(OutboxTable);
+        Assert.Equal(ExpectedIndexes.Count - IndexesAddedToAnExistingTable.Count, (await ReadIndexesAsync(OutboxTable)).Count);
+
+        await CreateStore().MigrateAsync(Ct);
+
+        AssertHasItsIndexes(OutboxTable, await ReadIndexesAsync(OutboxTable));
+        Assert.Equal(id, Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
+    }
+
+    [Fact]
+    public async Task Two_stores_with_different_tables_both_work_and_each_has_its_own_indexes()
+    {
+        var a = NewTableName("outbox_a");
+        var b = NewTableName("outbox_b");
+        var first = CreateStore(a);
+        var second = CreateStore(b);
+
+        var idA = await first.AddWithinTransactionAsync(NewMessage("a"), null, Ct);
+        var idB = await second.AddWithinTransactionAsync(NewMessage("b"), null, Ct);
+
+        Assert.Equal("a", Encoding.UTF8.GetString(Assert.Single(await first.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Payload));
+        Assert.Equal("b", Encoding.UTF8.GetString(Assert.Single(await second.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Payload));
+        Assert.Equal(1, idA);
+        Assert.Equal(1, idB);
+        AssertHasItsIndexes(a, await ReadIndexesAsync(a));
+        AssertHasItsIndexes(b, await ReadIndexesAsync(b));
+    }
+
+    [Fact]
+    public async Task A_table_name_of_the_longest_allowed_length_still_gets_distinct_indexes()
+    {
+        var table = NewTableName("long").PadRight(SqlIdentifier.MaxLength, 't');
+        await CreateStore(table).MigrateAsync(Ct);
+
+        var indexes = await ReadIndexesAsync(table);
+        Assert.Equal(ExpectedIndexes.Count, indexes.Count);
+        if (MaxIndexNameLength is { } max)
+        {
+            Assert.All(indexes.Keys, name => Assert.True(name.Length <= max, name));
+        }
+
+        foreach (var (suffix, definition) in ExpectedIndexes)
+        {
+            Assert.Single(indexes, i => i.Key.EndsWith("_" + suffix, StringComparison.Ordinal) && i.Value == definition);
+        }
+
+        // Running the check again finds everything in place instead of creating anything.
+        await CreateStore(table).MigrateAsync(Ct);
+        Assert.Equal(ExpectedIndexes.Count, (await ReadIndexesAsync(table)).Count);
+    }
+
+    [Fact]
+    public async Task The_create_script_applied_by_hand_makes_a_table_that_a_store_which_creates_nothing_uses()
+    {
+        var table = NewTableName("managed");
+        await using (var connection = await OpenConnectionAsync())
+        {
+            // Once, as migrations run: not every database can write the script's later steps to be safe to run again.
+            await ExecuteAsync(connection, null, CreateScript(table));
+        }
+
+        var store = CreateStore(table, createTableIfMissing: false);
+        var id = await store.AddWithinTransactionAsync(NewMessage("managed"), null, Ct);
+        Assert.Equal(id, Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
+        await store.MarkDispatchedAsync([id], T0, Ct);
+        Assert.Equal(1, await store.RemoveDispatchedAsync(T0.AddDays(1), 10, Ct));
+    }
+
+    [Fact]
+    public async Task A_store_that_creates_nothing_fails_on_a_missing_table_with_an_error_naming_it()
+    {
+        var table = NewTableName("missing");
+        var store = CreateStore(table, createTableIfMissing: false);
+
+        var ex = await Assert.ThrowsAsync<OutboxException>(() => store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        Assert.Contains($"{QuoteTable(table)} does not exist", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("outboxer schema migrate", ex.Message, StringComparison.Ordinal);
+        Assert.False(ex.IsTransient);
+        Assert.False((await store.GetSchemaStatusAsync(Ct)).Exists);
+    }
+
+    [Fact]
+    public async Task Creating_the_table_again_does_not_wait_for_an_open_transaction_that_writes_to_it()
+    {
+        var store = CreateStore();
+        await store.MigrateAsync(Ct);
+        await using var connection = await OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync(Ct);
+        await store.AddAsync(transaction, NewMessage("holding a row lock"), Ct);
+
+        // DDL on the table (CREATE INDEX IF NOT EXISTS, ALTER TABLE) would wait for this transaction's lock on it; the catalog check runs none.
+        await CreateStore().MigrateAsync(Ct).WaitAsync(TimeSpan.FromSeconds(5), Ct);
+        await transaction.CommitAsync(Ct);
+    }
+
+    [Fact]
+    public async Task A_failure_text_with_a_nul_character_or_half_a_surrogate_pair_is_still_recorded()
+    {
+        var store = CreateStore();
+        var id = await store.AddWithinTransactionAsync(NewMessage("flaky"), null, Ct);
+        Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+
+        // 3999 characters, then a surrogate pair that the 4000-character limit cuts in half.
+        var error = "broker\0down \uDE00" + new string('x', 3986) + "\U0001F600";
+        await store.ReleaseAsync(id, T0.AddSeconds(5), error, Ct);
+
+        await using var connection = await OpenConnectionAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT last_error, locked_until FROM {QuoteTable(OutboxTable)} WHERE id = {id}";
+        await using var reader = await command.ExecuteReaderAsync(Ct);
+        Assert.True(await reader.ReadAsync(Ct));
+        Assert.Equal("broker\uFFFDdown \uFFFD" + new string('x', 3986) + "\uFFFD", reader.GetString(0));
+        Assert.Equal(T0.AddSeconds(5), ReadInstant(reader, 1));
+    }
+
     /// <summary>Creates a message with the id and creation time an <see cref="Outbox"/> would assign.</summary>
     protected static OutboxMessage NewMessage(string payload) =>
         new(payload) { MessageId = Guid.CreateVersion7(), CreatedAt = T0.AddTicks(Random.Shared.Next(1, 1000) * 10) };
@@ -536,6 +760,41 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         command.Transaction = transaction;
         command.CommandText = sql;
         await command.ExecuteNonQueryAsync(Ct);
+    }
+
+    /// <summary>
+    /// Has ten stores from <paramref name="createStore"/> create their table at once, then checks that they all succeeded: one writes,
+    /// another claims, and the table <paramref name="table"/> has its indexes.
+    /// </summary>
+    protected async Task TenStoresCreateAtOnceAsync(Func<RelationalOutboxStore> createStore, Func<Task<IReadOnlyDictionary<string, string>>> readIndexes, string table)
+    {
+        ArgumentNullException.ThrowIfNull(createStore);
+        ArgumentNullException.ThrowIfNull(readIndexes);
+        var stores = Enumerable.Range(0, 10).Select(_ => createStore()).ToArray();
+
+        await Task.WhenAll(stores.Select(store => store.MigrateAsync(Ct)));
+
+        var id = await stores[3].AddWithinTransactionAsync(NewMessage("after the race"), null, Ct);
+        Assert.Equal(id, Assert.Single(await stores[7].ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
+        AssertHasItsIndexes(table, await readIndexes());
+    }
+
+    /// <summary>Asserts that <paramref name="indexes"/> are exactly the <see cref="ExpectedIndexes"/>, named after <paramref name="table"/>.</summary>
+    protected void AssertHasItsIndexes(string table, IReadOnlyDictionary<string, string> indexes)
+    {
+        ArgumentNullException.ThrowIfNull(indexes);
+        Assert.Equal(
+            ExpectedIndexes.Select(i => $"{table}_{i.Key}: {i.Value}").Order(StringComparer.Ordinal),
+            indexes.Select(i => $"{i.Key}: {i.Value}").Order(StringComparer.Ordinal));
+    }
+
+    private async Task DropIndexesAsync(string table)
+    {
+        await using var connection = await OpenConnectionAsync();
+        foreach (var suffix in IndexesAddedToAnExistingTable)
+        {
+            await ExecuteAsync(connection, null, DropIndexStatement(table, $"{table}_{suffix}"));
+        }
     }
 
     private async Task<long> CountBusinessRowsAsync()

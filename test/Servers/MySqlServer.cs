@@ -2,12 +2,13 @@ using System.Net.Sockets;
 using MySqlConnector;
 using Xunit;
 
-namespace Outboxer.MySql.Tests;
+namespace Outboxer.Testing.Servers;
 
 /// <summary>
 /// The MySQL or MariaDB server the tests run against: <c>OUTBOXER_MYSQL_URL</c>, or the MariaDB that <c>bash eng/servers.sh start mariadb</c>
 /// starts. A server that cannot be reached fails the test with that hint; it never skips it.
 /// </summary>
+/// <remarks>One source file, linked into every test project that talks to MySQL (see test/Servers/README.md).</remarks>
 internal static class MySqlServer
 {
     /// <summary>Seconds a session of the tests' data sources waits for a row lock before the statement fails.</summary>
