@@ -74,6 +74,51 @@ public sealed class CliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Schema_status_and_migrate_take_a_version_1_table_to_the_latest_layout_and_script_from_prints_only_the_later_steps()
+    {
+        var missing = await Cli.RunAsync(Store("schema", "status", "--json"));
+        Assert.True(missing.ExitCode == 0, missing.ToString());
+        Assert.Equal("missing", JsonDocument.Parse(missing.Stdout).RootElement.GetProperty("state").GetString());
+
+        // A table as 0.1.0-preview.1 left it: the latest script's first step, and no version comment.
+        var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema, CreateTableIfMissing = false, NotifyOnCommit = false };
+        var version1 = PostgreSqlOutboxStore.GetCreateScript(options);
+        version1 = version1[..version1.IndexOf("-- version 2:", StringComparison.Ordinal)];
+        await using (var connection = await _dataSource.OpenConnectionAsync(Token))
+        await using (var create = new NpgsqlCommand(version1.Replace("COMMENT ON TABLE", "-- ", StringComparison.Ordinal), connection))
+        {
+            await create.ExecuteNonQueryAsync(Token);
+        }
+
+        var older = await Cli.RunAsync(Store("schema", "status"));
+        Assert.True(older.ExitCode == 0, older.ToString());
+        Assert.Contains("layout version 1, older than version 2", older.Stdout, StringComparison.Ordinal);
+        Assert.Contains("outboxer schema migrate", older.Stdout, StringComparison.Ordinal);
+
+        var refused = await Cli.RunAsync(Store("status"));
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("layout version 1", refused.Stderr, StringComparison.Ordinal);
+
+        var migrated = await Cli.RunAsync(Store("schema", "migrate"));
+        Assert.True(migrated.ExitCode == 0, migrated.ToString());
+        Assert.Contains("migrated from layout version 1 to version 2", migrated.Stdout, StringComparison.Ordinal);
+        var current = await Cli.RunAsync(Store("schema", "status", "--json"));
+        var json = JsonDocument.Parse(current.Stdout).RootElement;
+        Assert.Equal("current", json.GetProperty("state").GetString());
+        Assert.Equal(2, json.GetProperty("version").GetInt32());
+        Assert.Equal(0, (await CreateOutbox(new RecordingPublisher()).GetStatisticsAsync(Token)).Pending);
+
+        var script = await Cli.RunAsync("schema", "script", "--schema", _schema, "--from", "1");
+        Assert.True(script.ExitCode == 0, script.ToString());
+        Assert.Equal(PostgreSqlOutboxStore.GetMigrationScript(new() { SchemaName = _schema }, 1).Trim(), script.Stdout.Trim());
+        Assert.DoesNotContain("CREATE TABLE", script.Stdout, StringComparison.Ordinal);
+
+        var wrong = await Cli.RunAsync("schema", "script", "--from", "7");
+        Assert.Equal(2, wrong.ExitCode);
+        Assert.Contains("--from 7 is not a layout version", wrong.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Status_reports_pending_in_flight_dead_lettered_and_the_oldest_pending_age_as_json_and_text()
     {
         await DeadLetterAsync(2);
