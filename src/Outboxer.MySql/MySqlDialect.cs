@@ -81,21 +81,8 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
                 LIMIT @limit) AS expired
             STRAIGHT_JOIN {_table} AS o ON o.id = expired.id
             """;
-        StatisticsSql = $"""
-            SELECT COUNT(CASE WHEN dead_lettered_at IS NULL THEN 1 END),
-                COUNT(CASE WHEN dead_lettered_at IS NULL AND locked_until > @now THEN 1 END),
-                COUNT(CASE WHEN dead_lettered_at IS NOT NULL THEN 1 END),
-                MIN(CASE WHEN dead_lettered_at IS NULL THEN created_at END)
-            FROM {_table} WHERE dispatched = 0
-            """;
-        DestinationStatisticsSql = $"""
-            SELECT destination,
-                COUNT(CASE WHEN dead_lettered_at IS NULL THEN 1 END),
-                COUNT(CASE WHEN dead_lettered_at IS NOT NULL THEN 1 END),
-                MIN(CASE WHEN dead_lettered_at IS NULL THEN created_at END)
-            FROM {_table} WHERE dispatched = 0
-            GROUP BY destination ORDER BY destination
-            """;
+        StatisticsSql = StandardStatisticsSql(_table, "dispatched = 0");
+        DestinationStatisticsSql = StandardDestinationStatisticsSql(_table, "dispatched = 0");
         DeadLettersSql = $"""
             SELECT id, message_id, payload, options, headers, created_at, attempts, ordering_key, destination, last_error, dead_lettered_at
             FROM {_table} WHERE dead_lettered_at IS NOT NULL AND id > @after ORDER BY id LIMIT @limit
@@ -136,11 +123,6 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
         // DATETIME has no zone: the column holds UTC, whatever Kind the connection's DateTimeKind setting labels it with.
         return new DateTimeOffset(DateTime.SpecifyKind(reader.GetDateTime(ordinal), DateTimeKind.Utc));
     }
-
-    public override string RequeueDeadLettersSql(string? idList) =>
-        $"UPDATE {_table} SET dead_lettered_at = NULL, attempts = 0, locked_until = NULL WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
-
-    public override string PurgeDeadLettersSql(string? idList) => $"DELETE FROM {_table} WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
 
     public override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, SerializedMessage row)
     {
@@ -404,8 +386,6 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
             Add(command, "@id" + i.ToString(CultureInfo.InvariantCulture), MySqlDbType.Int64, id(items[i]));
         }
     }
-
-    private static string IdFilter(string? idList) => idList is null ? string.Empty : $" AND id IN ({idList})";
 
     private static DateTime ToDb(DateTimeOffset value) => DateTime.SpecifyKind(value.UtcDateTime, DateTimeKind.Unspecified);
 

@@ -175,11 +175,6 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
 
     public override bool Owns(DbTransaction transaction) => transaction is NpgsqlTransaction;
 
-    public override string RequeueDeadLettersSql(string? idList) =>
-        $"UPDATE {_table} SET dead_lettered_at = NULL, attempts = 0, locked_until = NULL WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
-
-    public override string PurgeDeadLettersSql(string? idList) => $"DELETE FROM {_table} WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
-
     // jsonb cannot hold U+0000 (the server rejects "\u0000"): checked before anything reaches the server, because a failed statement
     // would abort the caller's whole transaction.
     public override void Validate(SerializedMessage row)
@@ -487,8 +482,6 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
 
         return cached.Sql;
     }
-
-    private static string IdFilter(string? idList) => idList is null ? string.Empty : $" AND id IN ({idList})";
 
     public static NpgsqlCommand Command(DbConnection connection, DbTransaction? transaction, string sql)
     {

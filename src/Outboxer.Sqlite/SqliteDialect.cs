@@ -43,21 +43,8 @@ internal sealed class SqliteDialect : OutboxSqlDialect
         ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND dispatched = 0";
         DeadLetterSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND dispatched = 0";
         RemoveDispatchedSql = $"DELETE FROM {_table} WHERE id IN (SELECT id FROM {_table} WHERE dispatched = 1 AND dispatched_at < @cutoff ORDER BY id LIMIT @limit)";
-        StatisticsSql = $"""
-            SELECT count(CASE WHEN dead_lettered_at IS NULL THEN 1 END),
-                count(CASE WHEN dead_lettered_at IS NULL AND locked_until > @now THEN 1 END),
-                count(CASE WHEN dead_lettered_at IS NOT NULL THEN 1 END),
-                min(CASE WHEN dead_lettered_at IS NULL THEN created_at END)
-            FROM {_table} WHERE dispatched = 0
-            """;
-        DestinationStatisticsSql = $"""
-            SELECT destination,
-                count(CASE WHEN dead_lettered_at IS NULL THEN 1 END),
-                count(CASE WHEN dead_lettered_at IS NOT NULL THEN 1 END),
-                min(CASE WHEN dead_lettered_at IS NULL THEN created_at END)
-            FROM {_table} WHERE dispatched = 0
-            GROUP BY destination ORDER BY destination
-            """;
+        StatisticsSql = StandardStatisticsSql(_table, "dispatched = 0");
+        DestinationStatisticsSql = StandardDestinationStatisticsSql(_table, "dispatched = 0");
         DeadLettersSql = $"""
             SELECT id, message_id, payload, options, headers, created_at, attempts, ordering_key, destination, last_error, dead_lettered_at
             FROM {_table} WHERE dead_lettered_at IS NOT NULL AND id > @after ORDER BY id LIMIT @limit
@@ -102,11 +89,6 @@ internal sealed class SqliteDialect : OutboxSqlDialect
         ArgumentNullException.ThrowIfNull(reader);
         return new DateTimeOffset(reader.GetInt64(ordinal), TimeSpan.Zero);
     }
-
-    public override string RequeueDeadLettersSql(string? idList) =>
-        $"UPDATE {_table} SET dead_lettered_at = NULL, attempts = 0, locked_until = NULL WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
-
-    public override string PurgeDeadLettersSql(string? idList) => $"DELETE FROM {_table} WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
 
     public override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, SerializedMessage row)
     {
@@ -248,8 +230,6 @@ internal sealed class SqliteDialect : OutboxSqlDialect
         CREATE INDEX IF NOT EXISTS "{name}_dead_letters" ON "{name}" (id) WHERE dead_lettered_at IS NOT NULL;
         CREATE INDEX IF NOT EXISTS "{name}_dispatched_at" ON "{name}" (dispatched_at) WHERE dispatched = 1;
         """;
-
-    private static string IdFilter(string? idList) => idList is null ? string.Empty : $" AND id IN ({idList})";
 
     private static DbCommand Command(DbConnection connection, string sql, params (string Name, object? Value)[] parameters)
     {

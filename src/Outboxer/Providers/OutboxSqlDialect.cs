@@ -163,15 +163,19 @@ public abstract class OutboxSqlDialect
     /// <summary>Gets the query that returns the message columns, <c>last_error</c> and <c>dead_lettered_at</c> of at most <c>@limit</c> dead letters with an id above <c>@after</c>, in id order.</summary>
     public abstract string DeadLettersSql { get; }
 
-    /// <summary>Gets the statement that makes dead letters pending again with no attempts and no lease.</summary>
+    /// <summary>
+    /// Gets the statement that makes dead letters pending again with no attempts and no lease. The default is standard SQL
+    /// (<c>UPDATE ... WHERE dead_lettered_at IS NOT NULL AND id IN (...)</c>).
+    /// </summary>
     /// <param name="idList">The parameters of the ids to requeue (<c>@id0, @id1</c>), or <see langword="null"/> for every dead letter.</param>
     /// <returns>The statement; it touches only dead letters.</returns>
-    public abstract string RequeueDeadLettersSql(string? idList);
+    public virtual string RequeueDeadLettersSql(string? idList) =>
+        $"UPDATE {Table} SET dead_lettered_at = NULL, attempts = 0, locked_until = NULL WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
 
-    /// <summary>Gets the statement that deletes dead letters.</summary>
+    /// <summary>Gets the statement that deletes dead letters. The default is standard SQL.</summary>
     /// <param name="idList">The parameters of the ids to delete (<c>@id0, @id1</c>), or <see langword="null"/> for every dead letter.</param>
     /// <returns>The statement; it touches only dead letters.</returns>
-    public abstract string PurgeDeadLettersSql(string? idList);
+    public virtual string PurgeDeadLettersSql(string? idList) => $"DELETE FROM {Table} WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
 
     /// <summary>
     /// Reads the table's layout version, without locking: 0 when the table does not exist, 1 when it exists without a version record
@@ -262,6 +266,36 @@ public abstract class OutboxSqlDialect
         Fill(message.Headers, reader.IsDBNull(4) ? null : reader.GetString(4));
         return message;
     }
+
+    /// <summary>
+    /// Writes <see cref="StatisticsSql"/> in standard SQL (<c>COUNT</c>, <c>CASE</c>, <c>MIN</c>) for a dialect to return, given how its
+    /// database says that a row is not dispatched.
+    /// </summary>
+    /// <param name="table">The table as SQL writes it.</param>
+    /// <param name="notDispatched">The condition that a row is not dispatched, for example <c>dispatched = 0</c>.</param>
+    /// <returns>The query.</returns>
+    protected static string StandardStatisticsSql(string table, string notDispatched) => $"""
+        SELECT COUNT(CASE WHEN dead_lettered_at IS NULL THEN 1 END),
+            COUNT(CASE WHEN dead_lettered_at IS NULL AND locked_until > @now THEN 1 END),
+            COUNT(CASE WHEN dead_lettered_at IS NOT NULL THEN 1 END),
+            MIN(CASE WHEN dead_lettered_at IS NULL THEN created_at END)
+        FROM {table} WHERE {notDispatched}
+        """;
+
+    /// <summary>Writes <see cref="DestinationStatisticsSql"/> in standard SQL, for databases that sort NULL first (ascending).</summary>
+    /// <param name="table">The table as SQL writes it.</param>
+    /// <param name="notDispatched">The condition that a row is not dispatched, for example <c>dispatched = 0</c>.</param>
+    /// <returns>The query.</returns>
+    protected static string StandardDestinationStatisticsSql(string table, string notDispatched) => $"""
+        SELECT destination,
+            COUNT(CASE WHEN dead_lettered_at IS NULL THEN 1 END),
+            COUNT(CASE WHEN dead_lettered_at IS NOT NULL THEN 1 END),
+            MIN(CASE WHEN dead_lettered_at IS NULL THEN created_at END)
+        FROM {table} WHERE {notDispatched}
+        GROUP BY destination ORDER BY destination
+        """;
+
+    private static string IdFilter(string? idList) => idList is null ? string.Empty : $" AND id IN ({idList})";
 
     private static void Fill(OutboxValues target, string? json)
     {
