@@ -21,9 +21,17 @@ var root = Commands.CreateRoot();
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)
 {
+    // A mistyped flag or a connection string given without --connection comes back quoted in the error: redact every password that
+    // any argument carries (as a connection string or in the user information of a URI).
+    var secrets = new Secrets();
+    foreach (var arg in args)
+    {
+        secrets.Add(StoreSettings.PasswordsIn(arg));
+    }
+
     foreach (var error in parse.Errors)
     {
-        await Console.Error.WriteLineAsync($"error: {error.Message}");
+        await Console.Error.WriteLineAsync($"error: {secrets.Redact(error.Message)}");
     }
 
     await Console.Error.WriteLineAsync("Run 'outboxer --help' (or 'outboxer <verb> --help') for usage.");

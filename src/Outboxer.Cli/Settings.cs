@@ -98,6 +98,7 @@ internal sealed class StoreSettings
         if (connection is not null)
         {
             secrets.Add(PasswordsIn(connection));
+            CheckConnectionString(store, connection);
         }
 
         var schema = parse.GetValue(Commands.SchemaOption) ?? config.Schema;
@@ -121,6 +122,28 @@ internal sealed class StoreSettings
 
         return settings;
     }
+
+    /// <summary>
+    /// Refuses a connection string the store's provider cannot read, as a usage error naming the flag (the provider's message names the
+    /// keyword, never the password, which is redacted anyway).
+    /// </summary>
+    private static void CheckConnectionString(string store, string connection)
+    {
+        try
+        {
+            _ = store == Postgres
+                ? new NpgsqlConnectionStringBuilder(connection).ConnectionString
+                : new Microsoft.Data.Sqlite.SqliteConnectionStringBuilder(SqliteConnectionString(connection)).ConnectionString;
+        }
+        catch (Exception ex) when (ex is ArgumentException or FormatException or InvalidOperationException)
+        {
+            throw new UsageException($"--connection is not a valid {(store == Postgres ? "PostgreSQL" : "SQLite")} connection string: {ex.Message}");
+        }
+    }
+
+    /// <summary>A SQLite connection string, or a file path made into one.</summary>
+    private static string SqliteConnectionString(string connection) =>
+        connection.Contains('=', StringComparison.Ordinal) ? connection : $"Data Source={connection}";
 
     public static string Normalize(string store) => store.ToUpperInvariant() switch
     {
@@ -170,7 +193,7 @@ internal sealed class StoreSettings
                 }
             }
 
-            var sqlite = connection.Contains('=', StringComparison.Ordinal) ? connection : $"Data Source={connection}";
+            var sqlite = SqliteConnectionString(connection);
             return new OpenStore(new SqliteOutboxStore(sqlite, SqliteOptions(createTable)), null);
         }
         catch (ArgumentException ex)

@@ -451,7 +451,10 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             message.CreatedAt = now;
         }
 
-        if (message.Destination is null && _publisher.GetDestinationName(message) is { Length: > 0 and <= OutboxMessage.MaxDestinationLength } destination)
+        // A name the table cannot store (too long, U+0000, half a surrogate pair) is left out: the destination is informational.
+        if (message.Destination is null
+            && _publisher.GetDestinationName(message) is { Length: > 0 and <= OutboxMessage.MaxDestinationLength } destination
+            && OutboxMessage.FirstUnstorable(destination) < 0)
         {
             message.Destination = destination;
         }

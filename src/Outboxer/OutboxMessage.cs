@@ -73,7 +73,7 @@ public sealed class OutboxMessage
     /// Publishers for brokers that have the notion use it as theirs: a partition key, a message group, an ordering key.
     /// </summary>
     /// <value>At most 255 characters; <see langword="null"/> (the default) for no ordering.</value>
-    /// <exception cref="ArgumentException">The value is empty or longer than 255 characters.</exception>
+    /// <exception cref="ArgumentException">The value is empty, longer than 255 characters, or has U+0000 or half a surrogate pair.</exception>
     public string? OrderingKey
     {
         get => _orderingKey;
@@ -84,6 +84,7 @@ public sealed class OutboxMessage
                 throw new ArgumentException($"An ordering key must have 1 to {MaxOrderingKeyLength} characters, but it has {value.Length}.", nameof(value));
             }
 
+            CheckText(value, "An ordering key");
             _orderingKey = value;
         }
     }
@@ -96,6 +97,42 @@ public sealed class OutboxMessage
     /// for a failure that cannot succeed), or <see langword="null"/>. Dead letters are kept, not published, until requeued or purged.
     /// </summary>
     public DateTimeOffset? DeadLetteredAt { get; set; }
+
+    /// <summary>
+    /// Refuses text a database column cannot store: U+0000 (PostgreSQL's text refuses it, which would abort the caller's transaction) and
+    /// half a surrogate pair (not encodable as UTF-8), so that such a value fails here, before anything reaches the server.
+    /// </summary>
+    private static void CheckText(string? value, string what)
+    {
+        var bad = value is null ? -1 : FirstUnstorable(value);
+        if (bad >= 0)
+        {
+            throw new ArgumentException(
+                value![bad] == '\0'
+                    ? $"{what} must not contain the character U+0000, found at index {bad}."
+                    : $"{what} must be valid UTF-16, but has half a surrogate pair (U+{(int)value[bad]:X4}) at index {bad}.",
+                nameof(value));
+        }
+    }
+
+    /// <summary>Gets the index of the first U+0000 or half surrogate pair in <paramref name="value"/>, or -1.</summary>
+    internal static int FirstUnstorable(string value)
+    {
+        for (var i = 0; i < value.Length; i++)
+        {
+            var c = value[i];
+            if (char.IsHighSurrogate(c) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1]))
+            {
+                i++;
+            }
+            else if (c == '\0' || char.IsSurrogate(c))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
 
     /// <summary>The longest <see cref="OrderingKey"/> accepted.</summary>
     public const int MaxOrderingKeyLength = 255;
@@ -110,7 +147,7 @@ public sealed class OutboxMessage
     /// with the message.
     /// </summary>
     /// <value>At most 255 characters, or <see langword="null"/> (the default) when unknown.</value>
-    /// <exception cref="ArgumentException">The value is empty or longer than 255 characters.</exception>
+    /// <exception cref="ArgumentException">The value is empty, longer than 255 characters, or has U+0000 or half a surrogate pair.</exception>
     public string? Destination
     {
         get => _destination;
@@ -121,6 +158,7 @@ public sealed class OutboxMessage
                 throw new ArgumentException($"A destination must have 1 to {MaxDestinationLength} characters, but it has {value.Length}.", nameof(value));
             }
 
+            CheckText(value, "A destination");
             _destination = value;
         }
     }

@@ -302,6 +302,38 @@ public sealed class CliTests : IAsyncLifetime
         Assert.DoesNotContain(password, result.Output, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("status", "{0}")]
+    [InlineData("status", "--conection", "{0}")]
+    [InlineData("dead-letters", "list", "--rabbitmq-uri", "amqp://user:{1}@127.0.0.1:1/")]
+    public async Task A_parse_error_never_shows_a_password_that_an_argument_carries(params string[] arguments)
+    {
+        var password = "pw-" + Guid.NewGuid().ToString("N");
+        var connection = $"Host=127.0.0.1;Username=postgres;Password={password}";
+
+        var result = await Cli.RunAsync([.. arguments.Select(a => string.Format(System.Globalization.CultureInfo.InvariantCulture, a, connection, password))]);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains("error:", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain(password, result.Output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("postgres", "Host=127.0.0.1;Colour=blue;Password={0}", "PostgreSQL")]
+    [InlineData("sqlite", "Data Source=x.db;Colour=blue;Password={0}", "SQLite")]
+    public async Task A_connection_string_the_provider_cannot_read_is_a_usage_error_naming_the_flag(string store, string connection, string provider)
+    {
+        var password = "pw-" + Guid.NewGuid().ToString("N");
+
+        var result = await Cli.RunAsync("status", "--store", store, "--connection", string.Format(System.Globalization.CultureInfo.InvariantCulture, connection, password));
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains($"--connection is not a valid {provider} connection string", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("colour", result.Stderr, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain(password, result.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", result.Output, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task A_missing_table_gives_exit_code_1_and_is_not_created_by_status()
     {

@@ -44,6 +44,43 @@ public sealed class OutboxDestinationTests
         Assert.Null(message.Destination);
     }
 
+    // Lone surrogates survive neither attribute arguments (metadata stores strings as UTF-8) nor the runner's serialization of theory
+    // data, so the cases are built inside the test.
+    private static readonly (string Value, string Expected)[] Unstorable =
+    [
+        ("a\0b", "U+0000, found at index 1"),
+        (new string([(char)0xD800, 'x']), "half a surrogate pair (U+D800) at index 0"),
+        (new string(['x', (char)0xDC00]), "half a surrogate pair (U+DC00) at index 1"),
+    ];
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Text_a_table_cannot_store_is_refused_as_an_ordering_key_or_a_destination_naming_where_it_is(int @case)
+    {
+        var (value, expected) = Unstorable[@case];
+        var message = new OutboxMessage("a");
+
+        Assert.Contains(expected, Assert.Throws<ArgumentException>(() => message.OrderingKey = value).Message, StringComparison.Ordinal);
+        Assert.Contains(expected, Assert.Throws<ArgumentException>(() => message.Destination = value).Message, StringComparison.Ordinal);
+        message.OrderingKey = "emoji \ud83d\ude00 key";
+        Assert.Equal("emoji \ud83d\ude00 key", message.OrderingKey);
+    }
+
+    [Fact]
+    public async Task A_destination_the_table_cannot_store_is_left_out_and_the_message_is_still_enqueued()
+    {
+        var store = new InMemoryOutboxStore();
+        await using var outbox = new Outbox(store, new NamingPublisher(_ => "bad\0name"));
+        var message = new OutboxMessage("a");
+
+        await outbox.SendAsync(message, Ct);
+
+        Assert.Null(message.Destination);
+        Assert.Equal(1, store.PendingCount);
+    }
+
     private sealed class NamingPublisher(Func<OutboxMessage, string?> name) : IOutboxPublisher
     {
         public ValueTask PublishAsync(OutboxMessage message, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
