@@ -81,6 +81,14 @@ internal sealed class SqliteDialect : OutboxSqlDialect
 
     public override bool Owns(DbTransaction transaction) => transaction is SqliteTransaction;
 
+    /// <summary>SQLite names every database <c>main</c>: the file is what tells two apart (in-memory and temporary databases are not checked).</summary>
+    public override string? DatabaseOf(DbConnection connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        var file = new SqliteConnectionStringBuilder(connection.ConnectionString).DataSource;
+        return string.IsNullOrEmpty(file) || file.StartsWith(':') || file.StartsWith("file:", StringComparison.OrdinalIgnoreCase) ? null : Path.GetFullPath(file);
+    }
+
     /// <summary>Times are UTC ticks in <c>INTEGER</c> columns.</summary>
     public override object ToDbTimestamp(DateTimeOffset value) => value.UtcTicks;
 

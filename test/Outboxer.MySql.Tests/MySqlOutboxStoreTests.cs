@@ -74,6 +74,14 @@ public sealed class MySqlOutboxStoreTests : RowLockingOutboxStoreConformanceTest
 
     protected override async Task<DbConnection> OpenConnectionAsync() => await MySqlServer.OpenAsync(_dataSource);
 
+    // Every user may use information_schema, a database of every server.
+    protected override async Task<DbConnection> OpenConnectionToAnotherDatabaseAsync()
+    {
+        var connection = new MySqlConnection(new MySqlConnectionStringBuilder(MySqlServer.ConnectionString) { Database = "information_schema" }.ConnectionString);
+        await connection.OpenAsync(Ct);
+        return connection;
+    }
+
     public override async ValueTask DisposeAsync()
     {
         await base.DisposeAsync();

@@ -54,6 +54,14 @@ public class PostgreSqlOutboxStoreTests : RowLockingOutboxStoreConformanceTests
 
     protected override async Task<DbConnection> OpenConnectionAsync() => await PostgreSqlServer.OpenAsync(_dataSource);
 
+    // Every PostgreSQL server has the database "postgres"; the tests' is another one.
+    protected override async Task<DbConnection> OpenConnectionToAnotherDatabaseAsync()
+    {
+        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(PostgreSqlServer.ConnectionString) { Database = "postgres" }.ConnectionString);
+        await connection.OpenAsync(Ct);
+        return connection;
+    }
+
     public override async ValueTask InitializeAsync()
     {
         await using (var connection = await PostgreSqlServer.OpenAsync(_dataSource))

@@ -14,6 +14,7 @@ namespace Outboxer.Sqlite.Tests;
 public sealed class SqliteOutboxStoreTests : OutboxStoreConformanceTests
 {
     private readonly string _path = Path.Combine(Path.GetTempPath(), $"outboxer-{Guid.NewGuid():N}.db");
+    private readonly List<string> _others = [];
 
     protected override string OptionsName => nameof(SqliteOutboxStoreOptions);
 
@@ -72,10 +73,20 @@ public sealed class SqliteOutboxStoreTests : OutboxStoreConformanceTests
         return connection;
     }
 
+    // Another file: SQLite calls every database "main".
+    protected override async Task<DbConnection> OpenConnectionToAnotherDatabaseAsync()
+    {
+        var other = _path + ".other.db";
+        _others.Add(other);
+        var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = other, Pooling = false }.ToString());
+        await connection.OpenAsync(Ct);
+        return connection;
+    }
+
     public override async ValueTask DisposeAsync()
     {
         await base.DisposeAsync();
-        foreach (var file in new[] { _path, _path + "-wal", _path + "-shm" })
+        foreach (var file in new[] { _path, _path + "-wal", _path + "-shm" }.Concat(_others))
         {
             File.Delete(file);
         }

@@ -92,6 +92,9 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
     /// <summary>Opens a connection to the store's database.</summary>
     protected abstract Task<DbConnection> OpenConnectionAsync();
 
+    /// <summary>Opens a connection of the same provider to another database on the same server (another file for SQLite).</summary>
+    protected abstract Task<DbConnection> OpenConnectionToAnotherDatabaseAsync();
+
     /// <summary>Prepares the database for this test (a schema or file of its own).</summary>
     public virtual async ValueTask InitializeAsync()
     {
@@ -320,6 +323,23 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
 
         var ex = await Assert.ThrowsAsync<ArgumentException>(async () => await store.AddAsync(transaction, NewMessage("late"), Ct));
         Assert.Equal("transaction", ex.ParamName);
+        Assert.Empty(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+    }
+
+    [Fact]
+    public async Task Enqueue_into_a_transaction_on_another_database_throws_naming_both_and_writes_nothing()
+    {
+        var store = CreateStore();
+        await store.MigrateAsync(Ct);
+        await using var connection = await OpenConnectionToAnotherDatabaseAsync();
+        await using var transaction = await connection.BeginTransactionAsync(Ct);
+
+        var ex = await Assert.ThrowsAsync<ArgumentException>(async () => await store.AddAsync(transaction, NewMessage("elsewhere"), Ct));
+        Assert.Equal("transaction", ex.ParamName);
+        Assert.Contains("is on the database", ex.Message, StringComparison.Ordinal);
+        Assert.Contains(store.TableDisplayName, ex.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<ArgumentException>(async () => await store.AddRangeAsync(transaction, [NewMessage("elsewhere")], Ct));
+        await transaction.CommitAsync(Ct);
         Assert.Empty(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
     }
 

@@ -48,6 +48,19 @@ public abstract class OutboxSqlDialect
     /// <returns><see langword="true"/> when the store can insert within it.</returns>
     public abstract bool Owns(DbTransaction transaction);
 
+    /// <summary>
+    /// Names the database that <paramref name="connection"/> works in (open or not), so that the store can refuse a caller's transaction
+    /// on another database than its own, without a round trip. The default is <see cref="DbConnection.Database"/>; <see langword="null"/>
+    /// when it cannot be told, which skips the check.
+    /// </summary>
+    /// <param name="connection">A connection of this dialect's provider: the caller's, or one the store's data source created.</param>
+    /// <returns>The database's name as the provider reports it, or <see langword="null"/>.</returns>
+    public virtual string? DatabaseOf(DbConnection connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        return string.IsNullOrEmpty(connection.Database) ? null : connection.Database;
+    }
+
     /// <summary>Converts a time to the value the database stores in its timestamp columns. The default is the instant in UTC.</summary>
     /// <param name="value">The time.</param>
     /// <returns>The parameter value.</returns>

@@ -36,7 +36,7 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
     private readonly OutboxSqlDialect _dialect;
     private readonly bool _migrate;
     private readonly Lock _schemaLock = new();
-    private readonly Lazy<Type> _connectionType;
+    private readonly Lazy<ConnectionIdentity> _own;
     private Task? _schemaReady;
 
     /// <summary>Initializes a store over the database that <paramref name="dataSource"/> connects to.</summary>
@@ -69,10 +69,10 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
             throw new ArgumentException("The dialect has no migrations; the first one creates the table.", nameof(dialect));
         }
 
-        _connectionType = new Lazy<Type>(() =>
+        _own = new Lazy<ConnectionIdentity>(() =>
         {
             using var probe = dataSource.CreateConnection();
-            return probe.GetType();
+            return new ConnectionIdentity(probe.GetType(), dialect.DatabaseOf(probe));
         });
     }
 
@@ -108,11 +108,13 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
             throw new NotSupportedException($"The outbox store of {TableDisplayName} cannot join an ambient transaction (TransactionScope): its database provider does not enlist; enqueue within a DbTransaction instead.");
         }
 
-        var expected = _connectionType.Value;
+        var expected = _own.Value.Type;
         if (connection.GetType() != expected)
         {
             throw new ArgumentException($"The connection is a {connection.GetType().FullName}, which the outbox store of {TableDisplayName} cannot write to; it writes through {expected.FullName}.", nameof(connection));
         }
+
+        CheckSameDatabase(connection, nameof(connection));
 
         if (connection.State != ConnectionState.Open)
         {
@@ -582,7 +584,24 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
             throw new ArgumentException($"The transaction's connection is {connection.State}; enqueue inside an open transaction.", nameof(transaction));
         }
 
+        CheckSameDatabase(connection, nameof(transaction));
         return connection;
+    }
+
+    /// <summary>
+    /// Refuses a connection to another database than the store's (the row would be written there, and this outbox would never publish
+    /// it), as far as the dialect can tell from the connections themselves, without a round trip.
+    /// </summary>
+    private void CheckSameDatabase(DbConnection connection, string paramName)
+    {
+        var own = _own.Value.Database;
+        var theirs = _dialect.DatabaseOf(connection);
+        if (own is not null && theirs is not null && !string.Equals(own, theirs, StringComparison.Ordinal))
+        {
+            throw new ArgumentException(
+                $"The transaction is on the database '{theirs}', but the outbox table {TableDisplayName} is in '{own}'; begin it on a connection to the outbox's database.",
+                paramName);
+        }
     }
 
     private async Task<long> InsertAsync(DbConnection connection, DbTransaction? transaction, SerializedMessage row, CancellationToken cancellationToken)
@@ -675,6 +694,8 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
 
         return command;
     }
+
+    private sealed record ConnectionIdentity(Type Type, string? Database);
 
     private static long ToInt64(DbDataReader reader, int ordinal) =>
         reader.IsDBNull(ordinal) ? 0 : Convert.ToInt64(reader.GetValue(ordinal), CultureInfo.InvariantCulture);
