@@ -6,7 +6,7 @@
 #
 # Extra arguments go to `dotnet pack` (for example -p:RepositoryUrl=...). Fails when a check fails:
 #   - every project under src/ gives a .nupkg and a .snupkg (symbols, with the sources embedded in the PDBs);
-#   - every package carries the MIT license expression and the LICENSE file;
+#   - every package carries the MIT license expression, the LICENSE file and the icon;
 #   - a package that depends on a sibling (Outboxer.*) names its exact version, [x.y.z];
 #   - no dependency on Microsoft.Extensions.* or Microsoft.Data.Sqlite is above the 10.0 line (the net10.0 floor);
 #   - the CLI tool package is under 10 MB;
@@ -44,6 +44,7 @@ for csproj in src/*/*.csproj; do
   grep -q '<license type="expression">MIT</license>' <<<"$nuspec" || fail "$id: no MIT license expression in the nuspec"
   files=$(unzip -l "$nupkg")
   grep -q ' LICENSE$' <<<"$files" || fail "$id: no LICENSE file in the package"
+  grep -q '<icon>icon.png</icon>' <<<"$nuspec" && grep -q ' icon.png$' <<<"$files" || fail "$id: no icon"
   grep -q '<repository type="git"[^>]* commit="[0-9a-f]\{40\}"' <<<"$nuspec" || fail "$id: no repository commit in the nuspec"
 
   while read -r dep; do
