@@ -19,9 +19,8 @@ rm -rf "$out"
 mkdir -p "$out"
 
 echo "[pack] packing into $out"
-# The solution, so one command packs every package; its projects that are not packages are skipped (the web sample's SDK
-# would warn about it, and warnings are errors here).
-dotnet pack Outboxer.slnx -c Release -warnaserror -nologo -v minimal -o "$out" -p:WarnOnPackingNonPackableProject=false "$@"
+# The solution, so one command packs every package; its projects that are not packages are skipped.
+dotnet pack Outboxer.slnx -c Release -warnaserror -nologo -v minimal -o "$out" "$@"
 
 version=$(dotnet msbuild src/Outboxer/Outboxer.csproj -getProperty:Version)
 cli_limit=$((10 * 1000 * 1000))
