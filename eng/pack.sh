@@ -18,6 +18,10 @@ out=artifacts/packages
 rm -rf "$out"
 mkdir -p "$out"
 
+# The tool package is made from the CLI's publish folder, which publish only adds to, keeping a file newer than the one it
+# would copy: after a dependency moves to a lower version the old files would stay and be packed. Start it empty.
+rm -rf src/*/bin/Release/*/publish
+
 echo "[pack] packing into $out"
 # The solution, so one command packs every package; its projects that are not packages are skipped.
 dotnet pack Outboxer.slnx -c Release -warnaserror -nologo -v minimal -o "$out" "$@"
