@@ -35,6 +35,10 @@ for csproj in test/*/*.csproj; do
 done
 
 status=0
+# The packages from that build: license, symbols, pinned siblings, floors, the CLI tool under 10 MB (eng/pack.sh says what).
+echo "[test] packing and checking the packages"
+bash eng/pack.sh --no-build || status=1
+
 echo "[test] phase 1: the tests that may run in parallel"
 for csproj in "${projects[@]}"; do
   name=$(basename "$csproj" .csproj)

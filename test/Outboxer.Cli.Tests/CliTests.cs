@@ -354,6 +354,7 @@ public sealed class CliTests : IAsyncLifetime
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Contains("dispatched 5, failed 0", result.Stderr, StringComparison.Ordinal);
         Assert.Equal(ids, IdsOf(await File.ReadAllTextAsync(output, Token)));
+        Assert.Equal((byte)'{', (await File.ReadAllBytesAsync(output, Token))[0]); // JSON Lines: no byte order mark
         Assert.Equal(0, (await CreateOutbox(new RecordingPublisher()).GetStatisticsAsync(Token)).Pending);
     }
 

@@ -80,6 +80,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     public const int KeyCount = 10;
 
     private static readonly Lock s_reportFile = new();
+    private static readonly UTF8Encoding s_utf8WithoutBom = new(encoderShouldEmitUTF8Identifier: false);
 
     private readonly ConcurrentDictionary<string, Sent> _sent = new();
     private readonly ConcurrentQueue<Arrival> _arrivals = new();
@@ -626,9 +627,18 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     {
         var folder = Path.Combine(Repository.Root, "artifacts");
         Directory.CreateDirectory(folder);
+        AppendLine(Path.Combine(folder, "guarantees.jsonl"), report);
+    }
+
+    /// <summary>
+    /// Appends the report as one JSON line, in UTF-8 without a byte order mark: JSON Lines has none, and a file that starts with
+    /// EF BB BF is rejected by standard parsers (<see cref="Encoding.UTF8"/> would write one to a new file).
+    /// </summary>
+    internal static void AppendLine(string path, GuaranteeReport report)
+    {
         lock (s_reportFile)
         {
-            File.AppendAllText(Path.Combine(folder, "guarantees.jsonl"), ToJson(report) + "\n", Encoding.UTF8);
+            File.AppendAllText(path, ToJson(report) + "\n", s_utf8WithoutBom);
         }
     }
 }

@@ -83,6 +83,7 @@ public sealed class JsonLinesPublisherTests
             }
 
             Assert.Equal(2, (await File.ReadAllLinesAsync(path, Ct)).Length);
+            Assert.Equal((byte)'{', (await File.ReadAllBytesAsync(path, Ct))[0]); // JSON Lines: no byte order mark
         }
         finally
         {
