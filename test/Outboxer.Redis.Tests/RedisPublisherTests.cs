@@ -404,6 +404,30 @@ public sealed class RedisPublisherTests : OutboxPublisherConformanceTests
     }
 
     [Fact]
+    public async Task A_server_out_of_memory_fails_transiently_and_the_message_goes_through_once_memory_is_back()
+    {
+        var publisher = NewRedisPublisher();
+        var message = NewRoutedMessage("after oom");
+        OutboxException ex;
+
+        // Only this test class uses this Redis, and its tests run one at a time.
+        await Db.ExecuteAsync("CONFIG", "SET", "maxmemory", "1");
+        try
+        {
+            ex = await Assert.ThrowsAsync<OutboxException>(async () => await publisher.PublishAsync(message, Ct));
+        }
+        finally
+        {
+            await Db.ExecuteAsync("CONFIG", "SET", "maxmemory", "0");
+        }
+
+        Assert.True(ex.IsTransient);
+        Assert.Contains("OOM", ex.Message, StringComparison.Ordinal);
+        await publisher.PublishAsync(message, Ct);
+        Assert.Single(await Db.StreamRangeAsync(_stream));
+    }
+
+    [Fact]
     public async Task An_unreachable_server_fails_transiently()
     {
         await using var publisher = await RedisPublisher.ConnectAsync("127.0.0.1:1,connectTimeout=300,asyncTimeout=500", cancellationToken: Ct);

@@ -18,6 +18,7 @@ internal static class RedisServer
         var options = ConfigurationOptions.Parse(Url);
         options.AbortOnConnectFail = true;
         options.ConnectTimeout = 5_000;
+        options.AllowAdmin = true; // CONFIG SET, for the tests that change the server (out of memory)
         options.ClientName = "Outboxer.Tests";
         try
         {
@@ -25,7 +26,7 @@ internal static class RedisServer
         }
         catch (RedisConnectionException ex)
         {
-            Assert.Fail($"Redis is not reachable at {Url}: {ex.Message}. Start it with `bash eng/servers.sh start redis` from the repository root, or set OUTBOXER_REDIS_URL.");
+            Assert.Fail($"Redis is not reachable at {Url}: {ex.Message.TrimEnd('.')}. Start it with `bash eng/servers.sh start redis` from the repository root, or set OUTBOXER_REDIS_URL.");
             throw;
         }
     }
