@@ -31,7 +31,7 @@ public static class RedisOptionKeys
     /// <summary>
     /// Whether trimming (<see cref="MaxLength"/>, <see cref="MinId"/>) is approximate (<c>~</c>): Redis then removes whole macro nodes
     /// only, which is much cheaper, and may keep a few more entries than asked. The default is <see langword="true"/>;
-    /// <see langword="false"/> trims exactly (<c>=</c>). Ignored without a trimming option.
+    /// <see langword="false"/> trims exactly (<c>=</c>). Without a trimming option it is still checked, and has no effect.
     /// </summary>
     public const string ApproximateTrim = "approximate_trim";
 }
