@@ -7,7 +7,7 @@
 #   eng/servers.sh status [name...]   print each server's state (exit 3 if one is not running)
 #   eng/servers.sh env    [name...]   print `export OUTBOXER_...=...` lines: eval "$(eng/servers.sh env)"
 #
-# Names: postgres rabbitmq mariadb kinesalite fauxqs pubsub, or `all`.
+# Names: postgres rabbitmq mariadb kinesalite fauxqs pubsub redis, or `all`.
 # Without names, start/stop/status act on `postgres rabbitmq`; env prints every variable.
 #
 # Everything binds to 127.0.0.1 only:
@@ -17,6 +17,7 @@
 #   kinesalite  4567   Kinesis emulator (npm kinesalite 3.3.3)
 #   fauxqs      4566   SQS emulator (npm fauxqs 1.9.2)
 #   pubsub      8085   Google Pub/Sub emulator (preinstalled with the Google Cloud SDK)
+#   redis       6380   Redis 7 (apt redis-server), append-only file on; 6380 so a system Redis on 6379 does not clash
 #
 # State (data, logs, pid files, npm installs) lives in
 # ${OUTBOXER_SERVERS_DIR:-/tmp/outboxer-servers}/<name>.
@@ -37,7 +38,7 @@ set -euo pipefail
 
 readonly STATE_ROOT="${OUTBOXER_SERVERS_DIR:-/tmp/outboxer-servers}"
 readonly TIMEOUT="${OUTBOXER_SERVERS_TIMEOUT:-120}"
-readonly ALL_SERVERS=(postgres rabbitmq mariadb kinesalite fauxqs pubsub)
+readonly ALL_SERVERS=(postgres rabbitmq mariadb kinesalite fauxqs pubsub redis)
 readonly DEFAULT_SERVERS=(postgres rabbitmq)
 
 readonly PG_BIN=/usr/lib/postgresql/15/bin
@@ -67,6 +68,7 @@ port_of() {
     kinesalite) echo 4567 ;;
     fauxqs) echo 4566 ;;
     pubsub) echo 8085 ;;
+    redis) echo 6380 ;;
     *) die "unknown server '$1' (known: ${ALL_SERVERS[*]} all)" ;;
   esac
 }
@@ -112,6 +114,7 @@ pid_marker_of() {
     kinesalite) echo "kinesalite-server.js" ;;
     fauxqs) echo "fauxqs-server.mjs" ;;
     pubsub) echo "java" ;;
+    redis) echo "redis-server" ;;
   esac
 }
 server_pid() { live_pid "$(pid_file_of "$1")" "$(pid_marker_of "$1")"; }
@@ -176,6 +179,7 @@ apt_packages_of() {
   case "$1" in
     rabbitmq) echo rabbitmq-server ;;
     mariadb) echo mariadb-server mariadb-client ;;
+    redis) echo redis-server ;;
   esac
 }
 
@@ -478,6 +482,22 @@ pubsub_start() {
     { show_log_tail "$d/server.log"; return 1; }
 }
 
+# ---------------------------------------------------------------------------------------------
+# Redis 7 (apt redis-server; apt starts no service of its own here). Run in the foreground
+# (--daemonize no) so that the recorded pid is the server's; the append-only file (fsync every
+# second, Redis's default) goes to the state dir; RDB snapshots are off. SIGTERM flushes and exits.
+
+redis_start() {
+  local d; d=$(state_dir redis)
+  mkdir -p "$d/data"
+  chmod 700 "$d"
+  (cd "$d" && launch "$d/server.pid" "$d/server.log" /usr/bin/redis-server \
+    --bind 127.0.0.1 --port 6380 --protected-mode yes --dir "$d/data" \
+    --appendonly yes --appendfsync everysec --daemonize no --save '' --logfile '')
+  wait_until redis "$(<"$d/server.pid")" redis-cli -h 127.0.0.1 -p 6380 ping ||
+    { show_log_tail "$d/server.log"; return 1; }
+}
+
 # Generic stop for the servers whose only process is the one in server.pid.
 simple_stop() {
   local pid; pid=$(server_pid "$1") || return 0
@@ -486,6 +506,7 @@ simple_stop() {
 kinesalite_stop() { simple_stop kinesalite; }
 fauxqs_stop() { simple_stop fauxqs; }
 pubsub_stop() { simple_stop pubsub; }
+redis_stop() { simple_stop redis; }
 
 # ---------------------------------------------------------------------------------------------
 # commands
@@ -634,6 +655,7 @@ cmd_env() {
       kinesalite) echo "export OUTBOXER_KINESIS_URL='http://127.0.0.1:4567'" ;;
       fauxqs) echo "export OUTBOXER_SQS_URL='http://127.0.0.1:4566'" ;;
       pubsub) echo "export OUTBOXER_PUBSUB_HOST='127.0.0.1:8085'" ;;
+      redis) echo "export OUTBOXER_REDIS_URL='127.0.0.1:6380'" ;;
     esac
   done
 }
