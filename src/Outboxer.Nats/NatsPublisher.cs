@@ -243,6 +243,11 @@ public sealed class NatsPublisher : IOutboxBatchPublisher, IAsyncDisposable
                 continue;
             }
 
+            if (n + 1 == indexes.Count)
+            {
+                return;
+            }
+
             for (var m = n + 1; m < indexes.Count; m++)
             {
                 var held = messages[indexes[m]];

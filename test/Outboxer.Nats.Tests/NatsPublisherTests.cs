@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using System.Threading.Channels;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
 using NATS.Client.Core;
 using NATS.Client.JetStream;
 using NATS.Client.JetStream.Models;
@@ -433,6 +434,40 @@ public sealed class NatsPublisherTests : OutboxPublisherConformanceTests
                 File.Delete(file);
             }
         }
+    }
+
+    [Fact]
+    public async Task An_outbox_registered_with_UseNats_and_a_url_publishes_to_the_configured_default_subject()
+    {
+        var services = new ServiceCollection();
+        services.AddOutboxer().UseStore(_ => new InMemoryOutboxStore()).UseNats(NatsServer.Url, o => o.DefaultSubject = OrdersSubject);
+        var message = new OutboxMessage("through UseNats(url)");
+        await using (var provider = services.BuildServiceProvider())
+        {
+            var outbox = provider.GetRequiredService<Outbox>();
+            await outbox.SendAsync(message, Ct);
+            Assert.Equal(1, await outbox.DispatchPendingAsync(Ct));
+        }
+
+        Assert.Equal(message.MessageId.ToString(), Assert.Single(await ReceiveExactlyAsync(1)).MessageId);
+    }
+
+    [Fact]
+    public async Task An_outbox_registered_with_UseNats_publishes_over_the_registered_connection_which_it_leaves_open()
+    {
+        var services = new ServiceCollection();
+        services.AddSingleton<INatsConnection>(Connection);
+        services.AddOutboxer().UseStore(_ => new InMemoryOutboxStore()).UseNats(o => o.DefaultSubject = OrdersSubject);
+        var message = new OutboxMessage("through UseNats()");
+        await using (var provider = services.BuildServiceProvider())
+        {
+            var outbox = provider.GetRequiredService<Outbox>();
+            await outbox.SendAsync(message, Ct);
+            Assert.Equal(1, await outbox.DispatchPendingAsync(Ct));
+        }
+
+        Assert.Equal(message.MessageId.ToString(), Assert.Single(await ReceiveExactlyAsync(1)).MessageId);
+        Assert.Equal(NatsConnectionState.Open, Connection.ConnectionState);
     }
 
     private static OutboxMessage WithSubject(OutboxMessage message, string subject)
