@@ -216,6 +216,10 @@ public sealed class NatsPublisher : IOutboxBatchPublisher, IAsyncDisposable
 
             // Header values are text of any language (a tenant's name); the client's default would turn non-ASCII into '?'.
             HeaderEncoding = Encoding.UTF8,
+
+            // While the connection is down, fail a publish after the command timeout (a transient failure the outbox retries) instead
+            // of buffering it until the dispatcher's PublishTimeout runs out.
+            PublishTimeoutOnDisconnected = true,
         });
 
     private static NatsPublisherOptions ValidatedCopy(NatsPublisherOptions? options)
@@ -345,6 +349,12 @@ public sealed class NatsPublisher : IOutboxBatchPublisher, IAsyncDisposable
             case NatsException when ex.GetType() == typeof(NatsException) && ex.Message.Contains("invalid", StringComparison.OrdinalIgnoreCase):
                 // The client's own checks (a subject or header it would not send) throw the base type before anything is sent.
                 return new OutboxException($"The NATS client refused message {message.MessageId} to subject '{subject}': {ex.Message}", isTransient: false, ex);
+            case OperationCanceledException or NatsTimeoutException or NatsJSTimeoutException:
+                // Not the caller's token: the client gave up (a publish while disconnected, or no answer in time).
+                return new OutboxException(
+                    $"NATS did not take or acknowledge message {message.MessageId} to subject '{subject}' in time (the connection is {_connection.ConnectionState}); it will be retried.",
+                    isTransient: true,
+                    ex);
             default:
                 return new OutboxException($"Publishing message {message.MessageId} to NATS subject '{subject}' failed: {ex.Message}; it will be retried.", isTransient: true, ex);
         }
