@@ -79,7 +79,7 @@ public sealed class NatsPublisher : IOutboxBatchPublisher, IAsyncDisposable
     private NatsPublisher(NatsConnection connection, NatsPublisherOptions options, ILoggerFactory? loggerFactory)
         : this(connection, connection, options, (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<NatsPublisher>())
     {
-        Log.Created(_logger, connection.Opts.Url, ConnectionName);
+        Log.Created(_logger, Redact(connection.Opts.Url), ConnectionName);
     }
 
     private NatsPublisher(INatsConnection connection, NatsConnection? ownedConnection, NatsPublisherOptions options, ILogger? logger)
@@ -221,6 +221,11 @@ public sealed class NatsPublisher : IOutboxBatchPublisher, IAsyncDisposable
             // of buffering it until the dispatcher's PublishTimeout runs out.
             PublishTimeoutOnDisconnected = true,
         });
+
+    /// <summary>Drops any user name, password or token from each of the comma-separated server addresses, for logs.</summary>
+    private static string Redact(string url) =>
+        string.Join(",", url.Split(',', StringSplitOptions.TrimEntries).Select(u =>
+            Uri.TryCreate(u, UriKind.Absolute, out var uri) ? uri.GetComponents(UriComponents.SchemeAndServer, UriFormat.UriEscaped) : "(an address that is not a URI)"));
 
     private static NatsPublisherOptions ValidatedCopy(NatsPublisherOptions? options)
     {
