@@ -7,7 +7,7 @@
 #   eng/servers.sh status [name...]   print each server's state (exit 3 if one is not running)
 #   eng/servers.sh env    [name...]   print `export OUTBOXER_...=...` lines: eval "$(eng/servers.sh env)"
 #
-# Names: postgres rabbitmq mariadb kinesalite fauxqs pubsub redis, or `all`.
+# Names: postgres rabbitmq mariadb kinesalite fauxqs pubsub redis nats, or `all`.
 # Without names, start/stop/status act on `postgres rabbitmq`; env prints every variable.
 #
 # Everything binds to 127.0.0.1 only:
@@ -18,6 +18,7 @@
 #   fauxqs      4566   SQS emulator (npm fauxqs 1.9.2)
 #   pubsub      8085   Google Pub/Sub emulator (preinstalled with the Google Cloud SDK)
 #   redis       6380   Redis 7 (apt redis-server), append-only file on; 6380 so a system Redis on 6379 does not clash
+#   nats        4223   NATS 2.9 with JetStream (apt nats-server), file storage in the state dir
 #
 # State (data, logs, pid files, npm installs) lives in
 # ${OUTBOXER_SERVERS_DIR:-/tmp/outboxer-servers}/<name>.
@@ -38,7 +39,7 @@ set -euo pipefail
 
 readonly STATE_ROOT="${OUTBOXER_SERVERS_DIR:-/tmp/outboxer-servers}"
 readonly TIMEOUT="${OUTBOXER_SERVERS_TIMEOUT:-120}"
-readonly ALL_SERVERS=(postgres rabbitmq mariadb kinesalite fauxqs pubsub redis)
+readonly ALL_SERVERS=(postgres rabbitmq mariadb kinesalite fauxqs pubsub redis nats)
 readonly DEFAULT_SERVERS=(postgres rabbitmq)
 
 readonly PG_BIN=/usr/lib/postgresql/15/bin
@@ -69,6 +70,7 @@ port_of() {
     fauxqs) echo 4566 ;;
     pubsub) echo 8085 ;;
     redis) echo 6380 ;;
+    nats) echo 4223 ;;
     *) die "unknown server '$1' (known: ${ALL_SERVERS[*]} all)" ;;
   esac
 }
@@ -115,6 +117,7 @@ pid_marker_of() {
     fauxqs) echo "fauxqs-server.mjs" ;;
     pubsub) echo "java" ;;
     redis) echo "redis-server" ;;
+    nats) echo "nats-server" ;;
   esac
 }
 server_pid() { live_pid "$(pid_file_of "$1")" "$(pid_marker_of "$1")"; }
@@ -180,6 +183,7 @@ apt_packages_of() {
     rabbitmq) echo rabbitmq-server ;;
     mariadb) echo mariadb-server mariadb-client ;;
     redis) echo redis-server ;;
+    nats) echo nats-server ;;
   esac
 }
 
@@ -498,6 +502,27 @@ redis_start() {
     { show_log_tail "$d/server.log"; return 1; }
 }
 
+# NATS with JetStream (apt nats-server; apt starts no service of its own). Port 4223, not NATS's
+# 4222, as the other servers here avoid their defaults. Streams are kept as files under
+# <state>/jetstream, so they survive a restart like a production server's. The server writes
+# "Server is ready" once JetStream and the client listener are up.
+
+# nats_ready <log> <first line>: the log has said "Server is ready" since <first line> (the log is
+# appended to across restarts, so an earlier start's line must not count).
+nats_ready() { tail -n "+$2" "$1" | grep -q "Server is ready"; }
+
+nats_start() {
+  local d; d=$(state_dir nats)
+  mkdir -p "$d/jetstream"
+  local from=1
+  [[ -f $d/server.log ]] && from=$(( $(wc -l <"$d/server.log") + 1 ))
+  (cd "$d" && launch "$d/server.pid" "$d/server.log" \
+    nats-server -js -a 127.0.0.1 -p 4223 -sd "$d/jetstream" -n outboxer-test)
+  local pid; pid=$(<"$d/server.pid")
+  wait_until nats "$pid" port_answers 4223 || { show_log_tail "$d/server.log"; return 1; }
+  wait_until nats "$pid" nats_ready "$d/server.log" "$from" || { show_log_tail "$d/server.log"; return 1; }
+}
+
 # Generic stop for the servers whose only process is the one in server.pid.
 simple_stop() {
   local pid; pid=$(server_pid "$1") || return 0
@@ -507,6 +532,7 @@ kinesalite_stop() { simple_stop kinesalite; }
 fauxqs_stop() { simple_stop fauxqs; }
 pubsub_stop() { simple_stop pubsub; }
 redis_stop() { simple_stop redis; }
+nats_stop() { simple_stop nats; }
 
 # ---------------------------------------------------------------------------------------------
 # commands
@@ -656,6 +682,7 @@ cmd_env() {
       fauxqs) echo "export OUTBOXER_SQS_URL='http://127.0.0.1:4566'" ;;
       pubsub) echo "export OUTBOXER_PUBSUB_HOST='127.0.0.1:8085'" ;;
       redis) echo "export OUTBOXER_REDIS_URL='127.0.0.1:6380'" ;;
+      nats) echo "export OUTBOXER_NATS_URL='nats://127.0.0.1:4223'" ;;
     esac
   done
 }

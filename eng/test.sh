@@ -14,7 +14,7 @@ rm -rf "$results"
 mkdir -p "$results"
 
 echo "[test] starting servers"
-OUTBOXER_PG_FAST=1 bash eng/servers.sh start postgres rabbitmq mariadb kinesalite fauxqs redis
+OUTBOXER_PG_FAST=1 bash eng/servers.sh start postgres rabbitmq mariadb kinesalite fauxqs redis nats
 # The Pub/Sub emulator comes only with the machine image (no registry serves it). Without it the Pub/Sub
 # tests fail as "server missing" and the run fails: they are never counted as passed.
 if ! bash eng/servers.sh start pubsub; then
