@@ -108,10 +108,13 @@ public sealed class PostgreSqlMigrationWhileRunningTests : IAsyncLifetime
         }, Ct);
 
         // The new version migrates the table while the old process runs, then its own dispatcher runs beside it.
-        while (Volatile.Read(ref rounds) < 10)
+        var started = TimeProvider.System.GetTimestamp();
+        while (Volatile.Read(ref rounds) < 10 && !old.IsCompleted && TimeProvider.System.GetElapsedTime(started) < TimeSpan.FromMinutes(1))
         {
             await Task.Delay(10, Ct);
         }
+
+        Assert.False(old.IsFaulted, old.Exception?.ToString());
 
         var store = new PostgreSqlOutboxStore(_dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = _schema, TableName = TableName });
         Assert.Equal(1, (await store.GetSchemaStatusAsync(Ct)).Version);
@@ -121,8 +124,12 @@ public sealed class PostgreSqlMigrationWhileRunningTests : IAsyncLifetime
         {
             outbox.StartDispatcher();
             await stop.CancelAsync();
-            await old;
-            await outbox.WaitUntilDrainedAsync(cancellationToken: Ct);
+
+            // Bounded, so that a defect fails the test instead of hanging the run.
+            await old.WaitAsync(TimeSpan.FromMinutes(1), Ct);
+            using var drained = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            drained.CancelAfter(TimeSpan.FromMinutes(1));
+            await outbox.WaitUntilDrainedAsync(cancellationToken: drained.Token);
         }
 
         var delivered = publishedByOld.Concat(publisher.Published.Select(m => m.MessageId)).ToList();
