@@ -85,7 +85,8 @@ internal sealed class SqliteDialect : OutboxSqlDialect
     public override string? DatabaseOf(DbConnection connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        var file = new SqliteConnectionStringBuilder(connection.ConnectionString).DataSource;
+        // DataSource is the file SQLite opened (or, before opening, the connection string's): no parsing on the enqueue path.
+        var file = connection.DataSource;
         return string.IsNullOrEmpty(file) || file.StartsWith(':') || file.StartsWith("file:", StringComparison.OrdinalIgnoreCase) ? null : Path.GetFullPath(file);
     }
 

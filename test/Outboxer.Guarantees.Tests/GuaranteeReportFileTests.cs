@@ -31,4 +31,26 @@ public sealed class GuaranteeReportFileTests
             File.Delete(path);
         }
     }
+
+    [Fact]
+    public void Appending_to_a_file_that_an_earlier_version_started_with_a_byte_order_mark_removes_the_mark_and_keeps_its_lines()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"outboxer-guarantees-{Guid.NewGuid():N}.jsonl");
+        try
+        {
+            var report = new GuaranteeReport("file-format", false, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1.5, 10, "none", []);
+            File.WriteAllText(path, "{\"scenario\":\"old\"}\n", new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true));
+            Assert.Equal(0xEF, File.ReadAllBytes(path)[0]);
+
+            GuaranteeRun.AppendLine(path, report);
+
+            Assert.Equal((byte)'{', File.ReadAllBytes(path)[0]);
+            var scenarios = File.ReadAllLines(path).Select(line => JsonDocument.Parse(line).RootElement.GetProperty("scenario").GetString());
+            Assert.Equal(["old", "file-format"], scenarios);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }

@@ -632,13 +632,29 @@ internal sealed class GuaranteeRun : IAsyncDisposable
 
     /// <summary>
     /// Appends the report as one JSON line, in UTF-8 without a byte order mark: JSON Lines has none, and a file that starts with
-    /// EF BB BF is rejected by standard parsers (<see cref="Encoding.UTF8"/> would write one to a new file).
+    /// EF BB BF is rejected by standard parsers (<see cref="Encoding.UTF8"/> would write one to a new file). A file that an earlier
+    /// version left starting with one loses it first, so appending never keeps an unreadable file unreadable.
     /// </summary>
     internal static void AppendLine(string path, GuaranteeReport report)
     {
         lock (s_reportFile)
         {
+            RemoveByteOrderMark(path);
             File.AppendAllText(path, ToJson(report) + "\n", s_utf8WithoutBom);
+        }
+    }
+
+    private static void RemoveByteOrderMark(string path)
+    {
+        if (!File.Exists(path))
+        {
+            return;
+        }
+
+        var bytes = File.ReadAllBytes(path);
+        if (bytes.AsSpan().StartsWith(Encoding.UTF8.Preamble))
+        {
+            File.WriteAllBytes(path, bytes[Encoding.UTF8.Preamble.Length..]);
         }
     }
 }
