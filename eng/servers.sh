@@ -249,7 +249,10 @@ postgres_start() {
       --locale=C.UTF-8 >"$d/initdb.log" 2>&1 || { show_log_tail "$d/initdb.log"; die "postgres: initdb failed"; }
   fi
 
+  # wal_level=logical: the log mode (pg_logical_emit_message relayed from a replication slot) needs it;
+  # it costs the table mode nothing measurable.
   local opts="-c listen_addresses=127.0.0.1 -p 5433 -k $d -c max_connections=200"
+  opts+=" -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32"
   if [[ ${OUTBOXER_PG_FAST:-0} == 1 ]]; then
     opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     log "postgres: OUTBOXER_PG_FAST=1: fsync, synchronous_commit and full_page_writes are off"
@@ -281,6 +284,10 @@ postgres_check_mode() {
   fsync=$(PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -h 127.0.0.1 -p 5433 -U postgres -d postgres -tAc 'show fsync' 2>/dev/null) || return 0
   [[ $fsync == "$want" ]] ||
     warn "postgres: the running server has fsync=$fsync (OUTBOXER_PG_FAST=${OUTBOXER_PG_FAST:-0} asks for fsync=$want); restart it to change"
+  local wal
+  wal=$(PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -h 127.0.0.1 -p 5433 -U postgres -d postgres -tAc 'show wal_level' 2>/dev/null) || return 0
+  [[ $wal == logical ]] ||
+    warn "postgres: the running server has wal_level=$wal; the log-mode tests need logical: restart it (bash eng/servers.sh stop postgres)"
 }
 
 # ---------------------------------------------------------------------------------------------
