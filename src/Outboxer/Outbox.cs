@@ -25,15 +25,16 @@ namespace Outboxer;
 /// </remarks>
 public sealed class Outbox : IHostedService, IAsyncDisposable
 {
-    private readonly IOutboxStore _store;
-    private readonly IOutboxPublisher _publisher;
+    private readonly IOutboxWriter _writer;
+    private readonly IOutboxStore? _store;
+    private readonly IOutboxPublisher? _publisher;
     private readonly IOutboxAdministration? _administration;
     private readonly OutboxOptions _options;
     private readonly TimeProvider _time;
     private readonly Notifier<DispatchedMessage> _dispatched;
     private readonly Notifier<OutboxError> _errors;
-    private readonly Dispatcher _dispatcher;
-    private readonly Cleanup _cleanup;
+    private readonly Dispatcher? _dispatcher;
+    private readonly Cleanup? _cleanup;
     private readonly Lock _lifecycle = new();
     private Loop? _dispatcherLoop;
     private Loop? _cleanupLoop;
@@ -48,10 +49,46 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <exception cref="ArgumentNullException">The data store or the event stream is missing.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the message names it and its value.</exception>
     public Outbox(IOutboxStore store, IOutboxPublisher publisher, OutboxOptions? options = null, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null)
+        : this(
+            options,
+            store ?? throw new ArgumentNullException(nameof(store), "A data store (IOutboxStore) is required for the outbox to work."),
+            publisher ?? throw new ArgumentNullException(nameof(publisher), "An event stream (IOutboxPublisher) is required for the outbox to work."),
+            loggerFactory,
+            timeProvider)
     {
-        _store = store ?? throw new ArgumentNullException(nameof(store), "A data store (IOutboxStore) is required for the outbox to work.");
-        _publisher = publisher ?? throw new ArgumentNullException(nameof(publisher), "An event stream (IOutboxPublisher) is required for the outbox to work.");
-        _administration = store as IOutboxAdministration;
+    }
+
+    /// <summary>
+    /// Initializes an outbox that only enqueues, for a process that writes messages and leaves publishing to other processes: it
+    /// needs no publisher and runs no dispatcher. When <paramref name="writer"/> is a whole store (<see cref="IOutboxStore"/>), it can
+    /// still run the cleanup and read statistics and dead letters; a writer that is not (a log-mode writer, for example) only enqueues.
+    /// </summary>
+    /// <param name="writer">Where messages are written, for example the store of a database package.</param>
+    /// <param name="options">The settings; <see langword="null"/> for the defaults. They are copied and validated here.</param>
+    /// <param name="loggerFactory">The logger factory; <see langword="null"/> for no logging.</param>
+    /// <param name="timeProvider">The clock; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="writer"/> is missing.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the message names it and its value.</exception>
+    // The two public constructors differ by their first two parameters (a store and a publisher, or a writer and options); a call with
+    // only a store binds here on purpose: without a publisher, the outbox only enqueues and cleans up.
+#pragma warning disable RS0026
+    public Outbox(IOutboxWriter writer, OutboxOptions? options = null, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null)
+        : this(
+            options,
+            writer ?? throw new ArgumentNullException(nameof(writer), "A writer (IOutboxWriter) is required for the outbox to enqueue."),
+            null,
+            loggerFactory,
+            timeProvider)
+#pragma warning restore RS0026
+    {
+    }
+
+    private Outbox(OutboxOptions? options, IOutboxWriter writer, IOutboxPublisher? publisher, ILoggerFactory? loggerFactory, TimeProvider? timeProvider)
+    {
+        _writer = writer;
+        _store = writer as IOutboxStore;
+        _publisher = publisher;
+        _administration = writer as IOutboxAdministration;
         _options = (options ?? new OutboxOptions()).Clone();
         _options.Validate();
         _time = timeProvider ?? TimeProvider.System;
@@ -59,8 +96,15 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
 
         _dispatched = new Notifier<DispatchedMessage>(_options.NotificationCapacity);
         _errors = new Notifier<OutboxError>(_options.NotificationCapacity);
-        _dispatcher = new Dispatcher(store, publisher, _options, _time, loggerFactory.CreateLogger("Outboxer.Dispatcher"), _dispatched, _errors);
-        _cleanup = new Cleanup(store, _options, _time, loggerFactory.CreateLogger("Outboxer.Cleanup"), _errors, _administration is null ? null : ct => GetStatisticsAsync(ct));
+        if (_store is not null && publisher is not null)
+        {
+            _dispatcher = new Dispatcher(_store, publisher, _options, _time, loggerFactory.CreateLogger("Outboxer.Dispatcher"), _dispatched, _errors);
+        }
+
+        if (_store is not null)
+        {
+            _cleanup = new Cleanup(_store, _options, _time, loggerFactory.CreateLogger("Outboxer.Cleanup"), _errors, _administration is null ? null : ct => GetStatisticsAsync(ct));
+        }
     }
 
     /// <summary>
@@ -77,7 +121,14 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public ChannelReader<OutboxError> Errors => _errors.Reader;
 
     /// <summary>Gets the store the outbox writes to and reads from.</summary>
-    public IOutboxStore Store => _store;
+    /// <exception cref="InvalidOperationException">The outbox only enqueues, through a writer that is not a whole store; see <see cref="Writer"/>.</exception>
+    public IOutboxStore Store => _store ?? throw new InvalidOperationException($"This outbox only enqueues through {_writer.GetType().Name}, which is not an IOutboxStore; use Writer.");
+
+    /// <summary>Gets where the outbox writes messages: the store, or the writer of an outbox that only enqueues.</summary>
+    public IOutboxWriter Writer => _writer;
+
+    /// <summary>Gets a value indicating whether this outbox can dispatch: it has a whole store and a publisher.</summary>
+    public bool CanDispatch => _dispatcher is not null;
 
     /// <summary>
     /// Gets what operators need of the store (statistics, dead letters), or <see langword="null"/> when the store offers none
@@ -175,7 +226,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         int count;
         try
         {
-            count = await _store.AddRangeAsync(transaction, list, cancellationToken).ConfigureAwait(false);
+            count = await _writer.AddRangeAsync(transaction, list, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -184,7 +235,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         }
 
         Telemetry.EnqueuedMessages.Add(count);
-        _dispatcher.Wake(committed: false);
+        _dispatcher?.Wake(committed: false);
         return count;
     }
 
@@ -226,38 +277,58 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// check. Integrations that learn of the commit (an EF Core interceptor, a unit of work) call it after committing; enqueueing
     /// already wakes the dispatcher, so plain code never needs it.
     /// </summary>
-    public void Wake() => _dispatcher.Wake(committed: true);
+    public void Wake() => _dispatcher?.Wake(committed: true);
 
-    /// <summary>Starts the dispatcher and the cleanup in the background. Starting what is already running does nothing.</summary>
+    /// <summary>
+    /// Starts the dispatcher and the cleanup in the background, each where this outbox can run it: an outbox without a publisher starts
+    /// no dispatcher, and one that only enqueues through a writer starts neither. Starting what is already running does nothing.
+    /// </summary>
     /// <param name="cancellationToken">Not used; starting does not wait.</param>
     /// <returns>A completed task.</returns>
     /// <exception cref="ObjectDisposedException">The outbox was disposed.</exception>
     public Task StartAsync(CancellationToken cancellationToken = default)
     {
-        StartDispatcher();
-        StartCleanup();
+        lock (_lifecycle)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+        }
+
+        if (_dispatcher is not null)
+        {
+            StartDispatcher();
+        }
+
+        if (_cleanup is not null)
+        {
+            StartCleanup();
+        }
+
         return Task.CompletedTask;
     }
 
     /// <summary>Starts only the dispatcher in the background (the Go outboxer's <c>StartDispatcher</c>). Starting it again while it runs does nothing.</summary>
     /// <exception cref="ObjectDisposedException">The outbox was disposed.</exception>
+    /// <exception cref="InvalidOperationException">The outbox only enqueues (it has no publisher, or no whole store).</exception>
     public void StartDispatcher()
     {
+        var dispatcher = RequireDispatcher();
         lock (_lifecycle)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            _dispatcherLoop ??= Loop.Start(_dispatcher.RunAsync);
+            _dispatcherLoop ??= Loop.Start(dispatcher.RunAsync);
         }
     }
 
     /// <summary>Starts only the cleanup in the background (the Go outboxer's <c>StartCleanup</c>), for example on one node only. Starting it again while it runs does nothing.</summary>
     /// <exception cref="ObjectDisposedException">The outbox was disposed.</exception>
+    /// <exception cref="InvalidOperationException">The outbox only enqueues through a writer that is not a whole store.</exception>
     public void StartCleanup()
     {
+        var cleanup = RequireCleanup();
         lock (_lifecycle)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            _cleanupLoop ??= Loop.Start(_cleanup.RunAsync);
+            _cleanupLoop ??= Loop.Start(cleanup.RunAsync);
         }
     }
 
@@ -288,11 +359,13 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <param name="cancellationToken">A token to cancel the operation.</param>
     /// <returns>How many messages were claimed (published or failed).</returns>
     /// <exception cref="OutboxException">Claiming failed.</exception>
+    /// <exception cref="InvalidOperationException">The outbox only enqueues (it has no publisher, or no whole store).</exception>
     public async Task<int> DispatchPendingAsync(CancellationToken cancellationToken = default)
     {
+        var dispatcher = RequireDispatcher();
         var total = 0;
         int claimed;
-        while ((claimed = await _dispatcher.DispatchBatchAsync(cancellationToken).ConfigureAwait(false)) > 0)
+        while ((claimed = await dispatcher.DispatchBatchAsync(cancellationToken).ConfigureAwait(false)) > 0)
         {
             total += claimed;
         }
@@ -370,7 +443,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         var count = await Admin().RequeueDeadLettersAsync(ids, cancellationToken).ConfigureAwait(false);
         if (count > 0)
         {
-            _dispatcher.Wake(committed: true);
+            _dispatcher?.Wake(committed: true);
         }
 
         return count;
@@ -388,8 +461,9 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <param name="cancellationToken">A token to cancel the operation.</param>
     /// <returns>How many messages were deleted.</returns>
     /// <exception cref="OutboxException">The database failed.</exception>
+    /// <exception cref="InvalidOperationException">The outbox only enqueues through a writer that is not a whole store.</exception>
     public Task<int> CleanupAsync(CancellationToken cancellationToken = default) =>
-        _cleanup.RunOnceAsync(CancellationToken.None, cancellationToken);
+        RequireCleanup().RunOnceAsync(CancellationToken.None, cancellationToken);
 
     /// <summary>Stops the loops gracefully (see <see cref="StopAsync"/>) and completes the notification readers.</summary>
     /// <returns>A task that completes when the loops have ended.</returns>
@@ -415,7 +489,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     private async ValueTask<long> EnqueueCoreAsync<TState>(
         OutboxMessage message,
         TState state,
-        Func<IOutboxStore, OutboxMessage, TState, CancellationToken, ValueTask<long>> insert,
+        Func<IOutboxWriter, OutboxMessage, TState, CancellationToken, ValueTask<long>> insert,
         bool committed,
         CancellationToken cancellationToken)
     {
@@ -424,7 +498,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         long id;
         try
         {
-            id = await insert(_store, message, state, cancellationToken).ConfigureAwait(false);
+            id = await insert(_writer, message, state, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -433,7 +507,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         }
 
         Telemetry.EnqueuedMessages.Add(1);
-        _dispatcher.Wake(committed);
+        _dispatcher?.Wake(committed);
         return id;
     }
 
@@ -453,7 +527,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
 
         // A name the table cannot store (too long, U+0000, half a surrogate pair) is left out: the destination is informational.
         if (message.Destination is null
-            && _publisher.GetDestinationName(message) is { Length: > 0 and <= OutboxMessage.MaxDestinationLength } destination
+            && _publisher?.GetDestinationName(message) is { Length: > 0 and <= OutboxMessage.MaxDestinationLength } destination
             && OutboxMessage.FirstUnstorable(destination) < 0)
         {
             message.Destination = destination;
@@ -461,7 +535,15 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     }
 
     private IOutboxAdministration Admin() =>
-        _administration ?? throw new NotSupportedException($"The store {_store.GetType().Name} offers no statistics or dead letters (it does not implement IOutboxAdministration).");
+        _administration ?? throw new NotSupportedException($"The store {_writer.GetType().Name} offers no statistics or dead letters (it does not implement IOutboxAdministration).");
+
+    private Dispatcher RequireDispatcher() =>
+        _dispatcher ?? throw new InvalidOperationException(_store is null
+            ? $"This outbox only enqueues: {_writer.GetType().Name} is not an IOutboxStore, so there is nothing to dispatch from."
+            : "This outbox only enqueues: it was created without a publisher (IOutboxPublisher), so it cannot dispatch.");
+
+    private Cleanup RequireCleanup() =>
+        _cleanup ?? throw new InvalidOperationException($"This outbox only enqueues: {_writer.GetType().Name} is not an IOutboxStore, so there is nothing to clean up.");
 
     /// <summary>One running loop with its two tokens: stopping (no new work) and abort (drop the work in flight).</summary>
     private sealed class Loop

@@ -1,3 +1,4 @@
+using Outboxer.Providers;
 using Outboxer.Testing;
 using Xunit;
 
@@ -61,7 +62,7 @@ public sealed class OutboxOptionsTests
     [Fact]
     public void A_missing_data_store_is_named_in_the_exception()
     {
-        var ex = Assert.Throws<ArgumentNullException>(() => new Outbox(null!, new RecordingPublisher()));
+        var ex = Assert.Throws<ArgumentNullException>(() => new Outbox((IOutboxStore)null!, new RecordingPublisher()));
         Assert.Equal("store", ex.ParamName);
         Assert.Contains("data store", ex.Message, StringComparison.Ordinal);
     }
@@ -69,7 +70,7 @@ public sealed class OutboxOptionsTests
     [Fact]
     public void A_missing_event_stream_is_named_in_the_exception()
     {
-        var ex = Assert.Throws<ArgumentNullException>(() => new Outbox(new InMemoryOutboxStore(), null!));
+        var ex = Assert.Throws<ArgumentNullException>(() => new Outbox(new InMemoryOutboxStore(), (IOutboxPublisher)null!));
         Assert.Equal("publisher", ex.ParamName);
         Assert.Contains("event stream", ex.Message, StringComparison.Ordinal);
     }
