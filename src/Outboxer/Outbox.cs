@@ -39,6 +39,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     private Loop? _dispatcherLoop;
     private Loop? _cleanupLoop;
     private bool _disposed;
+    private Task? _disposal;
 
     /// <summary>Initializes a new outbox over a store and an event stream.</summary>
     /// <param name="store">Where messages are stored (the Go outboxer's data store), for example the store of a database package.</param>
@@ -334,7 +335,9 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
 
     /// <summary>
     /// Stops the dispatcher and the cleanup gracefully: no new batch starts, the batch in flight is published and settled, and the loops
-    /// are awaited. Stopping what is not running does nothing. The outbox can be started again afterwards.
+    /// are awaited. Stopping what is not running does nothing. Concurrent calls (and <see cref="DisposeAsync"/>) share one stop: each
+    /// returns when the loops have ended, and <see cref="IsDispatcherRunning"/> stays true until then. The outbox can be started again
+    /// afterwards; starting while a stop is under way does nothing.
     /// </summary>
     /// <param name="cancellationToken">When cancelled, the batch in flight is abandoned; its messages are published again after their lease.</param>
     /// <returns>A task that completes when both loops have ended.</returns>
@@ -343,13 +346,36 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         Loop? dispatcher, cleanup;
         lock (_lifecycle)
         {
-            (dispatcher, _dispatcherLoop) = (_dispatcherLoop, null);
-            (cleanup, _cleanupLoop) = (_cleanupLoop, null);
+            (dispatcher, cleanup) = (_dispatcherLoop, _cleanupLoop);
         }
 
-        await Task.WhenAll(
-            dispatcher?.StopAsync(cancellationToken) ?? Task.CompletedTask,
-            cleanup?.StopAsync(cancellationToken) ?? Task.CompletedTask).ConfigureAwait(false);
+        if (dispatcher is null && cleanup is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await Task.WhenAll(
+                dispatcher?.StopAsync(cancellationToken) ?? Task.CompletedTask,
+                cleanup?.StopAsync(cancellationToken) ?? Task.CompletedTask).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_lifecycle)
+            {
+                // Only the loops this call stopped, and only once they ended: a start after the stop keeps its new loop.
+                if (ReferenceEquals(_dispatcherLoop, dispatcher) && dispatcher is { IsRunning: false })
+                {
+                    _dispatcherLoop = null;
+                }
+
+                if (ReferenceEquals(_cleanupLoop, cleanup) && cleanup is { IsRunning: false })
+                {
+                    _cleanupLoop = null;
+                }
+            }
+        }
     }
 
     /// <summary>
@@ -465,20 +491,27 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public Task<int> CleanupAsync(CancellationToken cancellationToken = default) =>
         RequireCleanup().RunOnceAsync(CancellationToken.None, cancellationToken);
 
-    /// <summary>Stops the loops gracefully (see <see cref="StopAsync"/>) and completes the notification readers.</summary>
+    /// <summary>
+    /// Stops the loops gracefully (see <see cref="StopAsync"/>) and then completes the notification readers. Concurrent calls share
+    /// one disposal and all return when it is over.
+    /// </summary>
     /// <returns>A task that completes when the loops have ended.</returns>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
+        Task disposal;
         lock (_lifecycle)
         {
-            if (_disposed)
-            {
-                return;
-            }
-
             _disposed = true;
+            disposal = _disposal ??= DisposeCoreAsync();
         }
 
+        return new ValueTask(disposal);
+    }
+
+    /// <summary>The one disposal every <see cref="DisposeAsync"/> call waits for: the notifications end after the last mark.</summary>
+    private async Task DisposeCoreAsync()
+    {
+        await Task.Yield();
         await StopAsync(CancellationToken.None).ConfigureAwait(false);
         Telemetry.Forget(this);
         _dispatched.Complete();
@@ -545,7 +578,10 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     private Cleanup RequireCleanup() =>
         _cleanup ?? throw new InvalidOperationException($"This outbox only enqueues: {_writer.GetType().Name} is not an IOutboxStore, so there is nothing to clean up.");
 
-    /// <summary>One running loop with its two tokens: stopping (no new work) and abort (drop the work in flight).</summary>
+    /// <summary>
+    /// One running loop with its two tokens: stopping (no new work) and abort (drop the work in flight). Every stop of a loop waits for
+    /// the same end; a stop cancelled by its caller aborts the work in flight.
+    /// </summary>
     private sealed class Loop
     {
         private readonly CancellationTokenSource _stopping = new();
@@ -563,24 +599,30 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
 
         public async Task StopAsync(CancellationToken cancellationToken)
         {
-            await _stopping.CancelAsync().ConfigureAwait(false);
+            lock (_stopping)
+            {
+                if (!_task.IsCompleted)
+                {
+                    _stopping.Cancel();
+                }
+            }
+
             try
             {
-                await _task.WaitAsync(cancellationToken).ConfigureAwait(false);
+                await _task.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.None);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
-                await _abort.CancelAsync().ConfigureAwait(false);
+                lock (_stopping)
+                {
+                    if (!_task.IsCompleted)
+                    {
+                        _abort.Cancel();
+                    }
+                }
+
                 await _task.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 throw;
-            }
-            finally
-            {
-                if (_task.IsCompleted)
-                {
-                    _stopping.Dispose();
-                    _abort.Dispose();
-                }
             }
         }
     }

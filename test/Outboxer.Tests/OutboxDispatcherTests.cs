@@ -507,6 +507,62 @@ public sealed class OutboxDispatcherTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Concurrent_stops_all_wait_for_the_batch_in_flight_and_the_dispatcher_counts_as_running_until_it_ends()
+    {
+        var outbox = Create();
+        _publisher.Hold();
+        await outbox.SendAsync(new OutboxMessage("in flight"), Ct);
+        outbox.StartDispatcher();
+        await _publisher.Waiting.Task.WaitAsync(Bound, Ct);
+
+        var first = outbox.StopAsync(Ct);
+        var second = outbox.StopAsync(Ct);
+        var disposing = outbox.DisposeAsync().AsTask();
+        var disposingAgain = outbox.DisposeAsync().AsTask();
+        await Task.Yield();
+
+        Assert.False(first.IsCompleted);
+        Assert.False(second.IsCompleted);
+        Assert.False(disposing.IsCompleted);
+        Assert.False(disposingAgain.IsCompleted);
+        Assert.True(outbox.IsDispatcherRunning);
+
+        _publisher.Release();
+        await Task.WhenAll(first, second, disposing, disposingAgain).WaitAsync(Bound, Ct);
+        Assert.False(outbox.IsDispatcherRunning);
+        Assert.Equal(0, _store.PendingCount);
+    }
+
+    [Fact]
+    public async Task Disposing_during_a_stop_completes_the_notifications_only_after_the_last_mark()
+    {
+        var outbox = Create(new OutboxOptions { MessageBatchSize = 50, NotificationCapacity = 1000 });
+        var dispatched = outbox.Dispatched;
+        for (var i = 0; i < 250; i++)
+        {
+            await _store.AddWithinTransactionAsync(new OutboxMessage($"m{i}") { MessageId = Guid.NewGuid() }, null, Ct);
+        }
+
+        _publisher.Hold();
+        outbox.StartDispatcher();
+        await _publisher.Waiting.Task.WaitAsync(Bound, Ct);
+
+        var stopping = outbox.StopAsync(Ct);
+        var disposing = outbox.DisposeAsync().AsTask();
+        _publisher.Release();
+        await Task.WhenAll(stopping, disposing).WaitAsync(Bound, Ct);
+
+        var notified = 0;
+        await foreach (var _ in dispatched.ReadAllAsync(Ct))
+        {
+            notified++;
+        }
+
+        Assert.Equal(250 - _store.PendingCount, notified);
+        Assert.True(notified > 0);
+    }
+
+    [Fact]
     public async Task Stopping_twice_and_stopping_what_never_started_are_harmless()
     {
         var outbox = Create();
