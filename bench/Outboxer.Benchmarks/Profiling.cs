@@ -195,7 +195,7 @@ public class ProfilingStoreProxy : DispatchProxy
         return targetMethod.Name switch
         {
             nameof(IOutboxStore.ClaimAsync) => TimeClaimAsync((Task<IReadOnlyList<OutboxMessage>>)result!, started),
-            nameof(IOutboxStore.MarkDispatchedAsync) => TimeMarkAsync((Task)result!, started),
+            nameof(IOutboxStore.MarkDispatchedAsync) => TimeMarkAsync((Task<int>)result!, started),
             _ => result,
         };
     }
@@ -207,10 +207,11 @@ public class ProfilingStoreProxy : DispatchProxy
         return batch;
     }
 
-    private async Task TimeMarkAsync(Task mark, long started)
+    private async Task<int> TimeMarkAsync(Task<int> mark, long started)
     {
-        await mark;
+        var marked = await mark;
         _profile.OnMark(started, Stopwatch.GetTimestamp());
+        return marked;
     }
 }
 

@@ -65,8 +65,8 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
             LIMIT @limit
             FOR UPDATE SKIP LOCKED
             """;
-        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND dispatched = 0";
-        DeadLetterSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND dispatched = 0";
+        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND lease_token = @token AND dispatched = 0 AND dead_lettered_at IS NULL";
+        DeadLetterSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND lease_token = @token AND dispatched = 0 AND dead_lettered_at IS NULL";
 
         // Bounded batches keep each delete's locks short. A single-table DELETE ... ORDER BY ... LIMIT is planned without regard to the
         // LIMIT: MariaDB sorts every expired row, or walks (dispatched, id) over every dispatched row, locking all it reads. So the ids
@@ -145,7 +145,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
     /// claimable rows (<c>FOR UPDATE SKIP LOCKED</c>), then one <c>UPDATE ... WHERE id IN (...)</c> that sets the lease and counts the
     /// attempt, then commit. MySQL has no <c>UPDATE ... RETURNING</c>.
     /// </summary>
-    public override async Task ClaimAsync(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken)
+    public override async Task ClaimAsync(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(claimed);
         var transaction = await ((MySqlConnection)connection).BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken).ConfigureAwait(false);
@@ -169,10 +169,11 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
 
             if (rows.Count > 0)
             {
-                var update = Command(connection, transaction, $"UPDATE {_table} SET locked_until = @lease_until, attempts = attempts + 1 WHERE id IN ({IdList(rows.Count)})");
+                var update = Command(connection, transaction, $"UPDATE {_table} SET locked_until = @lease_until, attempts = attempts + 1, lease_token = @token WHERE id IN ({IdList(rows.Count)})");
                 await using (update.ConfigureAwait(false))
                 {
                     Add(update, "@lease_until", MySqlDbType.DateTime, ToDb(leaseUntil));
+                    Add(update, "@token", MySqlDbType.Int64, leaseToken);
                     AddIds(update, rows, static m => m.Id);
                     await update.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
@@ -186,15 +187,16 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
         }
     }
 
-    public override async Task MarkDispatchedAsync(DbConnection connection, IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken)
+    public override async Task<int> MarkDispatchedAsync(DbConnection connection, IReadOnlyList<long> ids, long leaseToken, DateTimeOffset dispatchedAt, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(ids);
-        var command = Command(connection, null, $"UPDATE {_table} SET dispatched = 1, dispatched_at = @at, locked_until = NULL WHERE id IN ({IdList(ids.Count)})");
+        var command = Command(connection, null, $"UPDATE {_table} SET dispatched = 1, dispatched_at = @at, locked_until = NULL WHERE id IN ({IdList(ids.Count)}) AND lease_token = @token");
         await using (command.ConfigureAwait(false))
         {
             Add(command, "@at", MySqlDbType.DateTime, ToDb(dispatchedAt));
+            Add(command, "@token", MySqlDbType.Int64, leaseToken);
             AddIds(command, ids, static id => id);
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -311,6 +313,13 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
             "destination column",
             $"ALTER TABLE {Quote(table)} ADD COLUMN destination VARCHAR(255) NULL;",
             $"SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND COLUMN_NAME = 'destination'"),
+
+        // The token of the claim that holds a row, so that only that claim can mark, release or dead-letter it (fenced claims).
+        new OutboxMigration(
+            3,
+            "lease_token column (fenced claims)",
+            $"ALTER TABLE {Quote(table)} ADD COLUMN lease_token BIGINT NULL;",
+            $"SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND COLUMN_NAME = 'lease_token'"),
     ];
 
     private async Task<(bool TableExists, string? Comment, bool PendingIndexExists, bool CleanupIndexExists, bool OrderingIndexExists)> ReadStateAsync(DbConnection connection, CancellationToken cancellationToken)

@@ -95,7 +95,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
                 LIMIT @limit
                 FOR UPDATE SKIP LOCKED),
             claimable AS (SELECT id FROM fresh UNION ALL SELECT id FROM due ORDER BY id LIMIT @limit)
-            UPDATE {_table} AS o SET locked_until = @lease_until, attempts = o.attempts + 1
+            UPDATE {_table} AS o SET locked_until = @lease_until, attempts = o.attempts + 1, lease_token = @token
             FROM claimable
             WHERE o.id = claimable.id
             RETURNING o.id, o.message_id, o.payload, o.options::text, o.headers::text, o.created_at, o.attempts, o.ordering_key, o.destination
@@ -103,9 +103,9 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
 
         // The ids travel as the text of a bigint[] ('{1,2,3}'), not as a long[] parameter: a slim (NativeAOT) data source
         // without EnableArrays() cannot write arrays, and would fail only here, after the messages were published.
-        _markSql = $"UPDATE {_table} SET dispatched = true, dispatched_at = @at, locked_until = NULL WHERE id = ANY(CAST(@ids AS bigint[]))";
-        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND NOT dispatched";
-        DeadLetterSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND NOT dispatched";
+        _markSql = $"UPDATE {_table} SET dispatched = true, dispatched_at = @at, locked_until = NULL WHERE id = ANY(CAST(@ids AS bigint[])) AND lease_token = @token";
+        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND lease_token = @token AND NOT dispatched AND dead_lettered_at IS NULL";
+        DeadLetterSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND lease_token = @token AND NOT dispatched AND dead_lettered_at IS NULL";
 
         // Bounded batches keep each delete's locks short; SKIP LOCKED lets cleanups in several processes run side by side.
         RemoveDispatchedSql = $"""
@@ -265,7 +265,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
     /// on JIT compilation, which costs 200 ms and more per claim; and a claim lost in a database crash only makes its messages claimable
     /// again (at least once), so its commit need not wait for the disk. The later mark does wait, and flushes the claim with it.
     /// </summary>
-    public override async Task ClaimAsync(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken)
+    public override async Task ClaimAsync(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(claimed);
         var npgsql = (NpgsqlConnection)connection;
@@ -280,6 +280,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
                 var claim = new NpgsqlBatchCommand(ClaimSqlFor(batchSize));
                 claim.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now.ToUniversalTime()));
                 claim.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("lease_until", leaseUntil.ToUniversalTime()));
+                claim.Parameters.Add(new NpgsqlParameter<long>("token", leaseToken));
                 batch.BatchCommands.Add(claim);
                 if (_prepare)
                 {
@@ -304,7 +305,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
     /// Marks the rows in a short transaction with <c>synchronous_commit = off</c>, sent with the update in one round trip: a mark lost in
     /// a database crash only makes the messages publish again (at least once), so it need not wait for the disk flush.
     /// </summary>
-    public override async Task MarkDispatchedAsync(DbConnection connection, IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken)
+    public override async Task<int> MarkDispatchedAsync(DbConnection connection, IReadOnlyList<long> ids, long leaseToken, DateTimeOffset dispatchedAt, CancellationToken cancellationToken)
     {
         var npgsql = (NpgsqlConnection)connection;
         var transaction = await npgsql.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
@@ -317,6 +318,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
                 var mark = new NpgsqlBatchCommand(_markSql);
                 mark.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("at", dispatchedAt.ToUniversalTime()));
                 mark.Parameters.Add(new NpgsqlParameter<string>("ids", ToArrayLiteral(ids)));
+                mark.Parameters.Add(new NpgsqlParameter<long>("token", leaseToken));
                 batch.BatchCommands.Add(mark);
                 if (_prepare)
                 {
@@ -324,9 +326,9 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
                 }
 
                 await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return mark.RecordsAffected;
             }
-
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -427,6 +429,10 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
             // Version 2: the destination the event stream named at enqueue, for statistics per destination. A nullable column with no
             // default: PostgreSQL adds it without rewriting the table, and processes of version 1 go on inserting without it.
             new OutboxMigration(2, "destination column", $"ALTER TABLE {qualified} ADD COLUMN IF NOT EXISTS destination text NULL;"),
+
+            // Version 3: the token of the claim that holds a row, so that only that claim can mark, release or dead-letter it (fenced
+            // claims). Nullable, no default, in no index: added without a rewrite, and claims stay HOT updates.
+            new OutboxMigration(3, "lease_token column (fenced claims)", $"ALTER TABLE {qualified} ADD COLUMN IF NOT EXISTS lease_token bigint NULL;"),
         ];
     }
 

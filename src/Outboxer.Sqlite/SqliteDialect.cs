@@ -29,7 +29,7 @@ internal sealed class SqliteDialect : OutboxSqlDialect
         // Only the oldest pending message of each ordering key is claimable, so a key goes one message at a time, in order. SQLite runs
         // one writer at a time, so one UPDATE ... RETURNING claims atomically.
         _claimSql = $"""
-            UPDATE {_table} SET locked_until = $lease_until, attempts = attempts + 1
+            UPDATE {_table} SET locked_until = $lease_until, attempts = attempts + 1, lease_token = $token
             WHERE id IN (
                 SELECT o.id FROM {_table} AS o
                 WHERE o.dispatched = 0 AND o.dead_lettered_at IS NULL AND (o.locked_until IS NULL OR o.locked_until <= $now)
@@ -39,9 +39,9 @@ internal sealed class SqliteDialect : OutboxSqlDialect
                 ORDER BY o.id LIMIT $limit)
             RETURNING id, message_id, payload, options, headers, created_at, attempts, ordering_key, destination
             """;
-        _markSql = $"UPDATE {_table} SET dispatched = 1, dispatched_at = $at, locked_until = NULL WHERE id IN (SELECT value FROM json_each($ids))";
-        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND dispatched = 0";
-        DeadLetterSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND dispatched = 0";
+        _markSql = $"UPDATE {_table} SET dispatched = 1, dispatched_at = $at, locked_until = NULL WHERE id IN (SELECT value FROM json_each($ids)) AND lease_token = $token";
+        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND lease_token = @token AND dispatched = 0 AND dead_lettered_at IS NULL";
+        DeadLetterSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND lease_token = @token AND dispatched = 0 AND dead_lettered_at IS NULL";
         RemoveDispatchedSql = $"DELETE FROM {_table} WHERE id IN (SELECT id FROM {_table} WHERE dispatched = 1 AND dispatched_at < @cutoff ORDER BY id LIMIT @limit)";
         StatisticsSql = StandardStatisticsSql(_table, "dispatched = 0");
         DestinationStatisticsSql = StandardDestinationStatisticsSql(_table, "dispatched = 0");
@@ -109,10 +109,10 @@ internal sealed class SqliteDialect : OutboxSqlDialect
         return command;
     }
 
-    public override async Task ClaimAsync(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken)
+    public override async Task ClaimAsync(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(claimed);
-        var command = Command(connection, _claimSql, ("$lease_until", leaseUntil.UtcTicks), ("$now", now.UtcTicks), ("$limit", batchSize));
+        var command = Command(connection, _claimSql, ("$lease_until", leaseUntil.UtcTicks), ("$now", now.UtcTicks), ("$limit", batchSize), ("$token", leaseToken));
         await using (command.ConfigureAwait(false))
         {
             var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
@@ -126,12 +126,12 @@ internal sealed class SqliteDialect : OutboxSqlDialect
         }
     }
 
-    public override async Task MarkDispatchedAsync(DbConnection connection, IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken)
+    public override async Task<int> MarkDispatchedAsync(DbConnection connection, IReadOnlyList<long> ids, long leaseToken, DateTimeOffset dispatchedAt, CancellationToken cancellationToken)
     {
-        var command = Command(connection, _markSql, ("$at", dispatchedAt.UtcTicks), ("$ids", JsonSerializer.Serialize(ids, SqliteJsonContext.Default.IReadOnlyListInt64)));
+        var command = Command(connection, _markSql, ("$at", dispatchedAt.UtcTicks), ("$ids", JsonSerializer.Serialize(ids, SqliteJsonContext.Default.IReadOnlyListInt64)), ("$token", leaseToken));
         await using (command.ConfigureAwait(false))
         {
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -231,6 +231,9 @@ internal sealed class SqliteDialect : OutboxSqlDialect
 
         // The destination the event stream named at enqueue, for statistics per destination.
         new OutboxMigration(2, "destination column", $"ALTER TABLE \"{name}\" ADD COLUMN destination TEXT NULL;"),
+
+        // The token of the claim that holds a row, so that only that claim can mark, release or dead-letter it (fenced claims).
+        new OutboxMigration(3, "lease_token column (fenced claims)", $"ALTER TABLE \"{name}\" ADD COLUMN lease_token INTEGER NULL;"),
     ];
 
     private static string IndexesSql(string name) => $"""

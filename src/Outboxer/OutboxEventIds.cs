@@ -33,6 +33,24 @@ public static class OutboxEventIds
     /// <summary>A message was moved to the dead letters.</summary>
     public const int DeadLettered = 1008;
 
+    /// <summary>
+    /// A claim came back too late to publish its messages safely (less than <see cref="OutboxOptions.PublishTimeout"/> was left of the
+    /// lease): they were not published and come back after the lease.
+    /// </summary>
+    public const int ClaimTooLate = 1009;
+
+    /// <summary>
+    /// Published messages could not be marked because another claim took them after this dispatcher's lease ran out: they will be
+    /// published again (possible duplicates).
+    /// </summary>
+    public const int LeaseLost = 1010;
+
+    /// <summary>
+    /// A publish ended without an answer from the event stream (a timeout, a connection lost after sending): the message may have been
+    /// published, and is published again (a possible duplicate). It is never dead-lettered on such an attempt.
+    /// </summary>
+    public const int PublishOutcomeUnknown = 1011;
+
     /// <summary>The cleanup started.</summary>
     public const int CleanupStarted = 2000;
 

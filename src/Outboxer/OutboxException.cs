@@ -41,4 +41,11 @@ public class OutboxException : Exception
     /// connection), as opposed to a failure that will repeat (an invalid option, an unroutable message).
     /// </summary>
     public bool IsTransient { get; } = true;
+
+    /// <summary>
+    /// Gets a value indicating whether the operation may have taken effect although it failed: a publish whose confirmation did not
+    /// arrive (a timeout, a connection lost after the message was sent). The dispatcher retries such a message, counts it as a possible
+    /// duplicate, and never moves it to the dead letters on that attempt. Publishers set it when they know a message left.
+    /// </summary>
+    public bool IsOutcomeUnknown { get; init; }
 }

@@ -68,6 +68,12 @@ public sealed class OutboxMessage
     public int Attempts { get; set; }
 
     /// <summary>
+    /// Gets or sets the token of the claim that holds the message: set by <see cref="Providers.IOutboxStore.ClaimAsync"/>, given back when
+    /// the message is marked, released or dead-lettered, so that only the claim that still holds it can settle it. 0 when not claimed.
+    /// </summary>
+    public long LeaseToken { get; set; }
+
+    /// <summary>
     /// Gets or sets the ordering key: messages with the same key are published one at a time, in the order they were committed,
     /// across every dispatcher; messages with different keys (or none) go in parallel, and a failing key pauses only itself.
     /// Publishers for brokers that have the notion use it as theirs: a partition key, a message group, an ordering key.

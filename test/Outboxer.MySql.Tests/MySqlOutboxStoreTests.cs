@@ -176,7 +176,9 @@ public sealed class MySqlOutboxStoreTests : RowLockingOutboxStoreConformanceTest
         Assert.Equal(("datetime(6)", "YES", null), columns["locked_until"]);
         Assert.Equal(("text", "YES", "utf8mb4"), columns["last_error"]);
         Assert.Equal(("varchar(255)", "YES", "utf8mb4"), columns["destination"]);
-        Assert.Equal(14, columns.Count);
+        Assert.StartsWith("bigint", columns["lease_token"].Type, StringComparison.Ordinal);
+        Assert.Equal("YES", columns["lease_token"].Nullable);
+        Assert.Equal(15, columns.Count);
     }
 
     [Fact]
@@ -194,7 +196,7 @@ public sealed class MySqlOutboxStoreTests : RowLockingOutboxStoreConformanceTest
         Assert.Equal("\U0001F600 payload", Encoding.UTF8.GetString(claimed.Payload));
 
         // utf8(mb3) would refuse the emoji ("Incorrect string value") and fail the release.
-        await store.ReleaseAsync(id, T0.AddSeconds(5), "broker said \U0001F4A5", Ct);
+        Assert.True(await store.ReleaseAsync(id, claimed.LeaseToken, T0.AddSeconds(5), "broker said \U0001F4A5", Ct));
         Assert.Equal("broker said \U0001F4A5", await ScalarAsync<string>($"SELECT last_error FROM `{OutboxTable}` WHERE id = {id}"));
     }
 
@@ -309,7 +311,7 @@ public sealed class MySqlOutboxStoreTests : RowLockingOutboxStoreConformanceTest
 
         var claimed = await store.ClaimAsync(1000, T0, T0.AddSeconds(30), Ct);
         Assert.Equal(250, claimed.Count);
-        await store.MarkDispatchedAsync(claimed.Select(m => m.Id).ToList(), T0.AddSeconds(1), Ct);
+        Assert.Equal(250, await store.MarkDispatchedAsync(claimed.Select(m => m.Id).ToList(), claimed[0].LeaseToken, T0.AddSeconds(1), Ct));
 
         Assert.Equal(250L, await ScalarAsync<long>($"SELECT COUNT(*) FROM `{OutboxTable}` WHERE dispatched = 1 AND dispatched_at = '2026-01-01 12:00:01' AND locked_until IS NULL"));
         Assert.Empty(await store.ClaimAsync(1000, T0.AddHours(1), T0.AddHours(2), Ct));
@@ -337,7 +339,7 @@ public sealed class MySqlOutboxStoreTests : RowLockingOutboxStoreConformanceTest
         Assert.Equal(message.CreatedAt, claimed.CreatedAt);
         Assert.Equal(TimeSpan.Zero, claimed.CreatedAt.Offset);
         Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(29), T0.AddSeconds(59), Ct));
-        await store.MarkDispatchedAsync([claimed.Id], local.AddSeconds(1), Ct);
+        await store.MarkDispatchedAsync([claimed.Id], claimed.LeaseToken, local.AddSeconds(1), Ct);
 
         await using (var reader = await MySqlServer.OpenAsync(_dataSource))
         {
@@ -373,9 +375,10 @@ public sealed class MySqlOutboxStoreTests : RowLockingOutboxStoreConformanceTest
         Assert.Equal(message.MessageId, claimed.MessageId);
         Assert.Equal(message.CreatedAt, claimed.CreatedAt);
         Assert.Equal("acme", claimed.Headers["tenant"]);
-        await store.ReleaseAsync(id, T0.AddSeconds(1), "broker down", Ct);
-        Assert.Equal(2, Assert.Single(await store.ClaimAsync(10, T0.AddSeconds(1), T0.AddSeconds(31), Ct)).Attempts);
-        await store.MarkDispatchedAsync([id], T0.AddSeconds(2), Ct);
+        Assert.True(await store.ReleaseAsync(id, claimed.LeaseToken, T0.AddSeconds(1), "broker down", Ct));
+        var again = Assert.Single(await store.ClaimAsync(10, T0.AddSeconds(1), T0.AddSeconds(31), Ct));
+        Assert.Equal(2, again.Attempts);
+        Assert.Equal(1, await store.MarkDispatchedAsync([id], again.LeaseToken, T0.AddSeconds(2), Ct));
         Assert.Equal(1, await store.RemoveDispatchedAsync(T0.AddDays(1), 10, Ct));
     }
 

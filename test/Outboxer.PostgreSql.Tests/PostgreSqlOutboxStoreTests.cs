@@ -178,7 +178,8 @@ public class PostgreSqlOutboxStoreTests : RowLockingOutboxStoreConformanceTests
         Assert.Equal(("text", "YES", "NO"), columns["ordering_key"]);
         Assert.Equal(("timestamp with time zone", "YES", "NO"), columns["dead_lettered_at"]);
         Assert.Equal(("text", "YES", "NO"), columns["destination"]);
-        Assert.Equal(14, columns.Count);
+        Assert.Equal(("bigint", "YES", "NO"), columns["lease_token"]);
+        Assert.Equal(15, columns.Count);
     }
 
     [Fact]
@@ -226,8 +227,9 @@ public class PostgreSqlOutboxStoreTests : RowLockingOutboxStoreConformanceTests
         _dataSources.Add(appDataSource);
         var store = new PostgreSqlOutboxStore(appDataSource, Options());
         var id = await store.AddWithinTransactionAsync(NewMessage("least privilege"), null, Ct);
-        Assert.Equal(id, Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
-        await store.MarkDispatchedAsync([id], T0, Ct);
+        var claimed = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        Assert.Equal(id, claimed.Id);
+        await store.MarkDispatchedAsync([id], claimed.LeaseToken, T0, Ct);
         Assert.Equal(1, await store.RemoveDispatchedAsync(T0.AddDays(1), 10, Ct));
 
         // The role really cannot create: a store on a table that does not exist yet fails.
@@ -276,7 +278,7 @@ public class PostgreSqlOutboxStoreTests : RowLockingOutboxStoreConformanceTests
         Assert.Equal(message.CreatedAt, claimed.CreatedAt);
         Assert.Equal(TimeSpan.Zero, claimed.CreatedAt.Offset);
         Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(29), T0.AddSeconds(59), Ct));
-        await store.MarkDispatchedAsync([claimed.Id], local, Ct);
+        await store.MarkDispatchedAsync([claimed.Id], claimed.LeaseToken, local, Ct);
         Assert.Equal(1, await store.RemoveDispatchedAsync(local.AddTicks(10), 10, Ct));
     }
 
@@ -290,10 +292,12 @@ public class PostgreSqlOutboxStoreTests : RowLockingOutboxStoreConformanceTests
         message.Headers["tenant"] = "acme";
 
         var id = await store.AddWithinTransactionAsync(message, null, Ct);
-        Assert.Equal("acme", Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Headers["tenant"]);
-        await store.ReleaseAsync(id, T0.AddSeconds(1), "broker down", Ct);
-        Assert.Equal(2, Assert.Single(await store.ClaimAsync(10, T0.AddSeconds(1), T0.AddSeconds(31), Ct)).Attempts);
-        await store.MarkDispatchedAsync([id], T0.AddSeconds(2), Ct);
+        var first = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        Assert.Equal("acme", first.Headers["tenant"]);
+        Assert.True(await store.ReleaseAsync(id, first.LeaseToken, T0.AddSeconds(1), "broker down", Ct));
+        var second = Assert.Single(await store.ClaimAsync(10, T0.AddSeconds(1), T0.AddSeconds(31), Ct));
+        Assert.Equal(2, second.Attempts);
+        Assert.Equal(1, await store.MarkDispatchedAsync([id], second.LeaseToken, T0.AddSeconds(2), Ct));
         Assert.Equal(1, await store.RemoveDispatchedAsync(T0.AddDays(1), 10, Ct));
     }
 

@@ -15,6 +15,7 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxAdministration
     private long _nextId;
     private int _claims;
     private DateTimeOffset _claimNow;
+    private long _lastToken;
 
     /// <summary>Gets or sets an exception that every claim throws, to simulate a database outage.</summary>
     public Exception? ClaimFailure { get; set; }
@@ -96,11 +97,15 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxAdministration
         {
             claimed = [];
             _claimNow = now;
+            var token = ++_lastToken;
             foreach (var row in _rows.Where(r => r.IsPending && (r.LockedUntil is null || r.LockedUntil <= now) && IsHeadOfItsKey(r)).ToList().Take(batchSize))
             {
                 row.LockedUntil = leaseUntil;
+                row.LeaseToken = token;
                 row.Message.Attempts++;
-                claimed.Add(Copy(row.Message));
+                var copy = Copy(row.Message);
+                copy.LeaseToken = token;
+                claimed.Add(copy);
             }
         }
 
@@ -109,33 +114,40 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxAdministration
     }
 
     /// <inheritdoc />
-    public Task MarkDispatchedAsync(IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken = default)
+    public Task<int> MarkDispatchedAsync(IReadOnlyList<long> ids, long leaseToken, DateTimeOffset dispatchedAt, CancellationToken cancellationToken = default)
     {
+        var marked = 0;
         lock (_lock)
         {
-            foreach (var row in _rows.Where(r => ids.Contains(r.Message.Id)))
+            foreach (var row in _rows.Where(r => ids.Contains(r.Message.Id) && r.LeaseToken == leaseToken))
             {
                 row.Dispatched = true;
                 row.Message.Dispatched = true;
                 row.Message.DispatchedAt = dispatchedAt;
                 row.LockedUntil = null;
+                marked++;
             }
         }
 
-        return Task.CompletedTask;
+        return Task.FromResult(marked);
     }
 
     /// <inheritdoc />
-    public Task ReleaseAsync(long id, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default)
+    public Task<bool> ReleaseAsync(long id, long leaseToken, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default)
     {
         lock (_lock)
         {
             var row = _rows.Single(r => r.Message.Id == id);
+            if (row.LeaseToken != leaseToken || !row.IsPending)
+            {
+                return Task.FromResult(false);
+            }
+
             row.LockedUntil = retryAt;
             row.LastError = error;
         }
 
-        return Task.CompletedTask;
+        return Task.FromResult(true);
     }
 
     /// <inheritdoc />
@@ -174,20 +186,22 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxAdministration
     }
 
     /// <inheritdoc />
-    public Task DeadLetterAsync(long id, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default)
+    public Task<bool> DeadLetterAsync(long id, long leaseToken, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default)
     {
         lock (_lock)
         {
             var row = _rows.Single(r => r.Message.Id == id);
-            if (!row.Dispatched)
+            if (row.LeaseToken != leaseToken || !row.IsPending)
             {
-                row.Message.DeadLetteredAt = deadLetteredAt;
-                row.LastError = error;
-                row.LockedUntil = null;
+                return Task.FromResult(false);
             }
+
+            row.Message.DeadLetteredAt = deadLetteredAt;
+            row.LastError = error;
+            row.LockedUntil = null;
         }
 
-        return Task.CompletedTask;
+        return Task.FromResult(true);
     }
 
     /// <inheritdoc />
@@ -292,6 +306,8 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxAdministration
         public bool IsPending => !Dispatched && Message.DeadLetteredAt is null;
 
         public DateTimeOffset? LockedUntil { get; set; }
+
+        public long LeaseToken { get; set; }
 
         public string? LastError { get; set; }
     }

@@ -263,6 +263,38 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_claim_whose_lease_ran_out_and_whose_row_was_claimed_again_can_no_longer_mark_release_or_dead_letter_it()
+    {
+        var store = CreateStore();
+        await store.AddWithinTransactionAsync(NewMessage("stalled"), null, Ct);
+        var stale = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        var current = Assert.Single(await store.ClaimAsync(10, T0.AddSeconds(31), T0.AddSeconds(61), Ct));
+
+        Assert.NotEqual(0, stale.LeaseToken);
+        Assert.NotEqual(stale.LeaseToken, current.LeaseToken);
+        Assert.Equal(0, await store.MarkDispatchedAsync([stale.Id], stale.LeaseToken, T0.AddSeconds(32), Ct));
+        Assert.False(await store.ReleaseAsync(stale.Id, stale.LeaseToken, T0.AddHours(1), "late", Ct));
+        Assert.False(await store.DeadLetterAsync(stale.Id, stale.LeaseToken, T0.AddSeconds(32), "late", Ct));
+        Assert.Empty(await store.GetDeadLettersAsync(10, 0, Ct));
+
+        Assert.Equal(1, await store.MarkDispatchedAsync([current.Id], current.LeaseToken, T0.AddSeconds(33), Ct));
+        Assert.Empty(await store.ClaimAsync(10, T0.AddHours(2), T0.AddHours(3), Ct));
+    }
+
+    [Fact]
+    public async Task A_claim_whose_lease_ran_out_still_settles_its_rows_while_no_other_claim_took_them()
+    {
+        var store = CreateStore();
+        await store.AddWithinTransactionAsync(NewMessage("slow but alone"), null, Ct);
+        await store.AddWithinTransactionAsync(NewMessage("failed"), null, Ct);
+        var batch = await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct);
+
+        Assert.Equal(1, await store.MarkDispatchedAsync([batch[0].Id], batch[0].LeaseToken, T0.AddMinutes(5), Ct));
+        Assert.True(await store.ReleaseAsync(batch[1].Id, batch[1].LeaseToken, T0.AddMinutes(6), "broker down", Ct));
+        Assert.Equal(batch[1].Id, Assert.Single(await store.ClaimAsync(10, T0.AddMinutes(6), T0.AddMinutes(7), Ct)).Id);
+    }
+
+    [Fact]
     public async Task A_message_marked_dispatched_is_not_claimed_again()
     {
         var store = CreateStore();
@@ -270,7 +302,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         await store.AddWithinTransactionAsync(NewMessage("b"), null, Ct);
         var batch = await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct);
 
-        await store.MarkDispatchedAsync([batch[0].Id], T0.AddSeconds(1), Ct);
+        await store.MarkDispatchedAsync([batch[0].Id], batch[0].LeaseToken, T0.AddSeconds(1), Ct);
 
         var later = T0.AddMinutes(5);
         Assert.Equal(batch[1].Id, Assert.Single(await store.ClaimAsync(10, later, later.AddSeconds(30), Ct)).Id);
@@ -283,7 +315,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         await store.AddWithinTransactionAsync(NewMessage("flaky"), null, Ct);
         var claimed = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
 
-        await store.ReleaseAsync(claimed.Id, T0.AddSeconds(5), "broker down", Ct);
+        await store.ReleaseAsync(claimed.Id, claimed.LeaseToken, T0.AddSeconds(5), "broker down", Ct);
 
         Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(4), T0.AddSeconds(34), Ct));
         Assert.Single(await store.ClaimAsync(10, T0.AddSeconds(5), T0.AddSeconds(35), Ct));
@@ -299,8 +331,8 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         }
 
         var batch = await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct);
-        await store.MarkDispatchedAsync(batch.Take(3).Select(m => m.Id).ToList(), T0, Ct);
-        await store.MarkDispatchedAsync([batch[3].Id], T0.AddDays(1), Ct);
+        await store.MarkDispatchedAsync(batch.Take(3).Select(m => m.Id).ToList(), batch[0].LeaseToken, T0, Ct);
+        await store.MarkDispatchedAsync([batch[3].Id], batch[3].LeaseToken, T0.AddDays(1), Ct);
 
         Assert.Equal(2, await store.RemoveDispatchedAsync(T0.AddHours(1), 2, Ct));
         Assert.Equal(1, await store.RemoveDispatchedAsync(T0.AddHours(1), 2, Ct));
@@ -480,12 +512,12 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         // While a key's head is leased (or waiting for a retry), nothing behind it is claimable, by this claimer or another.
         Assert.Empty(await CreateStore().ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
 
-        await store.MarkDispatchedAsync([ids["a1"], ids["n1"], ids["n2"]], T0, Ct);
-        await store.ReleaseAsync(ids["b1"], T0.AddMinutes(1), "b1 failed", Ct);
+        await store.MarkDispatchedAsync([ids["a1"], ids["n1"], ids["n2"]], first[0].LeaseToken, T0, Ct);
+        await store.ReleaseAsync(ids["b1"], first[0].LeaseToken, T0.AddMinutes(1), "b1 failed", Ct);
         Assert.Equal([ids["a2"]], (await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Select(m => m.Id));
 
         // A dead-lettered head no longer holds its key back.
-        await store.DeadLetterAsync(ids["b1"], T0, "b1 gave up", Ct);
+        await store.DeadLetterAsync(ids["b1"], first[0].LeaseToken, T0, "b1 gave up", Ct);
         Assert.Equal([ids["b2"]], (await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Select(m => m.Id));
     }
 
@@ -499,17 +531,22 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         newer.OrderingKey = "k";
 
         // A late commit gives the older message (smaller id) a row only after the newer one was claimed. The same state, without
-        // racing transactions (which SQLite, with one writer at a time, cannot have): both rows exist and the newer one is held.
+        // racing transactions (which SQLite, with one writer at a time, cannot have), through the store's own operations: the older
+        // row is set aside as a dead letter while the newer one is claimed, then requeued.
         await store.AddWithinTransactionAsync(older, null, Ct);
         await store.AddWithinTransactionAsync(newer, null, Ct);
+        var setAside = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        Assert.True(await store.DeadLetterAsync(older.Id, setAside.LeaseToken, T0, "set aside", Ct));
+        var held = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        Assert.Equal(newer.Id, held.Id);
+        Assert.Equal(1, await store.RequeueDeadLettersAsync([older.Id], Ct));
 
         // The newer message is leased, then waits for a retry: either way its key is busy, so the older one waits too.
-        await store.ReleaseAsync(newer.Id, T0.AddSeconds(30), "in flight", Ct);
         Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(1), T0.AddSeconds(31), Ct));
-        await store.ReleaseAsync(newer.Id, T0.AddMinutes(1), "failed", Ct);
+        Assert.True(await store.ReleaseAsync(newer.Id, held.LeaseToken, T0.AddMinutes(1), "failed", Ct));
         Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(40), T0.AddSeconds(70), Ct));
 
-        await store.MarkDispatchedAsync([newer.Id], T0.AddMinutes(2), Ct);
+        Assert.Equal(1, await store.MarkDispatchedAsync([newer.Id], held.LeaseToken, T0.AddMinutes(2), Ct));
         Assert.Equal(older.Id, Assert.Single(await store.ClaimAsync(10, T0.AddMinutes(2), T0.AddMinutes(3), Ct)).Id);
     }
 
@@ -525,10 +562,11 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
             ids.Add(await store.AddWithinTransactionAsync(message, null, Ct));
         }
 
-        Assert.Equal(4, (await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Count);
+        var claimed = await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct);
+        Assert.Equal(4, claimed.Count);
         foreach (var id in ids.Take(3))
         {
-            await store.DeadLetterAsync(id, T0.AddSeconds(1), $"unroutable {id}", Ct);
+            await store.DeadLetterAsync(id, claimed[0].LeaseToken, T0.AddSeconds(1), $"unroutable {id}", Ct);
         }
 
         var later = T0.AddHours(1);
@@ -568,9 +606,9 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
             ids.Add(await store.AddWithinTransactionAsync(message, null, Ct));
         }
 
-        await store.ClaimAsync(3, T0, T0.AddSeconds(30), Ct);
-        await store.MarkDispatchedAsync([ids[0]], T0, Ct);
-        await store.DeadLetterAsync(ids[1], T0, "gave up", Ct);
+        var token = (await store.ClaimAsync(3, T0, T0.AddSeconds(30), Ct))[0].LeaseToken;
+        await store.MarkDispatchedAsync([ids[0]], token, T0, Ct);
+        await store.DeadLetterAsync(ids[1], token, T0, "gave up", Ct);
 
         var statistics = await store.GetStatisticsAsync(T0.AddSeconds(10), Ct);
 
@@ -597,10 +635,10 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
             ids.Add(await store.AddWithinTransactionAsync(message, null, Ct));
         }
 
-        await store.DeadLetterAsync(ids[1], T0, "gave up", Ct);
         var claimed = await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct);
-        Assert.Equal(["orders", "billing", "direct-queue", null, "orders"], claimed.Select(m => m.Destination));
-        await store.MarkDispatchedAsync([ids[5]], T0, Ct);
+        Assert.Equal(["orders", "orders", "billing", "direct-queue", null, "orders"], claimed.Select(m => m.Destination));
+        await store.DeadLetterAsync(ids[1], claimed[1].LeaseToken, T0, "gave up", Ct);
+        await store.MarkDispatchedAsync([ids[5]], claimed[5].LeaseToken, T0, Ct);
 
         var statistics = await store.GetDestinationStatisticsAsync(Ct);
 
@@ -717,8 +755,9 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
 
         var store = CreateStore(table, createTableIfMissing: false);
         var id = await store.AddWithinTransactionAsync(NewMessage("managed"), null, Ct);
-        Assert.Equal(id, Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Id);
-        await store.MarkDispatchedAsync([id], T0, Ct);
+        var claimed = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        Assert.Equal(id, claimed.Id);
+        await store.MarkDispatchedAsync([id], claimed.LeaseToken, T0, Ct);
         Assert.Equal(1, await store.RemoveDispatchedAsync(T0.AddDays(1), 10, Ct));
     }
 
@@ -754,11 +793,11 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
     {
         var store = CreateStore();
         var id = await store.AddWithinTransactionAsync(NewMessage("flaky"), null, Ct);
-        Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+        var claimed = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
 
         // 3999 characters, then a surrogate pair that the 4000-character limit cuts in half.
         var error = "broker\0down \uDE00" + new string('x', 3986) + "\U0001F600";
-        await store.ReleaseAsync(id, T0.AddSeconds(5), error, Ct);
+        await store.ReleaseAsync(id, claimed.LeaseToken, T0.AddSeconds(5), error, Ct);
 
         await using var connection = await OpenConnectionAsync();
         await using var command = connection.CreateCommand();

@@ -107,11 +107,11 @@ public sealed class OutboxHealthCheckTests
 
         public Task<IReadOnlyList<OutboxMessage>> ClaimAsync(int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken = default) => inner.ClaimAsync(batchSize, now, leaseUntil, cancellationToken);
 
-        public Task MarkDispatchedAsync(IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken = default) => inner.MarkDispatchedAsync(ids, dispatchedAt, cancellationToken);
+        public Task<int> MarkDispatchedAsync(IReadOnlyList<long> ids, long leaseToken, DateTimeOffset dispatchedAt, CancellationToken cancellationToken = default) => inner.MarkDispatchedAsync(ids, leaseToken, dispatchedAt, cancellationToken);
 
-        public Task ReleaseAsync(long id, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default) => inner.ReleaseAsync(id, retryAt, error, cancellationToken);
+        public Task<bool> ReleaseAsync(long id, long leaseToken, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default) => inner.ReleaseAsync(id, leaseToken, retryAt, error, cancellationToken);
 
-        public Task DeadLetterAsync(long id, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default) => inner.DeadLetterAsync(id, deadLetteredAt, error, cancellationToken);
+        public Task<bool> DeadLetterAsync(long id, long leaseToken, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default) => inner.DeadLetterAsync(id, leaseToken, deadLetteredAt, error, cancellationToken);
 
         public Task<IReadOnlyList<OutboxMessage>> GetDeadLettersAsync(int limit, long afterId = 0, CancellationToken cancellationToken = default) => inner.GetDeadLettersAsync(limit, afterId, cancellationToken);
 

@@ -244,9 +244,14 @@ internal sealed class Dispatcher
         return batch.Count;
     }
 
-    /// <summary>Claims up to a batch of pending messages under a lease.</summary>
+    /// <summary>
+    /// Claims up to a batch of pending messages under a lease. A claim that came back too late to publish safely (less than the publish
+    /// timeout left of the lease, measured from before it was sent, as the store stamps the lease from that moment at the earliest)
+    /// returns nothing: another dispatcher may claim those rows as soon as the lease runs out, and both would publish them.
+    /// </summary>
     private async Task<IReadOnlyList<OutboxMessage>> ClaimAsync(CancellationToken cancellationToken)
     {
+        var started = _time.GetTimestamp();
         var now = _time.GetUtcNow();
         using var claim = Telemetry.Source.HasListeners() ? Telemetry.Source.StartActivity("claim outbox") : null;
         IReadOnlyList<OutboxMessage> batch;
@@ -261,9 +266,17 @@ internal sealed class Dispatcher
         }
 
         claim?.SetTag("outboxer.batch.size", batch.Count);
-        if (batch.Count > 0)
+        if (batch.Count == 0)
         {
-            Telemetry.ClaimedMessages.Add(batch.Count);
+            return batch;
+        }
+
+        Telemetry.ClaimedMessages.Add(batch.Count);
+        var elapsed = _time.GetElapsedTime(started);
+        if (elapsed + _options.PublishTimeout >= _options.LeaseDuration)
+        {
+            Log.ClaimTooLate(_logger, batch.Count, elapsed, _options.LeaseDuration);
+            return [];
         }
 
         return batch;
@@ -281,20 +294,20 @@ internal sealed class Dispatcher
         Telemetry.OperationDuration.Record(_time.GetElapsedTime(started).TotalSeconds, new KeyValuePair<string, object?>("messaging.operation.name", "send"));
         StopPublishActivities(activities, failures);
 
-        var confirmed = new List<long>(batch.Count);
+        var confirmed = new List<OutboxMessage>(batch.Count);
         var keyed = false;
         for (var i = 0; i < batch.Count; i++)
         {
             keyed |= batch[i].OrderingKey is not null;
             if (failures[i] is null)
             {
-                confirmed.Add(batch[i].Id);
+                confirmed.Add(batch[i]);
             }
         }
 
         if (confirmed.Count > 0)
         {
-            await MarkDispatchedAsync(batch, failures, confirmed, cancellationToken).ConfigureAwait(false);
+            await MarkDispatchedAsync(confirmed, cancellationToken).ConfigureAwait(false);
         }
 
         for (var i = 0; i < batch.Count; i++)
@@ -394,7 +407,7 @@ internal sealed class Dispatcher
         }
         catch (OperationCanceledException ex) when (timeout.IsCancellationRequested)
         {
-            failure = new OutboxException($"The event stream did not confirm a batch of {batch.Count} messages within {_options.PublishTimeout}.", isTransient: true, ex);
+            failure = new OutboxException($"The event stream did not confirm a batch of {batch.Count} messages within {_options.PublishTimeout}.", isTransient: true, ex) { IsOutcomeUnknown = true };
         }
 #pragma warning disable CA1031 // A failing batch is reported and retried; it must not stop the loop.
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested || timeout.IsCancellationRequested)
@@ -417,7 +430,7 @@ internal sealed class Dispatcher
         }
         catch (OperationCanceledException ex) when (timeout.IsCancellationRequested)
         {
-            return new OutboxException($"The event stream did not confirm message {message.Id} ({message.MessageId}) within {_options.PublishTimeout}.", isTransient: true, ex);
+            return new OutboxException($"The event stream did not confirm message {message.Id} ({message.MessageId}) within {_options.PublishTimeout}.", isTransient: true, ex) { IsOutcomeUnknown = true };
         }
 #pragma warning disable CA1031 // A failing message is reported and retried; it must not stop the batch.
         catch (Exception ex)
@@ -427,12 +440,20 @@ internal sealed class Dispatcher
         }
     }
 
-    private async Task MarkDispatchedAsync(IReadOnlyList<OutboxMessage> batch, Exception?[] failures, List<long> confirmed, CancellationToken cancellationToken)
+    /// <summary>
+    /// Marks the confirmed messages with one statement per claim (a batch is one claim). Rows that another claim took after this
+    /// dispatcher's lease ran out are not marked by the store; they will be published again, and are counted as possible duplicates.
+    /// </summary>
+    private async Task MarkDispatchedAsync(List<OutboxMessage> confirmed, CancellationToken cancellationToken)
     {
         var dispatchedAt = _time.GetUtcNow();
+        var marked = 0;
         try
         {
-            await _store.MarkDispatchedAsync(confirmed, dispatchedAt, cancellationToken).ConfigureAwait(false);
+            foreach (var claim in confirmed.GroupBy(static m => m.LeaseToken))
+            {
+                marked += await _store.MarkDispatchedAsync([.. claim.Select(static m => m.Id)], claim.Key, dispatchedAt, cancellationToken).ConfigureAwait(false);
+            }
         }
 #pragma warning disable CA1031 // Reported; the rows come back after their lease and are published again (at-least-once).
         catch (Exception ex)
@@ -443,36 +464,48 @@ internal sealed class Dispatcher
             return;
         }
 
+        if (marked < confirmed.Count)
+        {
+            Log.LeaseLost(_logger, confirmed.Count - marked, confirmed.Count);
+            Telemetry.PossibleDuplicates.Add(confirmed.Count - marked);
+        }
+
         if (!_dispatched.IsObserved)
         {
             return;
         }
 
-        for (var i = 0; i < batch.Count; i++)
+        foreach (var message in confirmed)
         {
-            if (failures[i] is null)
-            {
-                _dispatched.Publish(new DispatchedMessage(batch[i].Id, batch[i].MessageId, dispatchedAt));
-            }
+            _dispatched.Publish(new DispatchedMessage(message.Id, message.MessageId, dispatchedAt));
         }
     }
 
     private async Task ReleaseAsync(OutboxMessage message, Exception failure, CancellationToken cancellationToken)
     {
         _errors.Publish(new OutboxError(OutboxOperation.Publish, failure, message.Id, message.MessageId));
-        var error = $"{failure.GetType().Name}: {failure.Message}";
         var now = _time.GetUtcNow();
+
+        // A publish without an answer may have reached the broker: it is retried (a possible duplicate), however many attempts it took,
+        // and never becomes a dead letter on such an attempt, because a dead letter is a message the broker did not get.
+        var unknown = failure is OutboxException { IsOutcomeUnknown: true };
+        var error = unknown
+            ? $"Outcome unknown (it may have been published): {failure.GetType().Name}: {failure.Message}"
+            : $"{failure.GetType().Name}: {failure.Message}";
 
         // A failure that cannot succeed by retrying (unroutable, too large, a wrong option), or the last allowed attempt, moves the
         // message to the dead letters, where it is kept for an operator instead of blocking or spinning.
-        var permanent = failure is OutboxException { IsTransient: false };
-        if (permanent || message.Attempts >= _options.MaxAttempts)
+        var permanent = !unknown && failure is OutboxException { IsTransient: false };
+        if (permanent || (!unknown && message.Attempts >= _options.MaxAttempts))
         {
             Log.DeadLettered(_logger, failure, message.Id, message.MessageId, message.Attempts, permanent);
             try
             {
-                await _store.DeadLetterAsync(message.Id, now, error, cancellationToken).ConfigureAwait(false);
-                Telemetry.DeadLetteredMessages.Add(1);
+                // False when another claim took the row after this lease ran out: that dispatcher settles it.
+                if (await _store.DeadLetterAsync(message.Id, message.LeaseToken, now, error, cancellationToken).ConfigureAwait(false))
+                {
+                    Telemetry.DeadLetteredMessages.Add(1);
+                }
             }
 #pragma warning disable CA1031 // Reported; the row comes back after its lease and fails again.
             catch (Exception ex)
@@ -486,11 +519,21 @@ internal sealed class Dispatcher
         }
 
         var retryAt = now + _options.JitteredRetryDelayAfter(message.Attempts);
-        Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
+        if (unknown)
+        {
+            Log.PublishOutcomeUnknown(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
+            Telemetry.PossibleDuplicates.Add(1);
+        }
+        else
+        {
+            Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
+        }
+
         Telemetry.RetriedMessages.Add(1);
         try
         {
-            await _store.ReleaseAsync(message.Id, retryAt, error, cancellationToken).ConfigureAwait(false);
+            // False when another claim took the row after this lease ran out: that dispatcher settles it.
+            await _store.ReleaseAsync(message.Id, message.LeaseToken, retryAt, error, cancellationToken).ConfigureAwait(false);
         }
 #pragma warning disable CA1031 // Reported; the row comes back after its lease anyway.
         catch (Exception ex)

@@ -23,6 +23,15 @@ internal static partial class Log
     [LoggerMessage(EventId = OutboxEventIds.DeadLettered, Level = LogLevel.Error, Message = "Moved outbox message {Id} ({MessageId}) to the dead letters after attempt {Attempt} (permanent failure: {Permanent})")]
     public static partial void DeadLettered(ILogger logger, Exception exception, long id, Guid messageId, int attempt, bool permanent);
 
+    [LoggerMessage(EventId = OutboxEventIds.ClaimTooLate, Level = LogLevel.Warning, Message = "A claim of {Count} messages took {Elapsed}, leaving less than the publish timeout of their {Lease} lease; not publishing them (they come back after the lease)")]
+    public static partial void ClaimTooLate(ILogger logger, int count, TimeSpan elapsed, TimeSpan lease);
+
+    [LoggerMessage(EventId = OutboxEventIds.LeaseLost, Level = LogLevel.Warning, Message = "{Lost} of {Confirmed} published messages were claimed by another dispatcher after this one's lease ran out; they will be published again (possible duplicates)")]
+    public static partial void LeaseLost(ILogger logger, int lost, int confirmed);
+
+    [LoggerMessage(EventId = OutboxEventIds.PublishOutcomeUnknown, Level = LogLevel.Warning, Message = "The outcome of publishing outbox message {Id} ({MessageId}), attempt {Attempt}, is unknown: it may have been published and will be published again at {RetryAt} (a possible duplicate)")]
+    public static partial void PublishOutcomeUnknown(ILogger logger, Exception exception, long id, Guid messageId, int attempt, DateTimeOffset retryAt);
+
     [LoggerMessage(EventId = OutboxEventIds.MarkDispatchedFailed, Level = LogLevel.Error, Message = "Could not mark {Count} published messages as dispatched; they will be published again after their lease")]
     public static partial void MarkDispatchedFailed(ILogger logger, Exception exception, int count);
 

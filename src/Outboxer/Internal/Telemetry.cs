@@ -36,6 +36,9 @@ internal static class Telemetry
     public static readonly Counter<long> DeadLetteredMessages = Meter.CreateCounter<long>(
         "outboxer.messages.dead_lettered", "{message}", "Messages moved to the dead letters.");
 
+    public static readonly Counter<long> PossibleDuplicates = Meter.CreateCounter<long>(
+        "outboxer.messages.possible_duplicates", "{message}", "Messages that may reach the broker twice: a publish with an unknown outcome, or a lease lost before the mark.");
+
     public static readonly Counter<long> ClaimedMessages = Meter.CreateCounter<long>(
         "outboxer.messages.claimed", "{message}", "Messages claimed from the store for publishing.");
 

@@ -139,23 +139,34 @@ public abstract class OutboxSqlDialect
     /// <param name="batchSize">The most rows to claim.</param>
     /// <param name="now">The current time.</param>
     /// <param name="leaseUntil">Until when the rows stay reserved.</param>
+    /// <param name="leaseToken">The claim's token, to write into <c>lease_token</c> of every claimed row.</param>
     /// <param name="claimed">Where to add the claimed messages.</param>
     /// <param name="cancellationToken">A token to cancel the operation.</param>
     /// <returns>A task that completes when the rows are claimed.</returns>
-    public abstract Task ClaimAsync(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken);
+    public abstract Task ClaimAsync(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken);
 
-    /// <summary>Marks the given rows dispatched at <paramref name="dispatchedAt"/> (and clears their lease), on a connection of the store's own.</summary>
+    /// <summary>
+    /// Marks the given rows dispatched at <paramref name="dispatchedAt"/> (and clears their lease) where <c>lease_token</c> is still
+    /// <paramref name="leaseToken"/>, on a connection of the store's own.
+    /// </summary>
     /// <param name="connection">An open connection.</param>
     /// <param name="ids">The row ids, at least one.</param>
+    /// <param name="leaseToken">The token of the claim that returned them.</param>
     /// <param name="dispatchedAt">The time to record.</param>
     /// <param name="cancellationToken">A token to cancel the operation.</param>
-    /// <returns>A task that completes when the rows are updated.</returns>
-    public abstract Task MarkDispatchedAsync(DbConnection connection, IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken);
+    /// <returns>How many rows were updated.</returns>
+    public abstract Task<int> MarkDispatchedAsync(DbConnection connection, IReadOnlyList<long> ids, long leaseToken, DateTimeOffset dispatchedAt, CancellationToken cancellationToken);
 
-    /// <summary>Gets the statement that records a failed attempt of a row not dispatched: <c>@id</c>, <c>@retry_at</c> (its next claimable time), <c>@error</c>.</summary>
+    /// <summary>
+    /// Gets the statement that records a failed attempt of a row not dispatched and still held by <c>@token</c>: <c>@id</c>,
+    /// <c>@token</c>, <c>@retry_at</c> (its next claimable time), <c>@error</c>.
+    /// </summary>
     public abstract string ReleaseSql { get; }
 
-    /// <summary>Gets the statement that moves a row not dispatched to the dead letters and ends its lease: <c>@id</c>, <c>@at</c>, <c>@error</c>.</summary>
+    /// <summary>
+    /// Gets the statement that moves a row not dispatched and still held by <c>@token</c> to the dead letters and ends its lease:
+    /// <c>@id</c>, <c>@token</c>, <c>@at</c>, <c>@error</c>.
+    /// </summary>
     public abstract string DeadLetterSql { get; }
 
     /// <summary>Gets the statement that deletes at most <c>@limit</c> rows dispatched before <c>@cutoff</c>, briefly locking only those.</summary>

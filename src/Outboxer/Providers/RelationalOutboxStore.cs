@@ -197,57 +197,63 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
         }
     }
 
+    /// <summary>A random positive token: two claims share one with a chance of about one in 2^63.</summary>
+    private static long NewLeaseToken() => Random.Shared.NextInt64(1, long.MaxValue);
+
     /// <inheritdoc />
     public Task<IReadOnlyList<OutboxMessage>> ClaimAsync(int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         return OnConnectionAsync<IReadOnlyList<OutboxMessage>>("claim pending messages", async connection =>
         {
+            // Unique to this claim: marks, releases and dead-letters carry it back and apply only while it still holds the row.
+            var token = NewLeaseToken();
             var messages = new List<OutboxMessage>(Math.Min(batchSize, 1024));
-            await _dialect.ClaimAsync(connection, batchSize, now, leaseUntil, messages, cancellationToken).ConfigureAwait(false);
+            await _dialect.ClaimAsync(connection, batchSize, now, leaseUntil, token, messages, cancellationToken).ConfigureAwait(false);
 
             // RETURNING does not promise an order; the dispatcher publishes oldest first.
             messages.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+            foreach (var message in messages)
+            {
+                message.LeaseToken = token;
+            }
+
             return messages;
         }, cancellationToken);
     }
 
     /// <inheritdoc />
-    public Task MarkDispatchedAsync(IReadOnlyList<long> ids, DateTimeOffset dispatchedAt, CancellationToken cancellationToken = default)
+    public Task<int> MarkDispatchedAsync(IReadOnlyList<long> ids, long leaseToken, DateTimeOffset dispatchedAt, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(ids);
         if (ids.Count == 0)
         {
-            return Task.CompletedTask;
+            return Task.FromResult(0);
         }
 
-        return OnConnectionAsync("mark messages dispatched", async connection =>
-        {
-            await _dialect.MarkDispatchedAsync(connection, ids, dispatchedAt, cancellationToken).ConfigureAwait(false);
-            return 0;
-        }, cancellationToken);
+        return OnConnectionAsync("mark messages dispatched", connection => _dialect.MarkDispatchedAsync(connection, ids, leaseToken, dispatchedAt, cancellationToken), cancellationToken);
     }
 
     /// <inheritdoc />
-    public Task ReleaseAsync(long id, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default)
+    public async Task<bool> ReleaseAsync(long id, long leaseToken, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(error);
-        return ExecuteAsync(
+        return await ExecuteAsync(
             "record a failed attempt",
             _dialect.ReleaseSql,
-            [("@retry_at", _dialect.ToDbTimestamp(retryAt)), ("@error", Truncate(error, MaxErrorLength)), ("@id", id)],
-            cancellationToken);
+            [("@retry_at", _dialect.ToDbTimestamp(retryAt)), ("@error", Truncate(error, MaxErrorLength)), ("@id", id), ("@token", leaseToken)],
+            cancellationToken).ConfigureAwait(false) > 0;
     }
 
     /// <inheritdoc />
-    public Task DeadLetterAsync(long id, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default)
+    public async Task<bool> DeadLetterAsync(long id, long leaseToken, DateTimeOffset deadLetteredAt, string error, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(error);
-        return ExecuteAsync(
+        return await ExecuteAsync(
             "move a message to the dead letters",
             _dialect.DeadLetterSql,
-            [("@at", _dialect.ToDbTimestamp(deadLetteredAt)), ("@error", Truncate(error, MaxErrorLength)), ("@id", id)],
-            cancellationToken);
+            [("@at", _dialect.ToDbTimestamp(deadLetteredAt)), ("@error", Truncate(error, MaxErrorLength)), ("@id", id), ("@token", leaseToken)],
+            cancellationToken).ConfigureAwait(false) > 0;
     }
 
     /// <inheritdoc />
