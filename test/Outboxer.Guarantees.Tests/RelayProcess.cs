@@ -4,7 +4,7 @@ using Outboxer.Testing.Servers;
 
 namespace Outboxer.Guarantees.Tests;
 
-/// <summary>One samples/Outboxer.Relay process: a dispatcher on the scenario's table, started, stopped gracefully or killed with SIGKILL.</summary>
+/// <summary>One samples/Outboxer.Relay process: a dispatcher on the scenario's table publishing to the scenario's broker, started, stopped gracefully or killed with SIGKILL.</summary>
 internal sealed class RelayProcess : IAsyncDisposable
 {
     private readonly Process _process;
@@ -29,7 +29,8 @@ internal sealed class RelayProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<RelayProcess> StartAsync(string postgres, Uri rabbitMQ, string schema, CancellationToken cancellationToken)
+    /// <summary>Starts a relay on <paramref name="schema"/>'s table, publishing where <paramref name="broker"/> says (see <see cref="IGuaranteeBroker.RelayArguments"/>), and waits until it is ready.</summary>
+    public static async Task<RelayProcess> StartAsync(string postgres, string schema, IReadOnlyList<string> broker, CancellationToken cancellationToken)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -39,7 +40,7 @@ internal sealed class RelayProcess : IAsyncDisposable
             UseShellExecute = false,
         };
         var program = Repository.BuildOutput("samples/Outboxer.Relay", "build test/Outboxer.Guarantees.Tests (it builds the relay) first");
-        foreach (var argument in new[] { program, postgres, rabbitMQ.ToString(), schema, "3000", "2000" })
+        foreach (var argument in (string[])[program, postgres, schema, .. broker, "--lease-ms", "3000", "--publish-timeout-ms", "2000"])
         {
             start.ArgumentList.Add(argument);
         }
