@@ -27,7 +27,12 @@ internal sealed class RedisGuaranteeBroker(bool deduplicates = true) : IGuarante
 
     public bool Deduplicates => deduplicates;
 
-    public int Port => ((System.Net.DnsEndPoint)ConfigurationOptions.Parse(RedisServer.Url).EndPoints[0]).Port;
+    public int Port => ConfigurationOptions.Parse(RedisServer.Url).EndPoints[0] switch
+    {
+        System.Net.IPEndPoint ip => ip.Port,
+        System.Net.DnsEndPoint dns => dns.Port,
+        var other => throw new InvalidOperationException($"Unexpected Redis end point {other}."),
+    };
 
     /// <summary>Gets this run's stream key.</summary>
     public string Stream { get; private set; } = string.Empty;
