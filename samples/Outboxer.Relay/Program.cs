@@ -10,9 +10,11 @@
 //                     NATS deduplicates in the stream, so its window is the stream's setting, not the relay's.
 //
 // Prints "ready" once the dispatcher runs, then dispatches until a line arrives on standard input (or standard input closes),
-// stops gracefully and prints "dispatched <n>". The guarantee tests start several relays and kill them with SIGKILL at random
+// stops gracefully and prints "dispatched <n>". On NATS and Redis it prints "duplicate <what>" for each republished message the
+// broker dropped. The guarantee tests start several relays and kill them with SIGKILL at random
 // points: the short lease brings a killed relay's claims back quickly.
 using System.Globalization;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 using Outboxer;
 using Outboxer.Nats;
@@ -59,8 +61,8 @@ if (!dedup && args[2] != "redis")
 await using IAsyncDisposable publisher = args[2] switch
 {
     "rabbitmq" => new RabbitMQPublisher(new Uri(args[3])),
-    "nats" => NatsPublisher.Create(args[3]),
-    "redis" => await RedisPublisher.ConnectAsync(args[3], new RedisPublisherOptions { DeduplicationWindow = dedup ? TimeSpan.FromMinutes(10) : null }),
+    "nats" => NatsPublisher.Create(args[3], loggerFactory: new DuplicateReporter()),
+    "redis" => await RedisPublisher.ConnectAsync(args[3], new RedisPublisherOptions { DeduplicationWindow = dedup ? TimeSpan.FromMinutes(10) : null }, new DuplicateReporter()),
     _ => throw new ArgumentException($"Unknown broker '{args[2]}': rabbitmq, nats or redis.", nameof(args)),
 };
 
@@ -98,3 +100,34 @@ await outbox.DisposeAsync();
 await counting;
 Console.WriteLine($"dispatched {dispatched}");
 return 0;
+
+/// <summary>
+/// Writes <c>duplicate &lt;event&gt;</c> to standard output each time the broker dropped a republished message: the NATS publisher's
+/// event 4403 (JetStream acknowledged a duplicate) and the Redis publisher's event 4501 (already appended within the window). The
+/// guarantee tests count these lines, from killed relays too, to show that messages were republished and the broker dropped them.
+/// </summary>
+internal sealed class DuplicateReporter : ILoggerFactory, ILogger
+{
+    public ILogger CreateLogger(string categoryName) => this;
+
+    public void AddProvider(ILoggerProvider provider)
+    {
+    }
+
+    public IDisposable? BeginScope<TState>(TState state)
+        where TState : notnull => null;
+
+    public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Debug;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (eventId.Id is 4403 or 4501)
+        {
+            Console.WriteLine($"duplicate {formatter(state, exception)}");
+        }
+    }
+
+    public void Dispose()
+    {
+    }
+}

@@ -68,6 +68,12 @@ internal sealed record GuaranteeReport(
     /// <summary>Gets the rows of the table in the dead letters at the end (poison messages included).</summary>
     public long DeadLettered { get; init; }
 
+    /// <summary>
+    /// Gets how many republished messages the broker dropped (NATS and Redis publishers log each one; <see langword="null"/> on RabbitMQ):
+    /// more than 0 shows that the scenario republished messages and the broker kept their copies out.
+    /// </summary>
+    public int? DroppedDuplicates { get; init; }
+
     /// <summary>Gets the broker the messages went to: <c>rabbitmq</c>, <c>nats</c> or <c>redis</c>.</summary>
     public string Broker { get; init; } = "rabbitmq";
 
@@ -96,6 +102,8 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     private readonly Stopwatch _elapsed = Stopwatch.StartNew();
     private readonly List<IAsyncDisposable> _owned = [];
     private readonly List<int> _dispatchedBy = [];
+    private readonly DroppedDuplicateCounter _droppedDuplicates = new();
+    private readonly List<RelayProcess> _relays = [];
     private NpgsqlDataSource? _producerDataSource;
     private Outbox? _producer;
     private IOutboxPublisher? _producerPublisher;
@@ -166,7 +174,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     public async Task<Outbox> StartDispatcherAsync(OutboxOptions options, string? postgres = null, int? brokerPort = null)
     {
         var dataSource = NpgsqlDataSource.Create(postgres ?? PostgreSqlServer.ConnectionString);
-        var publisher = (IAsyncDisposable)await Broker.CreatePublisherAsync(brokerPort);
+        var publisher = (IAsyncDisposable)await Broker.CreatePublisherAsync(brokerPort, _droppedDuplicates);
         var outbox = new Outbox(new PostgreSqlOutboxStore(dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = Schema, CreateTableIfMissing = false }), (IOutboxPublisher)publisher, options);
 
         // Disposed in reverse order: the outbox first (a graceful stop), then the publisher, then the data source.
@@ -293,6 +301,18 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     }
 
     public int NextSequence(int key) => ++_keySequences[key];
+
+    /// <summary>Starts a samples/Outboxer.Relay process on this run's table and broker; the republished messages its broker dropped count in the report.</summary>
+    public async Task<RelayProcess> StartRelayAsync()
+    {
+        var relay = await RelayProcess.StartAsync(PostgreSqlServer.ConnectionString, Schema, Broker.RelayArguments, Ct);
+        lock (_relays)
+        {
+            _relays.Add(relay);
+        }
+
+        return relay;
+    }
 
     public int ArrivalCount => _arrivals.Count;
 
@@ -497,6 +517,14 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         }
     }
 
+    private int RelayDroppedDuplicates()
+    {
+        lock (_relays)
+        {
+            return _relays.Sum(relay => relay.DuplicatesDropped);
+        }
+    }
+
     private GuaranteeReport Compute(bool crash, string faults, HashSet<string> excluded, HashSet<string> committed, List<string> problems)
     {
         var arrivals = _arrivals.ToArray();
@@ -584,6 +612,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         {
             Broker = Broker.Name,
             Dedup = Broker.Deduplicates,
+            DroppedDuplicates = Broker.CountsDroppedDuplicates ? _droppedDuplicates.Count + RelayDroppedDuplicates() : null,
         };
     }
 
@@ -600,6 +629,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         ["delivered_unique"] = report.DeliveredUnique,
         ["lost"] = report.Lost,
         ["duplicates"] = report.Duplicates,
+        ["broker_dropped_duplicates"] = report.DroppedDuplicates,
         ["consumer_redeliveries"] = report.ConsumerRedeliveries,
         ["rolled_back_delivered"] = report.RolledBackDelivered,
         ["unknown_delivered"] = report.Unknown,

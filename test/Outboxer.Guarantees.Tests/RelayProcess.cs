@@ -11,10 +11,14 @@ internal sealed class RelayProcess : IAsyncDisposable
     private readonly StringBuilder _stderr = new();
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly StringBuilder _stdout = new();
+    private int _duplicatesDropped;
 
     private RelayProcess(Process process) => _process = process;
 
     public int Id => _process.Id;
+
+    /// <summary>Gets how many republished messages the broker dropped for this relay (its "duplicate ..." lines, NATS and Redis only).</summary>
+    public int DuplicatesDropped => Volatile.Read(ref _duplicatesDropped);
 
     public bool HasExited => _process.HasExited;
 
@@ -57,6 +61,11 @@ internal sealed class RelayProcess : IAsyncDisposable
             lock (relay._stdout)
             {
                 relay._stdout.AppendLine(e.Data);
+            }
+
+            if (e.Data.StartsWith("duplicate ", StringComparison.Ordinal))
+            {
+                Interlocked.Increment(ref relay._duplicatesDropped);
             }
 
             if (e.Data == "ready")

@@ -26,8 +26,8 @@ internal static class Scenarios
         var random = new Random(seed);
         try
         {
-            relays.Add(await RelayProcess.StartAsync(PostgreSqlServer.ConnectionString, run.Schema, run.Broker.RelayArguments, Ct));
-            relays.Add(await RelayProcess.StartAsync(PostgreSqlServer.ConnectionString, run.Schema, run.Broker.RelayArguments, Ct));
+            relays.Add(await run.StartRelayAsync());
+            relays.Add(await run.StartRelayAsync());
             var producing = run.ProduceAsync(500, TimeSpan.FromMilliseconds(20), cancellationToken: Ct);
 
             // Eight kills at random points while the messages flow; two relays stay alive, a killed one is replaced.
@@ -40,7 +40,7 @@ internal static class Scenarios
                 kills++;
                 Log($"SIGKILL {kills}: relay pid {relays[victim].Id} ({arrivedBefore} deliveries so far)");
                 await relays[victim].DisposeAsync();
-                relays[victim] = await RelayProcess.StartAsync(PostgreSqlServer.ConnectionString, run.Schema, run.Broker.RelayArguments, Ct);
+                relays[victim] = await run.StartRelayAsync();
             }
 
             await producing;

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Outboxer.Providers;
 
 namespace Outboxer.Guarantees.Tests;
@@ -21,6 +22,12 @@ internal interface IGuaranteeBroker : IAsyncDisposable
     /// </summary>
     bool Deduplicates { get; }
 
+    /// <summary>
+    /// Gets whether the publisher tells when the broker dropped a republished message (NATS and Redis log it), so that the report can
+    /// count them (<see cref="DroppedDuplicateCounter"/>).
+    /// </summary>
+    bool CountsDroppedDuplicates { get; }
+
     /// <summary>Gets the port the broker listens on, for a <see cref="TcpProxy"/> in front of it.</summary>
     int Port { get; }
 
@@ -36,8 +43,11 @@ internal interface IGuaranteeBroker : IAsyncDisposable
     /// <summary>Points <paramref name="message"/> at this run's destination; <paramref name="key"/> is its ordering key, or <see langword="null"/>.</summary>
     void Route(OutboxMessage message, string? key);
 
-    /// <summary>Creates a publisher for a dispatcher in this process; <paramref name="port"/>, when given, replaces the broker's port (a proxy).</summary>
-    Task<IOutboxPublisher> CreatePublisherAsync(int? port = null);
+    /// <summary>
+    /// Creates a publisher for a dispatcher in this process; <paramref name="port"/>, when given, replaces the broker's port (a proxy),
+    /// and <paramref name="loggerFactory"/> receives the publisher's log events.
+    /// </summary>
+    Task<IOutboxPublisher> CreatePublisherAsync(int? port = null, ILoggerFactory? loggerFactory = null);
 
     /// <summary>
     /// Counts the messages the destination holds now (a stream's entries), or <see langword="null"/> when it cannot tell (a queue the

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
 using NATS.Client.Core;
 using NATS.Client.JetStream.Models;
 using NATS.Client.JetStream;
@@ -35,6 +36,8 @@ internal sealed class NatsGuaranteeBroker(bool deduplicates = true) : IGuarantee
 
     public bool Deduplicates => deduplicates;
 
+    public bool CountsDroppedDuplicates => true;
+
     public int Port => new Uri(NatsServer.Url).Port;
 
     /// <summary>Gets this run's stream name.</summary>
@@ -64,10 +67,10 @@ internal sealed class NatsGuaranteeBroker(bool deduplicates = true) : IGuarantee
     public void Route(OutboxMessage message, string? key) =>
         message.Options[NatsOptionKeys.Subject] = $"{_subjectPrefix}.{key ?? "unordered"}";
 
-    public Task<IOutboxPublisher> CreatePublisherAsync(int? port = null)
+    public Task<IOutboxPublisher> CreatePublisherAsync(int? port = null, ILoggerFactory? loggerFactory = null)
     {
         var url = port is { } p ? new UriBuilder(NatsServer.Url) { Host = "127.0.0.1", Port = p }.Uri.ToString() : NatsServer.Url;
-        return Task.FromResult<IOutboxPublisher>(NatsPublisher.Create(url));
+        return Task.FromResult<IOutboxPublisher>(NatsPublisher.Create(url, loggerFactory: loggerFactory));
     }
 
     public async Task<long?> CountStoredAsync(CancellationToken cancellationToken)

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
 using Outboxer.Providers;
 using Outboxer.RabbitMQ;
 using Outboxer.Testing.Servers;
@@ -22,6 +23,8 @@ internal sealed class RabbitMQGuaranteeBroker : IGuaranteeBroker
     public string DisplayName => "RabbitMQ";
 
     public bool Deduplicates => false;
+
+    public bool CountsDroppedDuplicates => false;
 
     public int Port => RabbitMQServer.Url.Port;
 
@@ -69,7 +72,7 @@ internal sealed class RabbitMQGuaranteeBroker : IGuaranteeBroker
         message.Options[RabbitMQOptionKeys.RoutingKey] = key is null ? "guarantees.unordered" : $"guarantees.{key}";
     }
 
-    public Task<IOutboxPublisher> CreatePublisherAsync(int? port = null) =>
+    public Task<IOutboxPublisher> CreatePublisherAsync(int? port = null, ILoggerFactory? loggerFactory = null) =>
         Task.FromResult<IOutboxPublisher>(new RabbitMQPublisher(port is { } p ? new UriBuilder(RabbitMQServer.Url) { Host = "127.0.0.1", Port = p }.Uri : RabbitMQServer.Url));
 
     public Task<long?> CountStoredAsync(CancellationToken cancellationToken) => Task.FromResult<long?>(null);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
 using Outboxer.Providers;
 using Outboxer.Redis;
 using Outboxer.Testing.Servers;
@@ -27,6 +28,8 @@ internal sealed class RedisGuaranteeBroker(bool deduplicates = true) : IGuarante
 
     public bool Deduplicates => deduplicates;
 
+    public bool CountsDroppedDuplicates => true;
+
     public int Port => ConfigurationOptions.Parse(RedisServer.Url).EndPoints[0] switch
     {
         System.Net.IPEndPoint ip => ip.Port,
@@ -53,7 +56,7 @@ internal sealed class RedisGuaranteeBroker(bool deduplicates = true) : IGuarante
 
     public void Route(OutboxMessage message, string? key) => message.Options[RedisOptionKeys.Stream] = Stream;
 
-    public async Task<IOutboxPublisher> CreatePublisherAsync(int? port = null)
+    public async Task<IOutboxPublisher> CreatePublisherAsync(int? port = null, ILoggerFactory? loggerFactory = null)
     {
         var configuration = ConfigurationOptions.Parse(RedisServer.Url);
         if (port is { } p)
@@ -62,7 +65,7 @@ internal sealed class RedisGuaranteeBroker(bool deduplicates = true) : IGuarante
             configuration.EndPoints.Add("127.0.0.1", p);
         }
 
-        return await RedisPublisher.ConnectAsync(configuration.ToString(includePassword: true), PublisherOptions);
+        return await RedisPublisher.ConnectAsync(configuration.ToString(includePassword: true), PublisherOptions, loggerFactory);
     }
 
     public async Task<long?> CountStoredAsync(CancellationToken cancellationToken) => await _connection!.GetDatabase().StreamLengthAsync(Stream);
