@@ -1,10 +1,10 @@
-// One MySQL database, four outbox tables, four brokers: every business transaction enqueues the same event into each outbox (or, when
+// One MySQL database, six outbox tables, six brokers: every business transaction enqueues the same event into each outbox (or, when
 // it rolls back, into none); each outbox relays to its broker; the program reads every broker back and exits 0 only when each one
 // received exactly the committed events. Written only against the public API, with each broker's own client on the reading side.
 //
-//   dotnet Outboxer.AllBrokers.dll            (servers from `bash eng/servers.sh start mariadb rabbitmq fauxqs kinesalite pubsub`;
-//                                               OUTBOXER_MYSQL_URL, OUTBOXER_RABBITMQ_URL, OUTBOXER_SQS_URL, OUTBOXER_KINESIS_URL and
-//                                               OUTBOXER_PUBSUB_HOST override the addresses)
+//   dotnet Outboxer.AllBrokers.dll            (servers from `bash eng/servers.sh start mariadb rabbitmq fauxqs kinesalite pubsub redis nats`;
+//                                               OUTBOXER_MYSQL_URL, OUTBOXER_RABBITMQ_URL, OUTBOXER_SQS_URL, OUTBOXER_KINESIS_URL,
+//                                               OUTBOXER_PUBSUB_HOST, OUTBOXER_NATS_URL and OUTBOXER_REDIS_URL override the addresses)
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
@@ -13,14 +13,20 @@ using Amazon.Runtime;
 using Amazon.SQS;
 using Amazon.SQS.Model;
 using MySqlConnector;
+using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.JetStream.Models;
 using Outboxer;
 using Outboxer.Kinesis;
 using Outboxer.MySql;
+using Outboxer.Nats;
 using Outboxer.Providers;
 using Outboxer.PubSub;
 using Outboxer.RabbitMQ;
+using Outboxer.Redis;
 using Outboxer.Sqs;
 using RabbitMQ.Client;
+using StackExchange.Redis;
 
 const int Events = 40;
 var run = Guid.NewGuid().ToString("N")[..8];
@@ -29,6 +35,8 @@ var rabbitUri = new Uri(Setting("OUTBOXER_RABBITMQ_URL", "amqp://outboxer:outbox
 var sqsUrl = Setting("OUTBOXER_SQS_URL", "http://127.0.0.1:4566");
 var kinesisUrl = new Uri(Setting("OUTBOXER_KINESIS_URL", "http://127.0.0.1:4567"));
 var pubsubHost = Setting("OUTBOXER_PUBSUB_HOST", "127.0.0.1:8085");
+var natsUrl = Setting("OUTBOXER_NATS_URL", "nats://127.0.0.1:4223");
+var redisConfiguration = Setting("OUTBOXER_REDIS_URL", "127.0.0.1:6380");
 using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
 var ct = timeout.Token;
 
@@ -38,6 +46,9 @@ var queue = $"outboxer-all-{run}";
 var stream = $"outboxer-all-{run}";
 var project = "outboxer-all";
 var topic = $"all-{run}";
+var natsStream = $"OUTBOXER_ALL_{run}";
+var natsSubject = $"outboxer.all.{run}.shipments";
+var redisStream = $"outboxer:all:{run}";
 
 await using var rabbit = await new ConnectionFactory { Uri = rabbitUri, ClientProvidedName = "all-brokers-reader" }.CreateConnectionAsync(ct);
 await using var rabbitChannel = await rabbit.CreateChannelAsync(cancellationToken: ct);
@@ -55,6 +66,14 @@ await kinesis.CreateStreamAsync(stream, ct);
 var pubsub = new PubSubReader(http, new Uri($"http://{pubsubHost}/v1/projects/{project}/"));
 await pubsub.CreateAsync(topic, $"{topic}-reader", ct);
 
+// JetStream stores only what a stream covers: the operator creates it (file storage, the default 2-minute duplicate window).
+await using var nats = new NatsConnection(new NatsOpts { Url = natsUrl, Name = "all-brokers-reader" });
+var jetStream = new NatsJSContext(nats);
+await jetStream.CreateStreamAsync(new StreamConfig(natsStream, [natsSubject]), ct);
+
+// A Redis stream is created by its first XADD; the reader has its own connection.
+await using var redis = await ConnectionMultiplexer.ConnectAsync(redisConfiguration);
+
 // Four outboxes on one MySQL database, one table and one broker each.
 await using var dataSource = new MySqlDataSource(mysql);
 await using (var connection = await dataSource.OpenConnectionAsync(ct))
@@ -67,6 +86,8 @@ await using var rabbitPublisher = new RabbitMQPublisher(rabbitUri);
 await using var sqsPublisher = new SqsPublisher(sqs);
 await using var kinesisPublisher = new KinesisPublisher(new KinesisPublisherOptions { ServiceUrl = kinesisUrl, Credentials = awsCredentials });
 await using var pubsubPublisher = await PubSubPublisher.CreateAsync(new PubSubPublisherOptions { EmulatorHost = pubsubHost, ProjectId = project }, cancellationToken: ct);
+await using var natsPublisher = NatsPublisher.Create(natsUrl);
+await using var redisPublisher = await RedisPublisher.ConnectAsync(redisConfiguration, cancellationToken: ct);
 var outboxes = new (string Broker, IOutboxPublisher Publisher, Action<OutboxMessage> Route)[]
 {
     ("RabbitMQ", rabbitPublisher, m =>
@@ -79,6 +100,8 @@ var outboxes = new (string Broker, IOutboxPublisher Publisher, Action<OutboxMess
     ("SQS", sqsPublisher, m => m.Options[SqsOptionKeys.QueueName] = queue),
     ("Kinesis", kinesisPublisher, m => m.Options[KinesisOptionKeys.StreamName] = stream),
     ("Pub/Sub", pubsubPublisher, m => m.Options[PubSubOptionKeys.TopicName] = topic),
+    ("NATS", natsPublisher, m => m.Options[NatsOptionKeys.Subject] = natsSubject),
+    ("Redis", redisPublisher, m => m.Options[RedisOptionKeys.Stream] = redisStream),
 }.Select(o => (o.Broker, o.Route, Outbox: new Outbox(
     new MySqlOutboxStore(dataSource, new MySqlOutboxStoreOptions { TableName = $"outbox_{run}_{o.Broker.Replace("/", "", StringComparison.Ordinal).ToLowerInvariant()}" }),
     o.Publisher))).ToList();
@@ -139,6 +162,8 @@ var received = new Dictionary<string, List<string>>
     ["SQS"] = await ReadSqsAsync(),
     ["Kinesis"] = await kinesis.ReadAsync(stream, committed.Count, ct),
     ["Pub/Sub"] = await pubsub.PullAsync($"{topic}-reader", committed.Count, ct),
+    ["NATS"] = await ReadNatsAsync(),
+    ["Redis"] = (await redis.GetDatabase().StreamRangeAsync(redisStream)).Select(entry => entry["payload"].ToString()).ToList(),
 };
 
 var ok = true;
@@ -158,8 +183,10 @@ foreach (var (_, _, outbox) in outboxes)
 await sqs.DeleteQueueAsync(queueUrl, ct);
 await kinesis.DeleteStreamAsync(stream, ct);
 await pubsub.DeleteAsync(topic, $"{topic}-reader", ct);
+await jetStream.DeleteStreamAsync(natsStream, ct);
+await redis.GetDatabase().KeyDeleteAsync(redisStream);
 await using (var connection = await dataSource.OpenConnectionAsync(ct))
-await using (var drop = new MySqlCommand($"DROP TABLE shipments_{run}, outbox_{run}_rabbitmq, outbox_{run}_sqs, outbox_{run}_kinesis, outbox_{run}_pubsub", connection))
+await using (var drop = new MySqlCommand($"DROP TABLE shipments_{run}, outbox_{run}_rabbitmq, outbox_{run}_sqs, outbox_{run}_kinesis, outbox_{run}_pubsub, outbox_{run}_nats, outbox_{run}_redis", connection))
 {
     await drop.ExecuteNonQueryAsync(ct);
 }
@@ -194,6 +221,19 @@ async Task<List<string>> ReadSqsAsync()
             payloads.Add(message.Body);
             await sqs.DeleteMessageAsync(queueUrl, message.ReceiptHandle, ct);
         }
+    }
+
+    return payloads;
+}
+
+async Task<List<string>> ReadNatsAsync()
+{
+    // An ordered consumer over the whole stream, fetching what is there (at most the committed count, waiting 2 s at most).
+    var consumer = await jetStream.CreateOrderedConsumerAsync(natsStream, cancellationToken: ct);
+    var payloads = new List<string>();
+    await foreach (var message in consumer.FetchAsync<string>(new NatsJSFetchOpts { MaxMsgs = committed.Count + 1, Expires = TimeSpan.FromSeconds(2) }, cancellationToken: ct))
+    {
+        payloads.Add(message.Data ?? string.Empty);
     }
 
     return payloads;

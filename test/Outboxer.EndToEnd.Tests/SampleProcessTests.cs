@@ -42,12 +42,12 @@ public sealed class SampleProcessTests
     }
 
     [Fact]
-    public async Task The_same_committed_messages_go_from_mysql_to_each_of_the_four_brokers()
+    public async Task The_same_committed_messages_go_from_mysql_to_each_of_the_six_brokers()
     {
         var (exitCode, output) = await RunAsync("Outboxer.AllBrokers");
 
         Assert.True(exitCode == 0, output);
-        foreach (var broker in new[] { "RabbitMQ", "SQS", "Kinesis", "Pub/Sub" })
+        foreach (var broker in new[] { "RabbitMQ", "SQS", "Kinesis", "Pub/Sub", "NATS", "Redis" })
         {
             Assert.Contains($"{broker,-9} received 30 of 30 committed, 0 rolled back: exact", output, StringComparison.Ordinal);
         }

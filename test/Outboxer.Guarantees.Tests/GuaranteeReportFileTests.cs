@@ -7,12 +7,12 @@ namespace Outboxer.Guarantees.Tests;
 public sealed class GuaranteeReportFileTests
 {
     [Fact]
-    public void The_report_file_starts_with_a_JSON_object_not_a_byte_order_mark_and_every_line_parses()
+    public void The_report_file_starts_with_a_JSON_object_not_a_byte_order_mark_and_every_line_parses_with_its_broker_and_dedup()
     {
         var path = Path.Combine(Path.GetTempPath(), $"outboxer-guarantees-{Guid.NewGuid():N}.jsonl");
         try
         {
-            var report = new GuaranteeReport("file-format", false, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1.5, 10, "none", ["ü problem"]);
+            var report = new GuaranteeReport("file-format", false, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1.5, 10, "none", ["ü problem"]) { Broker = "nats", Dedup = true };
             GuaranteeRun.AppendLine(path, report);
             GuaranteeRun.AppendLine(path, report);
 
@@ -24,6 +24,8 @@ public sealed class GuaranteeReportFileTests
             {
                 using var json = JsonDocument.Parse(line);
                 Assert.Equal("file-format", json.RootElement.GetProperty("scenario").GetString());
+                Assert.Equal("nats", json.RootElement.GetProperty("broker").GetString());
+                Assert.True(json.RootElement.GetProperty("dedup").GetBoolean());
             }
         }
         finally

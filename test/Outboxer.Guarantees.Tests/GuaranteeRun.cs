@@ -5,10 +5,8 @@ using System.Text;
 using System.Text.Json;
 using Npgsql;
 using Outboxer.PostgreSql;
-using Outboxer.RabbitMQ;
+using Outboxer.Providers;
 using Outboxer.Testing.Servers;
-using RabbitMQ.Client;
-using RabbitMQ.Client.Events;
 using Xunit;
 
 namespace Outboxer.Guarantees.Tests;
@@ -45,7 +43,7 @@ internal sealed class Sent(int number, string? key, int sequence, Guid messageId
     public long CommittedAt { get; set; }
 }
 
-/// <summary>One delivery the consumer received, in receive order.</summary>
+/// <summary>One delivery the consumer received (or one stream entry it read), in receive order.</summary>
 internal readonly record struct Arrival(string MessageId, long ReceivedAt, bool Redelivered);
 
 /// <summary>The numbers one scenario reports (one line of artifacts/guarantees.jsonl).</summary>
@@ -69,11 +67,27 @@ internal sealed record GuaranteeReport(
 {
     /// <summary>Gets the rows of the table in the dead letters at the end (poison messages included).</summary>
     public long DeadLettered { get; init; }
+
+    /// <summary>
+    /// Gets how many republished messages the broker dropped (NATS and Redis publishers log each one; <see langword="null"/> on RabbitMQ):
+    /// more than 0 shows that the scenario republished messages and the broker kept their copies out.
+    /// </summary>
+    public int? DroppedDuplicates { get; init; }
+
+    /// <summary>Gets the broker the messages went to: <c>rabbitmq</c>, <c>nats</c> or <c>redis</c>.</summary>
+    public string Broker { get; init; } = "rabbitmq";
+
+    /// <summary>
+    /// Gets whether the broker dropped republished copies (JetStream's duplicate window, the Redis publisher's deduplication script):
+    /// then duplicates must be 0 even after a crash.
+    /// </summary>
+    public bool Dedup { get; init; }
 }
 
 /// <summary>
-/// One scenario's world: a fresh schema with its outbox table, a fresh exchange and durable queue, a producer that commits (and rolls
-/// back) known messages with per-key sequence numbers, a consumer that records every delivery, and the checks.
+/// One scenario's world: a fresh schema with its outbox table, a fresh destination on the broker (a RabbitMQ exchange and queue, a
+/// JetStream stream, a Redis stream; see <see cref="IGuaranteeBroker"/>), a producer that commits (and rolls back) known messages with
+/// per-key sequence numbers, a consumer that records every delivery, and the checks.
 /// </summary>
 internal sealed class GuaranteeRun : IAsyncDisposable
 {
@@ -88,39 +102,50 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     private readonly Stopwatch _elapsed = Stopwatch.StartNew();
     private readonly List<IAsyncDisposable> _owned = [];
     private readonly List<int> _dispatchedBy = [];
-    private NpgsqlDataSource _producerData = null!;
-    private Outbox _producer = null!;
-    private IConnection _consumerConnection = null!;
-    private IChannel _consumerChannel = null!;
+    private readonly DroppedDuplicateCounter _droppedDuplicates = new();
+    private readonly List<RelayProcess> _relays = [];
+    private NpgsqlDataSource? _producerDataSource;
+    private Outbox? _producer;
+    private IOutboxPublisher? _producerPublisher;
     private long _lastArrivalAt = Stopwatch.GetTimestamp();
     private int _number;
 
-    private GuaranteeRun(string scenario)
+    private GuaranteeRun(string scenario, IGuaranteeBroker broker)
     {
         Scenario = scenario;
-        var suffix = Guid.NewGuid().ToString("N")[..8];
-        Schema = $"guarantees_{scenario.Replace('-', '_')}_{suffix}";
-        Exchange = $"outboxer.guarantees.{scenario}.{suffix}";
-        Queue = Exchange;
+        Broker = broker;
+        Suffix = Guid.NewGuid().ToString("N")[..8];
+        Schema = $"guarantees_{scenario.Replace('-', '_')}_{Suffix}";
     }
 
     public string Scenario { get; }
 
     public string Schema { get; }
 
-    public string Exchange { get; }
+    /// <summary>Gets the broker this run's messages go to; the run disposes it.</summary>
+    public IGuaranteeBroker Broker { get; }
 
-    public string Queue { get; }
+    private string Suffix { get; }
 
     /// <summary>Transactions that failed before their commit (their messages count as rolled back).</summary>
     public int FailedTransactions { get; private set; }
 
     public static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    public static async Task<GuaranteeRun> CreateAsync(string scenario)
+    /// <summary>Creates the run's table and destination and starts the consumer; <paramref name="broker"/> defaults to RabbitMQ.</summary>
+    public static async Task<GuaranteeRun> CreateAsync(string scenario, IGuaranteeBroker? broker = null)
     {
-        var run = new GuaranteeRun(scenario);
-        await run.InitializeAsync();
+        var run = new GuaranteeRun(scenario, broker ?? new RabbitMQGuaranteeBroker());
+        try
+        {
+            await run.InitializeAsync();
+        }
+        catch
+        {
+            await run.DisposeAsync();
+            throw;
+        }
+
         return run;
     }
 
@@ -142,12 +167,15 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         MaxRetryDelay = TimeSpan.FromSeconds(1),
     };
 
-    /// <summary>Starts an in-process dispatcher (its own data source, publisher and outbox) on this run's table; disposed with the run.</summary>
-    public Outbox StartDispatcher(OutboxOptions options, string? postgres = null, Uri? rabbitMQ = null)
+    /// <summary>
+    /// Starts an in-process dispatcher (its own data source, publisher and outbox) on this run's table; disposed with the run.
+    /// <paramref name="postgres"/> replaces the database's connection string and <paramref name="brokerPort"/> the broker's port (proxies).
+    /// </summary>
+    public async Task<Outbox> StartDispatcherAsync(OutboxOptions options, string? postgres = null, int? brokerPort = null)
     {
         var dataSource = NpgsqlDataSource.Create(postgres ?? PostgreSqlServer.ConnectionString);
-        var publisher = new RabbitMQPublisher(rabbitMQ ?? RabbitMQServer.Url);
-        var outbox = new Outbox(new PostgreSqlOutboxStore(dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = Schema, CreateTableIfMissing = false }), publisher, options);
+        var publisher = (IAsyncDisposable)await Broker.CreatePublisherAsync(brokerPort, _droppedDuplicates);
+        var outbox = new Outbox(new PostgreSqlOutboxStore(dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = Schema, CreateTableIfMissing = false }), (IOutboxPublisher)publisher, options);
 
         // Disposed in reverse order: the outbox first (a graceful stop), then the publisher, then the data source.
         _owned.Add(dataSource);
@@ -185,7 +213,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
             var commitSent = false;
             try
             {
-                await using var connection = await _producerData.OpenConnectionAsync(cancellationToken);
+                await using var connection = await ProducerData.OpenConnectionAsync(cancellationToken);
                 await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
                 for (var m = 0; m < 1 + (t % 3); m++)
                 {
@@ -195,7 +223,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
                     var message = NewMessage(number, key, sequence);
                     var sent = Track(message, number, key, sequence);
                     messages.Add(sent);
-                    await _producer.EnqueueAsync(transaction, message, cancellationToken);
+                    await Producer.EnqueueAsync(transaction, message, cancellationToken);
                 }
 
                 if (extra is not null)
@@ -229,8 +257,8 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         }
     }
 
-    /// <summary>Builds one message for this run's exchange; the payload carries its number, key, sequence and the time it was built.</summary>
-    public OutboxMessage NewMessage(int number, string? key, int sequence, string? exchange = null)
+    /// <summary>Builds one message for this run's destination; the payload carries its number, key, sequence and the time it was built.</summary>
+    public OutboxMessage NewMessage(int number, string? key, int sequence)
     {
         var payload = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object?>
         {
@@ -240,9 +268,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
             ["enqueued_ts"] = Stopwatch.GetTimestamp(),
         });
         var message = new OutboxMessage(payload) { OrderingKey = key, MessageId = Guid.CreateVersion7() };
-        message.Options[RabbitMQOptionKeys.ExchangeName] = exchange ?? Exchange;
-        message.Options[RabbitMQOptionKeys.ExchangeType] = "topic";
-        message.Options[RabbitMQOptionKeys.RoutingKey] = key is null ? "guarantees.unordered" : $"guarantees.{key}";
+        Broker.Route(message, key);
         message.Headers["n"] = number;
         return message;
     }
@@ -256,7 +282,9 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     }
 
     /// <summary>The producer's outbox (its dispatcher never runs), to enqueue extra messages in a transaction.</summary>
-    public Outbox Producer => _producer;
+    public Outbox Producer => _producer ?? throw new InvalidOperationException("Not initialized.");
+
+    private NpgsqlDataSource ProducerData => _producerDataSource ?? throw new InvalidOperationException("Not initialized.");
 
     public int NextNumber() => _number++;
 
@@ -274,11 +302,24 @@ internal sealed class GuaranteeRun : IAsyncDisposable
 
     public int NextSequence(int key) => ++_keySequences[key];
 
+    /// <summary>Starts a samples/Outboxer.Relay process on this run's table and broker; the republished messages its broker dropped count in the report.</summary>
+    public async Task<RelayProcess> StartRelayAsync()
+    {
+        var relay = await RelayProcess.StartAsync(PostgreSqlServer.ConnectionString, Schema, Broker.RelayArguments, Ct);
+        lock (_relays)
+        {
+            _relays.Add(relay);
+        }
+
+        return relay;
+    }
+
     public int ArrivalCount => _arrivals.Count;
 
     /// <summary>
     /// Waits (bounded) until every committed message arrived, then until the table has nothing pending (dead letters excepted) and the
-    /// queue has been quiet for a second; computes the report, appends it to artifacts/guarantees.jsonl and returns it.
+    /// destination has been quiet for a second; computes the report, appends it to artifacts/guarantees.jsonl and returns it. On a
+    /// stream, what the reader read must be what the stream holds.
     /// </summary>
     public async Task<GuaranteeReport> VerifyAsync(bool crash, string faults, IEnumerable<string>? excludedIds = null, TimeSpan? budget = null)
     {
@@ -322,8 +363,13 @@ internal sealed class GuaranteeRun : IAsyncDisposable
             problems.Add($"the table still had {await PendingAsync()} pending message(s), or the queue was not quiet, 30 s after every message arrived");
         }
 
+        if (await Broker.CountStoredAsync(Ct) is { } stored && stored != _arrivals.Count)
+        {
+            problems.Add($"the stream holds {stored} message(s) but the reader read {_arrivals.Count}");
+        }
+
         var report = Compute(crash, faults, excluded, committed, problems);
-        await using (var deadLetters = _producerData.CreateCommand($"SELECT count(*) FROM \"{Schema}\".outbox_messages WHERE dead_lettered_at IS NOT NULL"))
+        await using (var deadLetters = ProducerData.CreateCommand($"SELECT count(*) FROM \"{Schema}\".outbox_messages WHERE dead_lettered_at IS NOT NULL"))
         {
             report = report with { DeadLettered = (long)(await deadLetters.ExecuteScalarAsync(Ct))! };
         }
@@ -333,7 +379,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
             // Where the lost messages are in the table: dispatched (the broker or the consumer lost them) or dead-lettered.
             var seen = _arrivals.Select(a => a.MessageId).ToHashSet();
             var lostIds = committed.Where(id => !seen.Contains(id)).Select(Guid.Parse).ToArray();
-            await using var command = _producerData.CreateCommand(
+            await using var command = ProducerData.CreateCommand(
                 $"SELECT dispatched, dead_lettered_at IS NOT NULL, count(*), min(attempts), max(attempts), min(last_error) FROM \"{Schema}\".outbox_messages WHERE message_id = ANY($1) GROUP BY 1, 2");
             command.Parameters.AddWithValue(lostIds);
             await using var reader = await command.ExecuteReaderAsync(Ct);
@@ -349,7 +395,10 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         return report;
     }
 
-    /// <summary>The checks every scenario makes: nothing lost, no rollback delivered, nothing unknown, per-key order, and no duplicates without a crash.</summary>
+    /// <summary>
+    /// The checks every scenario makes: nothing lost, no rollback delivered, nothing unknown, per-key order, and no duplicates without a
+    /// crash, nor with one when the broker deduplicates.
+    /// </summary>
     public static void AssertGuarantees(GuaranteeReport report)
     {
         var summary = ToJson(report);
@@ -363,6 +412,11 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         {
             Assert.True(report.Duplicates == 0, $"duplicates without a crash\n{summary}");
         }
+
+        if (report.Dedup)
+        {
+            Assert.True(report.Duplicates == 0, $"duplicates in the stream although the broker deduplicates\n{summary}");
+        }
     }
 
     public async Task<long> PendingAsync()
@@ -371,50 +425,13 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         {
             try
             {
-                await using var command = _producerData.CreateCommand($"SELECT count(*) FROM \"{Schema}\".outbox_messages WHERE NOT dispatched AND dead_lettered_at IS NULL");
+                await using var command = ProducerData.CreateCommand($"SELECT count(*) FROM \"{Schema}\".outbox_messages WHERE NOT dispatched AND dead_lettered_at IS NULL");
                 return (long)(await command.ExecuteScalarAsync(Ct))!;
             }
             catch (NpgsqlException) when (attempt < 50)
             {
                 await Task.Delay(200, Ct);
             }
-        }
-    }
-
-    /// <summary>Declares an exchange and a queue bound to it, on the consumer's channel (used for poison routes).</summary>
-    public async Task DeclareAsync(string exchange, string exchangeType, string? queue, IDictionary<string, object?>? queueArguments = null)
-    {
-        await _consumerChannel.ExchangeDeclareAsync(exchange, exchangeType, durable: true, autoDelete: false, cancellationToken: Ct);
-        if (queue is not null)
-        {
-            await _consumerChannel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: queueArguments, cancellationToken: Ct);
-            await _consumerChannel.QueueBindAsync(queue, exchange, "#", cancellationToken: Ct);
-        }
-    }
-
-    /// <summary>Deletes exchanges and queues (best effort) after the run, with a connection of its own.</summary>
-    public static async Task DeleteTopologyAsync(IEnumerable<string> exchanges, IEnumerable<string> queues)
-    {
-        try
-        {
-            var factory = new ConnectionFactory { Uri = RabbitMQServer.Url, ClientProvidedName = "Outboxer.Guarantees.Tests.cleanup" };
-            await using var connection = await factory.CreateConnectionAsync(CancellationToken.None);
-            foreach (var queue in queues)
-            {
-                await using var channel = await connection.CreateChannelAsync();
-                await channel.QueueDeleteAsync(queue);
-            }
-
-            foreach (var exchange in exchanges)
-            {
-                await using var channel = await connection.CreateChannelAsync();
-                await channel.ExchangeDeleteAsync(exchange);
-            }
-        }
-#pragma warning disable CA1031 // Best effort: the scenario's result does not depend on it.
-        catch (Exception)
-#pragma warning restore CA1031
-        {
         }
     }
 
@@ -433,23 +450,25 @@ internal sealed class GuaranteeRun : IAsyncDisposable
             }
         }
 
-        await _producer.DisposeAsync();
-        try
+        if (_producer is not null)
         {
-            await _consumerChannel.CloseAsync();
-            await _consumerConnection.CloseAsync();
-        }
-#pragma warning disable CA1031 // Best effort, as above.
-        catch (Exception)
-#pragma warning restore CA1031
-        {
+            await _producer.DisposeAsync();
         }
 
-        await _consumerConnection.DisposeAsync();
-        await DeleteTopologyAsync([Exchange], [Queue]);
+        if (_producerPublisher is IAsyncDisposable publisher)
+        {
+            await publisher.DisposeAsync();
+        }
+
+        await Broker.DisposeAsync();
+        if (_producerDataSource is null)
+        {
+            return;
+        }
+
         try
         {
-            await using var drop = _producerData.CreateCommand($"DROP SCHEMA IF EXISTS \"{Schema}\" CASCADE");
+            await using var drop = _producerDataSource.CreateCommand($"DROP SCHEMA IF EXISTS \"{Schema}\" CASCADE");
             await drop.ExecuteNonQueryAsync(CancellationToken.None);
         }
 #pragma warning disable CA1031 // Best effort, as above.
@@ -458,51 +477,34 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         {
         }
 
-        await _producerData.DisposeAsync();
+        await _producerDataSource.DisposeAsync();
     }
 
     private async Task InitializeAsync()
     {
-        _producerData = NpgsqlDataSource.Create(PostgreSqlServer.ConnectionString);
-        await using (var connection = await PostgreSqlServer.OpenAsync(_producerData))
+        _producerDataSource = NpgsqlDataSource.Create(PostgreSqlServer.ConnectionString);
+        await using (var connection = await PostgreSqlServer.OpenAsync(_producerDataSource))
         await using (var create = new NpgsqlCommand($"CREATE SCHEMA \"{Schema}\"", connection))
         {
             await create.ExecuteNonQueryAsync(Ct);
         }
 
-        var store = new PostgreSqlOutboxStore(_producerData, new PostgreSqlOutboxStoreOptions { SchemaName = Schema });
+        var store = new PostgreSqlOutboxStore(_producerDataSource, new PostgreSqlOutboxStoreOptions { SchemaName = Schema });
         await store.MigrateAsync(Ct);
 
-        // The producer never starts its dispatcher; its publisher connects lazily, so it never connects.
-        _producer = new Outbox(store, new RabbitMQPublisher(RabbitMQServer.Url));
+        await Broker.StartAsync($"{Scenario}.{Suffix}", Arrived, Ct);
 
-        _consumerConnection = await RabbitMQServer.ConnectAsync($"Outboxer.Guarantees.Tests.{Scenario}", factory =>
-        {
-            factory.AutomaticRecoveryEnabled = true;
-            factory.TopologyRecoveryEnabled = true;
-            factory.NetworkRecoveryInterval = TimeSpan.FromSeconds(1);
-        });
+        // The producer never starts its dispatcher: its publisher only names each message's destination (stored with the row).
+        _producerPublisher = await Broker.CreatePublisherAsync();
+        _producer = new Outbox(store, _producerPublisher);
+    }
 
-        _consumerChannel = await _consumerConnection.CreateChannelAsync(cancellationToken: Ct);
-        await DeclareAsync(Exchange, ExchangeType.Topic, Queue);
-        await _consumerChannel.BasicQosAsync(0, 500, global: false, Ct);
-        var consumer = new AsyncEventingBasicConsumer(_consumerChannel);
-        consumer.ReceivedAsync += async (_, delivery) =>
-        {
-            var now = Stopwatch.GetTimestamp();
-            _arrivals.Enqueue(new Arrival(delivery.BasicProperties.MessageId ?? string.Empty, now, delivery.Redelivered));
-            Interlocked.Exchange(ref _lastArrivalAt, now);
-            try
-            {
-                await _consumerChannel.BasicAckAsync(delivery.DeliveryTag, multiple: false);
-            }
-#pragma warning disable CA1031 // The channel may be closing (a broker restart); the broker redelivers with the redelivered flag.
-            catch (Exception)
-#pragma warning restore CA1031
-            {
-            }
-        };
-        await _consumerChannel.BasicConsumeAsync(Queue, autoAck: false, consumer, Ct);
+    /// <summary>Records a delivery (or a stream entry read) with its message id in the producer's format.</summary>
+    private void Arrived(Arrival arrival)
+    {
+        var id = Guid.TryParse(arrival.MessageId, out var guid) ? guid.ToString() : arrival.MessageId;
+        _arrivals.Enqueue(arrival with { MessageId = id });
+        Interlocked.Exchange(ref _lastArrivalAt, arrival.ReceivedAt);
     }
 
     private void Settle(List<Sent> messages, Outcome outcome)
@@ -512,6 +514,14 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         {
             sent.Outcome = outcome;
             sent.CommittedAt = now;
+        }
+    }
+
+    private int RelayDroppedDuplicates()
+    {
+        lock (_relays)
+        {
+            return _relays.Sum(relay => relay.DuplicatesDropped);
         }
     }
 
@@ -598,12 +608,19 @@ internal sealed class GuaranteeRun : IAsyncDisposable
             Math.Round(maxDelay, 1),
             (long)_elapsed.Elapsed.TotalMilliseconds,
             faults,
-            problems);
+            problems)
+        {
+            Broker = Broker.Name,
+            Dedup = Broker.Deduplicates,
+            DroppedDuplicates = Broker.CountsDroppedDuplicates ? _droppedDuplicates.Count + RelayDroppedDuplicates() : null,
+        };
     }
 
     private static string ToJson(GuaranteeReport report) => JsonSerializer.Serialize(new Dictionary<string, object?>
     {
         ["scenario"] = report.Scenario,
+        ["broker"] = report.Broker,
+        ["dedup"] = report.Dedup,
         ["time"] = TimeProvider.System.GetUtcNow().ToString("O", CultureInfo.InvariantCulture),
         ["crash"] = report.Crash,
         ["committed"] = report.Committed,
@@ -612,6 +629,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         ["delivered_unique"] = report.DeliveredUnique,
         ["lost"] = report.Lost,
         ["duplicates"] = report.Duplicates,
+        ["broker_dropped_duplicates"] = report.DroppedDuplicates,
         ["consumer_redeliveries"] = report.ConsumerRedeliveries,
         ["rolled_back_delivered"] = report.RolledBackDelivered,
         ["unknown_delivered"] = report.Unknown,

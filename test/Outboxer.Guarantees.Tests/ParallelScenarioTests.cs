@@ -13,7 +13,7 @@ public sealed class FourDispatchersScenarioTests
         for (var i = 0; i < 4; i++)
         {
             // The default lease (30 s) and publish timeout (10 s): no dispatcher crashes here, so none may publish a row another holds.
-            run.StartDispatcher(new OutboxOptions
+            await run.StartDispatcherAsync(new OutboxOptions
             {
                 MessageBatchSize = 20,
                 CheckInterval = TimeSpan.FromMilliseconds(100),
@@ -37,20 +37,21 @@ public sealed class PoisonMessageScenarioTests
     [Fact]
     public async Task Scenario6_poison_messages_are_dead_lettered_and_every_healthy_message_arrives()
     {
-        await using var run = await GuaranteeRun.CreateAsync("poison");
-        var unroutable = run.Exchange + ".unbound";   // exists, no queue bound: mandatory publish is returned (non-transient)
-        var mismatched = run.Exchange + ".fanout";    // exists as fanout; the message declares it as topic (non-transient)
-        var full = run.Exchange + ".full";            // bound to a queue that rejects every publish: nacked (transient)
+        var rabbit = new RabbitMQGuaranteeBroker();
+        await using var run = await GuaranteeRun.CreateAsync("poison", rabbit);
+        var unroutable = rabbit.Exchange + ".unbound";   // exists, no queue bound: mandatory publish is returned (non-transient)
+        var mismatched = rabbit.Exchange + ".fanout";    // exists as fanout; the message declares it as topic (non-transient)
+        var full = rabbit.Exchange + ".full";            // bound to a queue that rejects every publish: nacked (transient)
         var fullQueue = full;
         try
         {
-            await run.DeclareAsync(unroutable, "topic", queue: null);
-            await run.DeclareAsync(mismatched, "fanout", queue: null);
-            await run.DeclareAsync(full, "topic", fullQueue, new Dictionary<string, object?> { ["x-max-length"] = 0, ["x-overflow"] = "reject-publish" });
+            await rabbit.DeclareAsync(unroutable, "topic", queue: null);
+            await rabbit.DeclareAsync(mismatched, "fanout", queue: null);
+            await rabbit.DeclareAsync(full, "topic", fullQueue, new Dictionary<string, object?> { ["x-max-length"] = 0, ["x-overflow"] = "reject-publish" });
 
             var options = GuaranteeRun.FastRecoveryOptions();
             options.MaxAttempts = 3;
-            var outbox = run.StartDispatcher(options);
+            var outbox = await run.StartDispatcherAsync(options);
 
             var poison = new Dictionary<Guid, (string Kind, int Attempts)>();
             await run.ProduceAsync(150, TimeSpan.FromMilliseconds(5), extra: async (t, transaction, messages) =>
@@ -69,7 +70,8 @@ public sealed class PoisonMessageScenarioTests
 
                 var number = run.NextNumber();
                 var sequence = b.Key is null ? 0 : run.NextSequence(0);
-                var message = run.NewMessage(number, b.Key, sequence, b.Exchange);
+                var message = run.NewMessage(number, b.Key, sequence);
+                message.Options[RabbitMQOptionKeys.ExchangeName] = b.Exchange;
                 messages.Add(run.Track(message, number, b.Key, sequence));
                 poison[message.MessageId] = (b.Kind, b.Attempts);
                 await run.Producer.EnqueueAsync(transaction, message, TestContext.Current.CancellationToken);
@@ -96,7 +98,7 @@ public sealed class PoisonMessageScenarioTests
         }
         finally
         {
-            await GuaranteeRun.DeleteTopologyAsync([unroutable, mismatched, full], [fullQueue]);
+            await RabbitMQGuaranteeBroker.DeleteTopologyAsync([unroutable, mismatched, full], [fullQueue]);
         }
     }
 }

@@ -4,17 +4,21 @@ using Outboxer.Testing.Servers;
 
 namespace Outboxer.Guarantees.Tests;
 
-/// <summary>One samples/Outboxer.Relay process: a dispatcher on the scenario's table, started, stopped gracefully or killed with SIGKILL.</summary>
+/// <summary>One samples/Outboxer.Relay process: a dispatcher on the scenario's table publishing to the scenario's broker, started, stopped gracefully or killed with SIGKILL.</summary>
 internal sealed class RelayProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _stderr = new();
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly StringBuilder _stdout = new();
+    private int _duplicatesDropped;
 
     private RelayProcess(Process process) => _process = process;
 
     public int Id => _process.Id;
+
+    /// <summary>Gets how many republished messages the broker dropped for this relay (its "duplicate ..." lines, NATS and Redis only).</summary>
+    public int DuplicatesDropped => Volatile.Read(ref _duplicatesDropped);
 
     public bool HasExited => _process.HasExited;
 
@@ -29,7 +33,8 @@ internal sealed class RelayProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<RelayProcess> StartAsync(string postgres, Uri rabbitMQ, string schema, CancellationToken cancellationToken)
+    /// <summary>Starts a relay on <paramref name="schema"/>'s table, publishing where <paramref name="broker"/> says (see <see cref="IGuaranteeBroker.RelayArguments"/>), and waits until it is ready.</summary>
+    public static async Task<RelayProcess> StartAsync(string postgres, string schema, IReadOnlyList<string> broker, CancellationToken cancellationToken)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -39,7 +44,7 @@ internal sealed class RelayProcess : IAsyncDisposable
             UseShellExecute = false,
         };
         var program = Repository.BuildOutput("samples/Outboxer.Relay", "build test/Outboxer.Guarantees.Tests (it builds the relay) first");
-        foreach (var argument in new[] { program, postgres, rabbitMQ.ToString(), schema, "3000", "2000" })
+        foreach (var argument in (string[])[program, postgres, schema, .. broker, "--lease-ms", "3000", "--publish-timeout-ms", "2000"])
         {
             start.ArgumentList.Add(argument);
         }
@@ -56,6 +61,11 @@ internal sealed class RelayProcess : IAsyncDisposable
             lock (relay._stdout)
             {
                 relay._stdout.AppendLine(e.Data);
+            }
+
+            if (e.Data.StartsWith("duplicate ", StringComparison.Ordinal))
+            {
+                Interlocked.Increment(ref relay._duplicatesDropped);
             }
 
             if (e.Data == "ready")
