@@ -38,6 +38,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
     private readonly string _tableName;
     private readonly string _table;
     private readonly string _insertSql;
+    private readonly string _insertLeasedSql;
     private readonly string _claimSql;
     private readonly OutboxMigration[] _migrations;
 
@@ -51,6 +52,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
 
         // MySQL has no INSERT ... RETURNING (MariaDB has); LAST_INSERT_ID() is per session, so the second statement reads this insert's id.
         _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key, destination) VALUES (@message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination); SELECT LAST_INSERT_ID()";
+        _insertLeasedSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key, destination, locked_until, lease_token, attempts) VALUES (@message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination, @lease_until, @token, 1); SELECT LAST_INSERT_ID()";
 
         // The first step of a claim: lock the claimable rows, passing over those another claim, a mark or a release holds, and an
         // enqueue not yet committed. attempts + 1 is the count the claim's UPDATE writes (the rows stay locked until it commits).
@@ -126,7 +128,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
 
     public override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, SerializedMessage row)
     {
-        var command = Command(connection, transaction, _insertSql);
+        var command = Command(connection, transaction, row.LeaseUntil is null ? _insertSql : _insertLeasedSql);
         var message = row.Message;
 
         // As text: CHAR(36) reads back as a Guid with MySqlConnector's default GuidFormat, and as a parsable string with any other.
@@ -137,6 +139,12 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
         Add(command, "@created_at", MySqlDbType.DateTime, ToDb(message.CreatedAt));
         Add(command, "@ordering_key", MySqlDbType.VarChar, message.OrderingKey);
         Add(command, "@destination", MySqlDbType.VarChar, message.Destination);
+        if (row.LeaseUntil is { } leaseUntil)
+        {
+            Add(command, "@lease_until", MySqlDbType.DateTime, ToDb(leaseUntil));
+            Add(command, "@token", MySqlDbType.Int64, row.LeaseToken);
+        }
+
         return command;
     }
 

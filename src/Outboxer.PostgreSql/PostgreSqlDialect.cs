@@ -42,6 +42,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
     private readonly long _lockKey;
     private readonly string _insertSql;
     private readonly string _insertQuietSql;
+    private readonly string _insertLeasedSql;
     private readonly string _quietSql;
     private readonly string _claimSql;
     private readonly string _markSql;
@@ -67,6 +68,10 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         // NOTIFY (a notifying commit holds a global lock through its disk flush, which serializes concurrent enqueuing commits).
         _quietSql = $"set_config('{QuietSettingFor(Channel)}', 'on', true)";
         _insertQuietSql = $"INSERT INTO {_table} ({Columns}) SELECT @message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination WHERE {_quietSql} = 'on' RETURNING id";
+
+        // A row written already claimed by the committing process (send after commit) needs no one woken: that process publishes it,
+        // and others find it by polling once its lease runs out. So it never notifies, and its commit takes no notify lock.
+        _insertLeasedSql = $"INSERT INTO {_table} ({Columns}, locked_until, lease_token, attempts) SELECT @message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination, @lease_until, @token, 1 WHERE {_quietSql} = 'on' RETURNING id";
 
         // Two kinds of rows are claimable: never claimed (the pending index, in id order) and due again (a lease that ran out or a
         // retry time that came: the leased index, in time order). Rows leased to batches in flight are in neither list, so however
@@ -186,7 +191,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
     public override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, SerializedMessage row)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        var command = Command(connection, null, Quiet ? _insertQuietSql : _insertSql);
+        var command = Command(connection, null, row.LeaseUntil is not null ? _insertLeasedSql : Quiet ? _insertQuietSql : _insertSql);
         try
         {
             command.Transaction = (NpgsqlTransaction?)transaction;
@@ -206,6 +211,12 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         Add(command, "created_at", message.CreatedAt.ToUniversalTime());
         command.Parameters.Add(new NpgsqlParameter("ordering_key", NpgsqlDbType.Text) { Value = (object?)message.OrderingKey ?? DBNull.Value });
         command.Parameters.Add(new NpgsqlParameter("destination", NpgsqlDbType.Text) { Value = (object?)message.Destination ?? DBNull.Value });
+        if (row.LeaseUntil is { } leaseUntil)
+        {
+            Add(command, "lease_until", leaseUntil.ToUniversalTime());
+            command.Parameters.Add(new NpgsqlParameter<long>("token", row.LeaseToken));
+        }
+
         return command;
     }
 

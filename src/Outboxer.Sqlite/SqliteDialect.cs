@@ -13,6 +13,7 @@ internal sealed class SqliteDialect : OutboxSqlDialect
     private readonly string _table;
     private readonly string _versionsName;
     private readonly string _insertSql;
+    private readonly string _insertLeasedSql;
     private readonly string _claimSql;
     private readonly string _markSql;
     private readonly OutboxMigration[] _migrations;
@@ -25,6 +26,7 @@ internal sealed class SqliteDialect : OutboxSqlDialect
         _versionsName = SqlIdentifier.Derive(_tableName, "versions");
         _migrations = Layout(_tableName);
         _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key, destination) VALUES ($message_id, $payload, $options, $headers, $created_at, $ordering_key, $destination) RETURNING id";
+        _insertLeasedSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key, destination, locked_until, lease_token, attempts) VALUES ($message_id, $payload, $options, $headers, $created_at, $ordering_key, $destination, $lease_until, $token, 1) RETURNING id";
 
         // Only the oldest pending message of each ordering key is claimable, so a key goes one message at a time, in order. SQLite runs
         // one writer at a time, so one UPDATE ... RETURNING claims atomically.
@@ -103,8 +105,14 @@ internal sealed class SqliteDialect : OutboxSqlDialect
     {
         ArgumentNullException.ThrowIfNull(connection);
         var message = row.Message;
-        var command = Command(connection, _insertSql, ("$message_id", message.MessageId.ToString()), ("$payload", message.Payload), ("$options", row.OptionsJson),
+        var command = Command(connection, row.LeaseUntil is null ? _insertSql : _insertLeasedSql, ("$message_id", message.MessageId.ToString()), ("$payload", message.Payload), ("$options", row.OptionsJson),
             ("$headers", row.HeadersJson), ("$created_at", message.CreatedAt.UtcTicks), ("$ordering_key", message.OrderingKey), ("$destination", message.Destination));
+        if (row.LeaseUntil is { } leaseUntil)
+        {
+            command.Parameters.Add(new SqliteParameter("$lease_until", leaseUntil.UtcTicks));
+            command.Parameters.Add(new SqliteParameter("$token", row.LeaseToken));
+        }
+
         command.Transaction = transaction;
         return command;
     }

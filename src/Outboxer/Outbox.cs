@@ -250,10 +250,8 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <exception cref="ArgumentNullException"><paramref name="message"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">An option or header value cannot be stored.</exception>
     /// <exception cref="OutboxException">The database failed.</exception>
-    public async Task<long> SendAsync(OutboxMessage message, CancellationToken cancellationToken = default)
-    {
-        return await EnqueueCoreAsync(message, (object?)null, static (store, m, _, ct) => new ValueTask<long>(store.AddWithinTransactionAsync(m, null, ct)), committed: true, cancellationToken).ConfigureAwait(false);
-    }
+    public Task<long> SendAsync(OutboxMessage message, CancellationToken cancellationToken = default) =>
+        CommitAndSendAsync(message, null, cancellationToken);
 
     /// <summary>
     /// Opens a transaction, runs <paramref name="work"/> with it, enqueues <paramref name="message"/> in it and commits. When
@@ -267,9 +265,34 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <exception cref="ArgumentNullException">An argument is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">An option or header value cannot be stored.</exception>
     /// <exception cref="OutboxException">The database failed.</exception>
-    public async Task<long> SendWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task> work, CancellationToken cancellationToken = default)
+    public Task<long> SendWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task> work, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
+        return CommitAndSendAsync(message, work, cancellationToken);
+    }
+
+    /// <summary>
+    /// The paths where the outbox commits: while this process's dispatcher runs and the store can (<see cref="IOutboxLeasedWriter"/>),
+    /// a message without an ordering key is written already claimed by the dispatcher and published from memory right after the
+    /// commit (send after commit); otherwise it is written pending and the dispatcher is woken to claim it. A message with an ordering
+    /// key always goes through a claim, which is what keeps its key in order.
+    /// </summary>
+    private async Task<long> CommitAndSendAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, CancellationToken cancellationToken)
+    {
+        if (_dispatcher is { } dispatcher && _writer is IOutboxLeasedWriter leased && message is { OrderingKey: null } && IsDispatcherRunning)
+        {
+            var started = _time.GetTimestamp();
+            var leaseUntil = _time.GetUtcNow() + _options.LeaseDuration;
+            var id = await EnqueueCoreAsync(
+                message,
+                (Leased: leased, Work: work, Until: leaseUntil, Token: dispatcher.CommittedLeaseToken),
+                static (_, m, s, ct) => new ValueTask<long>(s.Leased.AddLeasedWithinTransactionAsync(m, s.Work, s.Until, s.Token, ct)),
+                committed: null,
+                cancellationToken).ConfigureAwait(false);
+            dispatcher.SendCommitted(message.SnapshotForPublish(), started);
+            return id;
+        }
+
         return await EnqueueCoreAsync(message, work, static (store, m, w, ct) => new ValueTask<long>(store.AddWithinTransactionAsync(m, w, ct)), committed: true, cancellationToken).ConfigureAwait(false);
     }
 
@@ -518,12 +541,15 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         _errors.Complete();
     }
 
-    /// <summary>The one path of every single-message enqueue: ids, trace context, insert, counters, wake-up.</summary>
+    /// <summary>
+    /// The one path of every single-message enqueue: ids, trace context, insert, counters, wake-up (<paramref name="committed"/>: whether
+    /// the insert committed, or <see langword="null"/> for no wake-up).
+    /// </summary>
     private async ValueTask<long> EnqueueCoreAsync<TState>(
         OutboxMessage message,
         TState state,
         Func<IOutboxWriter, OutboxMessage, TState, CancellationToken, ValueTask<long>> insert,
-        bool committed,
+        bool? committed,
         CancellationToken cancellationToken)
     {
         Prepare(message);
@@ -540,7 +566,12 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         }
 
         Telemetry.EnqueuedMessages.Add(1);
-        _dispatcher?.Wake(committed);
+        if (committed is { } wake)
+        {
+            // Null for a send after commit: its row is claimed already, so no claim needs waking.
+            _dispatcher?.Wake(wake);
+        }
+
         return id;
     }
 

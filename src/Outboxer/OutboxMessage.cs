@@ -121,6 +121,35 @@ public sealed class OutboxMessage
         }
     }
 
+    /// <summary>
+    /// A copy of what publishing reads (the payload bytes too), so that a caller who changes the message after enqueueing does not
+    /// change what the dispatcher publishes from memory after the commit.
+    /// </summary>
+    internal OutboxMessage SnapshotForPublish()
+    {
+        var copy = new OutboxMessage((byte[])_payload.Clone())
+        {
+            Id = Id,
+            MessageId = MessageId,
+            CreatedAt = CreatedAt,
+            Attempts = Attempts,
+            LeaseToken = LeaseToken,
+            _orderingKey = _orderingKey,
+            _destination = _destination,
+        };
+        foreach (var (key, value) in Options)
+        {
+            copy.Options[key] = value;
+        }
+
+        foreach (var (key, value) in Headers)
+        {
+            copy.Headers[key] = value;
+        }
+
+        return copy;
+    }
+
     /// <summary>Gets the index of the first U+0000 or half surrogate pair in <paramref name="value"/>, or -1.</summary>
     internal static int FirstUnstorable(string value)
     {

@@ -8,7 +8,7 @@ namespace Outboxer.Testing;
 /// database stores (which the conformance suite checks against real databases). It has no transactions, so
 /// <see cref="AddAsync"/> is not supported and <see cref="AddWithinTransactionAsync"/> accepts no callback.
 /// </summary>
-public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxAdministration
+public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxAdministration
 {
     private readonly Lock _lock = new();
     private readonly List<Row> _rows = [];
@@ -81,6 +81,31 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxAdministration
             return Task.FromResult(message.Id);
         }
     }
+
+    /// <inheritdoc />
+    public Task<long> AddLeasedWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (work is not null)
+        {
+            throw new NotSupportedException("The in-memory store has no transactions.");
+        }
+
+        _ = message.Options.ToJson();
+        _ = message.Headers.ToJson();
+        lock (_lock)
+        {
+            message.Id = ++_nextId;
+            message.Attempts = 1;
+            message.LeaseToken = leaseToken;
+            _rows.Add(new Row(message) { LockedUntil = leaseUntil, LeaseToken = leaseToken });
+            LeasedWrites++;
+            return Task.FromResult(message.Id);
+        }
+    }
+
+    /// <summary>Gets how many messages were written already claimed (sends after commit).</summary>
+    public int LeasedWrites { get; private set; }
 
     /// <inheritdoc />
     public Task<IReadOnlyList<OutboxMessage>> ClaimAsync(int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken = default)

@@ -295,6 +295,45 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_message_written_already_claimed_is_left_to_its_claim_until_the_lease_ends_and_is_marked_with_its_token()
+    {
+        var store = CreateStore();
+        var message = NewMessage("sent after commit");
+
+        var id = await store.AddLeasedWithinTransactionAsync(message, null, T0.AddSeconds(30), 42, Ct);
+
+        Assert.Equal(42, message.LeaseToken);
+        Assert.Equal(1, message.Attempts);
+        Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(29), T0.AddSeconds(59), Ct));
+        Assert.Equal(1, await store.MarkDispatchedAsync([id], 42, T0.AddSeconds(1), Ct));
+        Assert.Empty(await store.ClaimAsync(10, T0.AddHours(1), T0.AddHours(2), Ct));
+    }
+
+    [Fact]
+    public async Task A_message_written_already_claimed_by_a_process_that_died_is_claimed_after_the_lease_with_its_attempt_counted()
+    {
+        var store = CreateStore();
+        var id = await store.AddLeasedWithinTransactionAsync(NewMessage("the sender died"), null, T0.AddSeconds(30), 42, Ct);
+
+        var claimed = Assert.Single(await store.ClaimAsync(10, T0.AddSeconds(30), T0.AddSeconds(60), Ct));
+
+        Assert.Equal(id, claimed.Id);
+        Assert.Equal(2, claimed.Attempts);
+        Assert.Equal(0, await store.MarkDispatchedAsync([id], 42, T0.AddSeconds(31), Ct));
+    }
+
+    [Fact]
+    public async Task A_message_written_already_claimed_in_a_transaction_that_rolls_back_is_not_written()
+    {
+        var store = CreateStore();
+
+        await Assert.ThrowsAsync<InvalidOperationException>(() => store.AddLeasedWithinTransactionAsync(
+            NewMessage("rolled back"), (_, _) => throw new InvalidOperationException("the work failed"), T0.AddSeconds(30), 42, Ct));
+
+        Assert.Empty(await store.ClaimAsync(10, T0.AddHours(1), T0.AddHours(2), Ct));
+    }
+
+    [Fact]
     public async Task A_message_marked_dispatched_is_not_claimed_again()
     {
         var store = CreateStore();

@@ -25,7 +25,9 @@ internal sealed class Dispatcher
     private readonly Notifier<DispatchedMessage> _dispatched;
     private readonly Notifier<OutboxError> _errors;
     private readonly WakeSignal _wake;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<Committed> _committed = new();
     private int _uncommittedEnqueue;
+    private int _claimWanted = 1;
     private bool _listening;
 
     public Dispatcher(
@@ -59,6 +61,24 @@ internal sealed class Dispatcher
             Volatile.Write(ref _uncommittedEnqueue, 1);
         }
 
+        Volatile.Write(ref _claimWanted, 1);
+        _wake.Set();
+    }
+
+    /// <summary>
+    /// Gets the token this dispatcher's sends after commit are written with (see <see cref="IOutboxLeasedWriter"/>): one per dispatcher,
+    /// so that the rows of many such sends are marked in one statement; a row that another claim took carries another token.
+    /// </summary>
+    public long CommittedLeaseToken { get; } = Random.Shared.NextInt64(1, long.MaxValue);
+
+    /// <summary>
+    /// Publishes <paramref name="message"/>, which a transaction just committed already claimed by <see cref="CommittedLeaseToken"/>,
+    /// from memory: no claim round trip. <paramref name="started"/> is the timestamp taken before its row was written (its lease
+    /// began no earlier); a message that cannot be published within its lease any more is left to a claim after the lease.
+    /// </summary>
+    public void SendCommitted(OutboxMessage message, long started)
+    {
+        _committed.Enqueue(new Committed(message, started));
         _wake.Set();
     }
 
@@ -103,6 +123,37 @@ internal sealed class Dispatcher
                     }
                 }
 
+                // Messages this process committed already claimed go first, from memory. Sends after commit alone wake the loop
+                // without a claim: their rows are leased to this dispatcher, so a claim would find nothing new.
+                var committed = TakeCommitted();
+                if (committed.Count > 0)
+                {
+                    inFlight.Add(SettleAsync(committed, abort));
+                    if (!Volatile.Read(ref _listening))
+                    {
+                        // As after a claim that found messages: while they come, other processes' commits may come too.
+                        polls.Start();
+                    }
+
+                    if (Interlocked.Exchange(ref _claimWanted, 0) == 0)
+                    {
+                        try
+                        {
+                            if (!await _wake.WaitAsync(polls.Next(), stopping).ConfigureAwait(false))
+                            {
+                                Volatile.Write(ref _claimWanted, 1);
+                            }
+                        }
+                        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+                        {
+                            break;
+                        }
+
+                        continue;
+                    }
+                }
+
+                Volatile.Write(ref _claimWanted, 0);
                 IReadOnlyList<OutboxMessage> batch;
                 try
                 {
@@ -154,7 +205,10 @@ internal sealed class Dispatcher
                 // store's notifications); a settled batch with ordering keys wakes it too, as the keys' next messages became claimable.
                 try
                 {
-                    await _wake.WaitAsync(polls.Next(), stopping).ConfigureAwait(false);
+                    if (!await _wake.WaitAsync(polls.Next(), stopping).ConfigureAwait(false))
+                    {
+                        Volatile.Write(ref _claimWanted, 1);
+                    }
                 }
                 catch (OperationCanceledException) when (stopping.IsCancellationRequested)
                 {
@@ -171,6 +225,28 @@ internal sealed class Dispatcher
         }
     }
 
+    /// <summary>
+    /// Takes up to a batch of the messages committed already claimed, oldest first, leaving out (to a claim after their lease) those
+    /// with less than the publish timeout left of their lease.
+    /// </summary>
+    private List<OutboxMessage> TakeCommitted()
+    {
+        var batch = new List<OutboxMessage>();
+        while (batch.Count < _options.MessageBatchSize && _committed.TryDequeue(out var committed))
+        {
+            var elapsed = _time.GetElapsedTime(committed.Started);
+            if (elapsed + _options.PublishTimeout >= _options.LeaseDuration)
+            {
+                Log.ClaimTooLate(_logger, 1, elapsed, _options.LeaseDuration);
+                continue;
+            }
+
+            batch.Add(committed.Message);
+        }
+
+        return batch;
+    }
+
     /// <summary>Waits until a batch in flight settles or <see cref="CoalesceDelay"/> passes.</summary>
     private async Task CoalesceAsync(List<Task<BatchOutcome>> inFlight, CancellationToken stopping)
     {
@@ -179,6 +255,9 @@ internal sealed class Dispatcher
         await delay.CancelAsync().ConfigureAwait(false);
         stopping.ThrowIfCancellationRequested();
     }
+
+    /// <summary>A message committed already claimed by this dispatcher, with the timestamp taken before its row was written.</summary>
+    private readonly record struct Committed(OutboxMessage Message, long Started);
 
     private enum BatchOutcome
     {
@@ -193,6 +272,7 @@ internal sealed class Dispatcher
     private void OnNotification()
     {
         Volatile.Write(ref _listening, true);
+        Volatile.Write(ref _claimWanted, 1);
         _wake.Set();
     }
 
@@ -321,6 +401,7 @@ internal sealed class Dispatcher
         if (keyed)
         {
             // The next message of each key was not claimable while this one was pending; it is now.
+            Volatile.Write(ref _claimWanted, 1);
             _wake.Set();
         }
 

@@ -25,7 +25,7 @@ namespace Outboxer.Providers;
 /// notification listener); it has no virtual members: everything a database changes is in its dialect.
 /// </para>
 /// </remarks>
-public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutboxSchema
+public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxAdministration, IOutboxSchema
 {
     /// <summary>The longest failure text kept with a row.</summary>
     private const int MaxErrorLength = 4000;
@@ -155,10 +155,25 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxAdministration, IOutbo
     }
 
     /// <inheritdoc />
-    public async Task<long> AddWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, CancellationToken cancellationToken = default)
+    public Task<long> AddWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(message);
-        var row = Serialize(message);
+        return AddWithinTransactionAsync(Serialize(message), work, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<long> AddLeasedWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        var row = Serialize(message) with { LeaseUntil = leaseUntil, LeaseToken = leaseToken };
+        message.LeaseToken = leaseToken;
+        message.Attempts = 1;
+        return AddWithinTransactionAsync(row, work, cancellationToken);
+    }
+
+    private async Task<long> AddWithinTransactionAsync(SerializedMessage row, Func<DbTransaction, CancellationToken, Task>? work, CancellationToken cancellationToken)
+    {
+        var message = row.Message;
         await EnsureSchemaOnceAsync(cancellationToken).ConfigureAwait(false);
 
         var connection = await WrapAsync("open a connection", async () => await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false)).ConfigureAwait(false);
