@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using System.Diagnostics.Metrics;
 using System.Transactions;
 using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
@@ -35,6 +36,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     private readonly Notifier<OutboxError> _errors;
     private readonly Dispatcher? _dispatcher;
     private readonly Cleanup? _cleanup;
+    private readonly Telemetry _telemetry;
     private readonly Lock _lifecycle = new();
     private Loop? _dispatcherLoop;
     private Loop? _cleanupLoop;
@@ -54,7 +56,8 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             store ?? throw new ArgumentNullException(nameof(store), "A data store (IOutboxStore) is required for the outbox to work."),
             publisher ?? throw new ArgumentNullException(nameof(publisher), "An event stream (IOutboxPublisher) is required for the outbox to work."),
             loggerFactory,
-            timeProvider)
+            timeProvider,
+            meterFactory: null)
     {
     }
 
@@ -78,12 +81,14 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             writer ?? throw new ArgumentNullException(nameof(writer), "A writer (IOutboxWriter) is required for the outbox to enqueue."),
             null,
             loggerFactory,
-            timeProvider)
+            timeProvider,
+            meterFactory: null)
 #pragma warning restore RS0026
     {
     }
 
-    private Outbox(OutboxOptions? options, IOutboxWriter writer, IOutboxPublisher? publisher, ILoggerFactory? loggerFactory, TimeProvider? timeProvider)
+    /// <summary>The constructor of every outbox; dependency injection passes the host's <see cref="IMeterFactory"/>.</summary>
+    internal Outbox(OutboxOptions? options, IOutboxWriter writer, IOutboxPublisher? publisher, ILoggerFactory? loggerFactory, TimeProvider? timeProvider, IMeterFactory? meterFactory)
     {
         _writer = writer;
         _store = writer as IOutboxStore;
@@ -94,16 +99,17 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         _time = timeProvider ?? TimeProvider.System;
         loggerFactory ??= NullLoggerFactory.Instance;
 
+        _telemetry = new Telemetry(meterFactory, publisher, _time);
         _dispatched = new Notifier<DispatchedMessage>(_options.NotificationCapacity);
         _errors = new Notifier<OutboxError>(_options.NotificationCapacity);
         if (_store is not null && publisher is not null)
         {
-            _dispatcher = new Dispatcher(_store, publisher, _options, _time, loggerFactory.CreateLogger("Outboxer.Dispatcher"), _dispatched, _errors);
+            _dispatcher = new Dispatcher(_store, _telemetry.Instrument(publisher), _options, _time, loggerFactory.CreateLogger("Outboxer.Dispatcher"), _dispatched, _errors, _telemetry);
         }
 
         if (_store is not null)
         {
-            _cleanup = new Cleanup(_store, _options, _time, loggerFactory.CreateLogger("Outboxer.Cleanup"), _errors, _administration is null ? null : ct => GetStatisticsAsync(ct));
+            _cleanup = new Cleanup(_store, _options, _time, loggerFactory.CreateLogger("Outboxer.Cleanup"), _errors, _telemetry, _administration is null ? null : ct => GetStatisticsAsync(ct));
         }
     }
 
@@ -222,7 +228,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             Prepare(list[i] ?? throw new ArgumentException($"messages[{i}] is null.", nameof(messages)));
         }
 
-        using var activity = Telemetry.StartEnqueue(list);
+        using var activity = _telemetry.StartEnqueue(list);
         int count;
         try
         {
@@ -234,7 +240,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             throw;
         }
 
-        Telemetry.EnqueuedMessages.Add(count);
+        _telemetry.Enqueued(count);
         _dispatcher?.Wake(committed: false);
         return count;
     }
@@ -396,7 +402,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public async Task<OutboxStatistics> GetStatisticsAsync(CancellationToken cancellationToken = default)
     {
         var statistics = await Admin().GetStatisticsAsync(_time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
-        Telemetry.Record(this, statistics);
+        _telemetry.Record(statistics);
         return statistics;
     }
 
@@ -480,7 +486,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         }
 
         await StopAsync(CancellationToken.None).ConfigureAwait(false);
-        Telemetry.Forget(this);
+        _telemetry.Dispose();
         _dispatched.Complete();
         _errors.Complete();
     }
@@ -494,7 +500,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         CancellationToken cancellationToken)
     {
         Prepare(message);
-        using var activity = Telemetry.StartEnqueue(message);
+        using var activity = _telemetry.StartEnqueue(message);
         long id;
         try
         {
@@ -506,7 +512,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             throw;
         }
 
-        Telemetry.EnqueuedMessages.Add(1);
+        _telemetry.Enqueued(1);
         _dispatcher?.Wake(committed);
         return id;
     }

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -60,11 +61,12 @@ public static class OutboxServiceCollectionExtensions
         services.AddSingleton<IValidateOptions<OutboxOptions>>(new OutboxOptionsValidator(name, section));
 
         services.AddKeyedSingleton(name, (sp, _) => new Outbox(
+            sp.GetRequiredService<IOptionsMonitor<OutboxOptions>>().Get(name),
             sp.GetKeyedService<IOutboxStore>(name) ?? throw Missing(name, "store (IOutboxStore)", "call the Use... method of a store package, or UseStore"),
             sp.GetKeyedService<IOutboxPublisher>(name) ?? throw Missing(name, "event stream (IOutboxPublisher)", "call the Use... method of a publisher package, UseJsonLines, or UsePublisher"),
-            sp.GetRequiredService<IOptionsMonitor<OutboxOptions>>().Get(name),
             sp.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance,
-            sp.GetService<TimeProvider>() ?? TimeProvider.System));
+            sp.GetService<TimeProvider>() ?? TimeProvider.System,
+            sp.GetService<IMeterFactory>()));
         if (name.Length == 0)
         {
             services.TryAddSingleton(sp => sp.GetRequiredKeyedService<Outbox>(Options.DefaultName));

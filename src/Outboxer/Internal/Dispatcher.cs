@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Outboxer.Providers;
 
@@ -25,6 +24,7 @@ internal sealed class Dispatcher
     private readonly Notifier<DispatchedMessage> _dispatched;
     private readonly Notifier<OutboxError> _errors;
     private readonly WakeSignal _wake;
+    private readonly Telemetry _telemetry;
     private int _uncommittedEnqueue;
     private bool _listening;
 
@@ -35,7 +35,8 @@ internal sealed class Dispatcher
         TimeProvider time,
         ILogger logger,
         Notifier<DispatchedMessage> dispatched,
-        Notifier<OutboxError> errors)
+        Notifier<OutboxError> errors,
+        Telemetry telemetry)
     {
         _store = store;
         _publisher = publisher;
@@ -45,6 +46,7 @@ internal sealed class Dispatcher
         _dispatched = dispatched;
         _errors = errors;
         _wake = new WakeSignal(time);
+        _telemetry = telemetry;
     }
 
     /// <summary>
@@ -248,7 +250,7 @@ internal sealed class Dispatcher
     private async Task<IReadOnlyList<OutboxMessage>> ClaimAsync(CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
-        using var claim = Telemetry.Source.HasListeners() ? Telemetry.Source.StartActivity("claim outbox") : null;
+        using var claim = Telemetry.StartClaim();
         IReadOnlyList<OutboxMessage> batch;
         try
         {
@@ -260,10 +262,10 @@ internal sealed class Dispatcher
             throw;
         }
 
-        claim?.SetTag("outboxer.batch.size", batch.Count);
+        Telemetry.Claimed(claim, batch.Count);
         if (batch.Count > 0)
         {
-            Telemetry.ClaimedMessages.Add(batch.Count);
+            _telemetry.ClaimedMessages.Add(batch.Count);
         }
 
         return batch;
@@ -275,11 +277,8 @@ internal sealed class Dispatcher
     /// </summary>
     private async Task<BatchOutcome> SettleAsync(IReadOnlyList<OutboxMessage> batch, CancellationToken cancellationToken)
     {
-        var activities = StartPublishActivities(batch);
-        var started = _time.GetTimestamp();
+        // Spans and send metrics come from the publisher Telemetry.Instrument wrapped.
         var failures = await PublishAsync(batch, cancellationToken).ConfigureAwait(false);
-        Telemetry.OperationDuration.Record(_time.GetElapsedTime(started).TotalSeconds, new KeyValuePair<string, object?>("messaging.operation.name", "send"));
-        StopPublishActivities(activities, failures);
 
         var confirmed = new List<long>(batch.Count);
         var keyed = false;
@@ -314,51 +313,6 @@ internal sealed class Dispatcher
         Log.BatchDispatched(_logger, confirmed.Count, batch.Count);
         var allFailedTransiently = confirmed.Count == 0 && Array.Exists(failures, f => f is not OutboxException { IsTransient: false });
         return allFailedTransiently ? BatchOutcome.AllFailed : BatchOutcome.Settled;
-    }
-
-    private static Activity?[]? StartPublishActivities(IReadOnlyList<OutboxMessage> batch)
-    {
-        if (!Telemetry.Source.HasListeners())
-        {
-            return null;
-        }
-
-        var activities = new Activity?[batch.Count];
-        var current = Activity.Current;
-        for (var i = 0; i < batch.Count; i++)
-        {
-            activities[i] = Telemetry.StartPublish(batch[i]);
-
-            // Each publish span is a child of its own message's context, not of the previous span.
-            Activity.Current = current;
-        }
-
-        return activities;
-    }
-
-    private static void StopPublishActivities(Activity?[]? activities, Exception?[] failures)
-    {
-        var failed = 0;
-        for (var i = 0; i < failures.Length; i++)
-        {
-            if (failures[i] is { } failure)
-            {
-                failed++;
-                Telemetry.Failed(activities?[i], failure);
-            }
-
-            activities?[i]?.Dispose();
-        }
-
-        if (failures.Length - failed > 0)
-        {
-            Telemetry.SentMessages.Add(failures.Length - failed, new KeyValuePair<string, object?>("messaging.operation.name", "send"));
-        }
-
-        if (failed > 0)
-        {
-            Telemetry.FailedMessages.Add(failed);
-        }
     }
 
     private async Task<Exception?[]> PublishAsync(IReadOnlyList<OutboxMessage> batch, CancellationToken cancellationToken)
@@ -472,7 +426,7 @@ internal sealed class Dispatcher
             try
             {
                 await _store.DeadLetterAsync(message.Id, now, error, cancellationToken).ConfigureAwait(false);
-                Telemetry.DeadLetteredMessages.Add(1);
+                _telemetry.DeadLetteredMessages.Add(1);
             }
 #pragma warning disable CA1031 // Reported; the row comes back after its lease and fails again.
             catch (Exception ex)
@@ -487,7 +441,7 @@ internal sealed class Dispatcher
 
         var retryAt = now + _options.JitteredRetryDelayAfter(message.Attempts);
         Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
-        Telemetry.RetriedMessages.Add(1);
+        _telemetry.RetriedMessages.Add(1);
         try
         {
             await _store.ReleaseAsync(message.Id, retryAt, error, cancellationToken).ConfigureAwait(false);
