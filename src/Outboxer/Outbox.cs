@@ -136,6 +136,9 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// <summary>Gets a value indicating whether this outbox can dispatch: it has a whole store and a publisher.</summary>
     public bool CanDispatch => _dispatcher is not null;
 
+    /// <summary>Gets a value indicating whether <see cref="StartAsync"/> starts a dispatcher: the outbox can dispatch and its options ask for it.</summary>
+    internal bool StartsDispatcher => _dispatcher is not null && _options.RunDispatcher;
+
     /// <summary>
     /// Gets what operators need of the store (statistics, dead letters), or <see langword="null"/> when the store offers none
     /// (it does not implement <see cref="IOutboxAdministration"/>). Every relational store does.
@@ -286,7 +289,8 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public void Wake() => _dispatcher?.Wake(committed: true);
 
     /// <summary>
-    /// Starts the dispatcher and the cleanup in the background, each where this outbox can run it: an outbox without a publisher starts
+    /// Starts the dispatcher and the cleanup in the background, each where this outbox can run it and its options ask for it
+    /// (<see cref="OutboxOptions.RunDispatcher"/>, <see cref="OutboxOptions.RunCleanup"/>): an outbox without a publisher starts
     /// no dispatcher, and one that only enqueues through a writer starts neither. Starting what is already running does nothing.
     /// </summary>
     /// <param name="cancellationToken">Not used; starting does not wait.</param>
@@ -299,12 +303,12 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
         }
 
-        if (_dispatcher is not null)
+        if (_dispatcher is not null && _options.RunDispatcher)
         {
             StartDispatcher();
         }
 
-        if (_cleanup is not null)
+        if (_cleanup is not null && _options.RunCleanup)
         {
             StartCleanup();
         }
@@ -387,6 +391,18 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             lock (_lifecycle)
             {
                 return _dispatcherLoop is { IsRunning: true };
+            }
+        }
+    }
+
+    /// <summary>Gets a value indicating whether this outbox's cleanup loop is running (started and not stopped).</summary>
+    internal bool IsCleanupRunning
+    {
+        get
+        {
+            lock (_lifecycle)
+            {
+                return _cleanupLoop is { IsRunning: true };
             }
         }
     }
