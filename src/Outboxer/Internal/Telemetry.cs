@@ -67,6 +67,8 @@ internal sealed class Telemetry : IDisposable
             "outboxer.messages.retried", "{message}", "Failed messages scheduled for another attempt.");
         DeadLetteredMessages = _meter.CreateCounter<long>(
             "outboxer.messages.dead_lettered", "{message}", "Messages moved to the dead letters.");
+        PossibleDuplicates = _meter.CreateCounter<long>(
+            "outboxer.messages.possible_duplicates", "{message}", "Messages that may reach the broker twice: a publish with an unknown outcome, or a lease lost before the mark.");
         ClaimedMessages = _meter.CreateCounter<long>(
             "outboxer.messages.claimed", "{message}", "Messages claimed from the store for publishing.");
         EnqueuedMessages = _meter.CreateCounter<long>(
@@ -89,6 +91,9 @@ internal sealed class Telemetry : IDisposable
     public Counter<long> RetriedMessages { get; }
 
     public Counter<long> DeadLetteredMessages { get; }
+
+    /// <summary>The dispatcher's count of possible duplicates (unknown publish outcomes, leases lost before the mark).</summary>
+    public Counter<long> PossibleDuplicates { get; }
 
     public Counter<long> ClaimedMessages { get; }
 
