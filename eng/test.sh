@@ -39,6 +39,11 @@ status=0
 echo "[test] packing and checking the packages"
 bash eng/pack.sh --no-build || status=1
 
+# The README's install path: a fresh app outside the repository gets those packages with `dotnet add package` and runs the
+# README's snippets against PostgreSQL and RabbitMQ (eng/install-test.sh says how).
+echo "[test] installing the packages into a fresh app, as the README says"
+bash eng/install-test.sh artifacts/packages || status=1
+
 echo "[test] phase 1: the tests that may run in parallel"
 for csproj in "${projects[@]}"; do
   name=$(basename "$csproj" .csproj)

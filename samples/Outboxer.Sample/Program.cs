@@ -6,6 +6,10 @@
 //   dotnet run --project samples/Outboxer.Sample -- \
 //       --postgres "Host=127.0.0.1;Port=5433;Username=postgres;Database=outboxer" \
 //       --rabbitmq "amqp://outboxer:outboxer@127.0.0.1:5673/"          either or both
+//
+// Against servers it touches only what it creates for this run, named after a run id: the PostgreSQL schema
+// outboxer_sample_<run id> (dropped at the end) and the RabbitMQ queue outboxer.sample.<run id> (deleted at the end), bound to the
+// exchange outboxer.sample with the routing keys orders.<run id>.#. Nothing of another run, or of anyone else, is dropped or purged.
 using System.Data.Common;
 using System.Text;
 using System.Text.Json;
@@ -20,7 +24,12 @@ using RabbitMQ.Client;
 
 const int Orders = 20;
 const string Exchange = "outboxer.sample";
-const string Queue = "outboxer.sample.orders";
+
+var runId = Guid.NewGuid().ToString("N")[..10];
+var schema = $"outboxer_sample_{runId}";
+var queue = $"outboxer.sample.{runId}";
+var routingKey = $"orders.{runId}.placed";
+Console.WriteLine($"run:       {runId}");
 
 var postgres = Argument("--postgres");
 var rabbitUri = Argument("--rabbitmq");
@@ -49,15 +58,15 @@ if (postgres is null)
 else
 {
     dataSource = NpgsqlDataSource.Create(postgres);
-    await using (var reset = dataSource.CreateCommand("DROP SCHEMA IF EXISTS outboxer_sample CASCADE; CREATE SCHEMA outboxer_sample"))
+    await using (var create = dataSource.CreateCommand($"CREATE SCHEMA {schema}"))
     {
-        await reset.ExecuteNonQueryAsync(ct);
+        await create.ExecuteNonQueryAsync(ct);
     }
 
-    store = new PostgreSqlOutboxStore(dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = "outboxer_sample" });
+    store = new PostgreSqlOutboxStore(dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = schema });
     openConnection = async () => await dataSource.OpenConnectionAsync(ct);
-    ordersTable = "outboxer_sample.orders";
-    Console.WriteLine("store:     PostgreSQL (schema outboxer_sample)");
+    ordersTable = $"{schema}.orders";
+    Console.WriteLine($"store:     PostgreSQL (schema {schema}, created for this run and dropped at the end)");
 }
 
 await using (var connection = await openConnection())
@@ -85,10 +94,9 @@ else
     // The consumer side of this sample: a queue bound to the exchange the messages are routed to.
     probe = await rabbit.CreateChannelAsync(cancellationToken: ct);
     await probe.ExchangeDeclareAsync(Exchange, ExchangeType.Topic, durable: true, cancellationToken: ct);
-    await probe.QueueDeclareAsync(Queue, durable: true, exclusive: false, autoDelete: false, cancellationToken: ct);
-    await probe.QueueBindAsync(Queue, Exchange, "orders.#", cancellationToken: ct);
-    await probe.QueuePurgeAsync(Queue, ct);
-    Console.WriteLine($"publisher: RabbitMQ exchange '{Exchange}', read back from queue '{Queue}'");
+    await probe.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, cancellationToken: ct);
+    await probe.QueueBindAsync(queue, Exchange, $"orders.{runId}.#", cancellationToken: ct);
+    Console.WriteLine($"publisher: RabbitMQ exchange '{Exchange}', read back from queue '{queue}' (created for this run and deleted at the end)");
 }
 
 await using var outbox = new Outbox(store, publisher, new OutboxOptions { CheckInterval = TimeSpan.FromMilliseconds(200) });
@@ -184,7 +192,7 @@ if (probe is null)
 }
 else
 {
-    while (await probe.BasicGetAsync(Queue, autoAck: true, ct) is { } delivery)
+    while (await probe.BasicGetAsync(queue, autoAck: true, ct) is { } delivery)
     {
         received.Add(Guid.Parse(delivery.BasicProperties.MessageId!));
     }
@@ -198,6 +206,7 @@ Console.WriteLine($"committed {committed.Count}, rolled back {rolledBack.Count},
 
 if (probe is not null)
 {
+    await probe.QueueDeleteAsync(queue, cancellationToken: ct);
     await probe.CloseAsync(ct);
     await ((RabbitMQPublisher)publisher).DisposeAsync();
     await rabbit!.CloseAsync(ct);
@@ -205,6 +214,11 @@ if (probe is not null)
 
 if (dataSource is not null)
 {
+    await using (var drop = dataSource.CreateCommand($"DROP SCHEMA {schema} CASCADE"))
+    {
+        await drop.ExecuteNonQueryAsync(ct);
+    }
+
     await dataSource.DisposeAsync();
 }
 
@@ -224,7 +238,7 @@ OutboxMessage OrderPlaced(int id)
 void Route(OutboxMessage message)
 {
     message.Options[RabbitMQOptionKeys.ExchangeName] = Exchange;
-    message.Options[RabbitMQOptionKeys.RoutingKey] = "orders.placed";
+    message.Options[RabbitMQOptionKeys.RoutingKey] = routingKey;
 }
 
 async Task InsertOrderAsync(DbTransaction transaction, int id, CancellationToken token)

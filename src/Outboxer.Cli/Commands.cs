@@ -19,7 +19,7 @@ internal static class Commands
 
     public static readonly Option<string> ConnectionOption = new("--connection")
     {
-        Description = "The connection string (Npgsql, or Microsoft.Data.Sqlite / a database file path); defaults to $OUTBOXER_CONNECTION.",
+        Description = "The connection string (Npgsql, or Microsoft.Data.Sqlite / a database file path); defaults to $OUTBOXER_CONNECTION, then (PostgreSQL) $OUTBOXER_POSTGRES_URL.",
         Recursive = true,
     };
 
@@ -81,14 +81,45 @@ internal static class Commands
         catch (OutboxException ex)
         {
             await Console.Error.WriteLineAsync($"error: {secrets.Redact(ex.Message)}");
+            await WriteHintAsync(ex);
             return ExitCodes.Failed;
         }
         catch (Exception ex) when (ex is InvalidOperationException or IOException or UnauthorizedAccessException or System.Data.Common.DbException
                                        or System.Net.Sockets.SocketException or TimeoutException)
         {
             await Console.Error.WriteLineAsync($"error: {secrets.Redact(ex.Message)}");
+            await WriteHintAsync(ex);
             return ExitCodes.Failed;
         }
+    }
+
+    /// <summary>Says what to do next for the failures a newcomer meets first: the outbox table is not there yet.</summary>
+    private static async Task WriteHintAsync(Exception ex)
+    {
+        if (IsMissingTable(ex))
+        {
+            await Console.Error.WriteLineAsync(
+                "hint: the outbox table does not exist yet. Create it with 'outboxer schema apply' (the same flags), or print its SQL with " +
+                "'outboxer schema script'; 'outboxer schema status' shows its layout version.");
+        }
+    }
+
+    /// <summary>
+    /// Whether the database said the table is missing: PostgreSQL's SQLSTATE 42P01 (undefined_table) or SQLite's "no such table" (the
+    /// stores check for the table first and say so themselves; this catches a table dropped while the verb runs).
+    /// </summary>
+    internal static bool IsMissingTable(Exception ex)
+    {
+        for (var e = ex; e is not null; e = e.InnerException)
+        {
+            if (e is System.Data.Common.DbException db
+                && (db.SqlState == "42P01" || db.Message.Contains("no such table", StringComparison.OrdinalIgnoreCase)))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }
 

@@ -12,7 +12,7 @@ internal static class RelayCommand
     private const string JsonLines = "jsonlines";
 
     private static readonly Option<string> Broker = new("--broker") { Description = "Where to publish: rabbitmq or jsonlines (one JSON object per line, to --output or standard output)." };
-    private static readonly Option<string> RabbitMQUri = new("--rabbitmq-uri") { Description = "The RabbitMQ address, for example amqp://user:password@host:5672/ (default: $OUTBOXER_RABBITMQ_URI)." };
+    private static readonly Option<string> RabbitMQUri = new("--rabbitmq-uri") { Description = "The RabbitMQ address, for example amqp://user:password@host:5672/ (default: $OUTBOXER_RABBITMQ_URI, then $OUTBOXER_RABBITMQ_URL)." };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "The file the jsonlines broker appends to (default: standard output)." };
     private static readonly Option<bool> Once = new("--once") { Description = "Relay what is pending now, then exit (0 when every message was published, 1 otherwise)." };
     private static readonly Option<bool> NoCleanup = new("--no-cleanup") { Description = "Do not delete old dispatched messages (run the cleanup on one node only)." };
@@ -44,8 +44,10 @@ internal static class RelayCommand
         Uri? rabbitUri = null;
         if (broker == RabbitMQ)
         {
-            var text = parse.GetValue(RabbitMQUri) ?? config.RabbitMQUri ?? Environment.GetEnvironmentVariable("OUTBOXER_RABBITMQ_URI")
-                ?? throw new UsageException("--broker rabbitmq needs --rabbitmq-uri (or \"rabbitMQUri\" in the --config file, or $OUTBOXER_RABBITMQ_URI).");
+            var text = parse.GetValue(RabbitMQUri) ?? config.RabbitMQUri
+                ?? NullIfEmpty(Environment.GetEnvironmentVariable("OUTBOXER_RABBITMQ_URI"))
+                ?? NullIfEmpty(Environment.GetEnvironmentVariable("OUTBOXER_RABBITMQ_URL"))
+                ?? throw new UsageException("--broker rabbitmq needs --rabbitmq-uri (or \"rabbitMQUri\" in the --config file, or $OUTBOXER_RABBITMQ_URI, or $OUTBOXER_RABBITMQ_URL as eng/servers.sh env exports it).");
             secrets.Add(StoreSettings.PasswordsIn(text));
             if (!Uri.TryCreate(text, UriKind.Absolute, out rabbitUri) || rabbitUri.Scheme is not ("amqp" or "amqps"))
             {
@@ -192,6 +194,8 @@ internal static class RelayCommand
                 }
             }));
     }
+
+    private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 
     private sealed class Counts
     {

@@ -87,14 +87,22 @@ internal sealed class StoreSettings
 
     public ConfigFile Config { get; init; } = new();
 
+    /// <summary>The environment variable the connection string is read from when no flag or config file gives it.</summary>
+    public const string ConnectionVariable = "OUTBOXER_CONNECTION";
+
+    /// <summary>The variable <c>eval "$(bash eng/servers.sh env)"</c> exports for the test PostgreSQL, read after <see cref="ConnectionVariable"/>.</summary>
+    public const string PostgresUrlVariable = "OUTBOXER_POSTGRES_URL";
+
     public string RequiredConnection => Connection ?? throw new UsageException(
-        "A connection string is required: --connection, \"connection\" in the --config file, or the OUTBOXER_CONNECTION environment variable.");
+        $"A connection string is required: --connection, \"connection\" in the --config file, or the {ConnectionVariable} environment variable" +
+        (Store == Postgres ? $" ({PostgresUrlVariable}, which eng/servers.sh env exports, is read after it)." : "."));
 
     public static StoreSettings Resolve(System.CommandLine.ParseResult parse, Secrets secrets, bool needsConnection)
     {
         var config = ConfigFile.Load(parse.GetValue(Commands.ConfigOption));
         var store = Normalize(parse.GetValue(Commands.StoreOption) ?? config.Store ?? Postgres);
-        var connection = parse.GetValue(Commands.ConnectionOption) ?? config.Connection ?? NullIfEmpty(Environment.GetEnvironmentVariable("OUTBOXER_CONNECTION"));
+        var connection = parse.GetValue(Commands.ConnectionOption) ?? config.Connection ?? NullIfEmpty(Environment.GetEnvironmentVariable(ConnectionVariable))
+            ?? (store == Postgres ? NullIfEmpty(Environment.GetEnvironmentVariable(PostgresUrlVariable)) : null);
         if (connection is not null)
         {
             secrets.Add(PasswordsIn(connection));
@@ -107,12 +115,19 @@ internal sealed class StoreSettings
             throw new UsageException("--schema applies to PostgreSQL only; a SQLite database has no schemas.");
         }
 
+        var table = parse.GetValue(Commands.TableOption) ?? config.Table ?? "outbox_messages";
+        CheckName(table, "--table");
+        if (schema is not null)
+        {
+            CheckName(schema, "--schema");
+        }
+
         var settings = new StoreSettings
         {
             Store = store,
             Connection = connection,
             Schema = schema,
-            Table = parse.GetValue(Commands.TableOption) ?? config.Table ?? "outbox_messages",
+            Table = table,
             Config = config,
         };
         if (needsConnection)
@@ -121,6 +136,21 @@ internal sealed class StoreSettings
         }
 
         return settings;
+    }
+
+    /// <summary>Refuses a table or schema name the stores would refuse, naming the flag (not the store's option) and quoting the value once.</summary>
+    private static void CheckName(string value, string flag)
+    {
+        try
+        {
+            SqlIdentifier.Validate(value, flag);
+        }
+        catch (ArgumentException)
+        {
+            throw new UsageException(
+                $"{flag} '{value}' is not a valid name: use 1 to {SqlIdentifier.MaxLength} ASCII letters, digits and underscores, not starting with a digit " +
+                $"(\"{flag[2..]}\" in the --config file follows the same rule).");
+        }
     }
 
     /// <summary>

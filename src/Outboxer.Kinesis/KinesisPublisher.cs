@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Net;
 using System.Text;
 using System.Text.Json;
 using Amazon.Runtime;
@@ -121,6 +122,12 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
             throw failure;
         }
     }
+
+    /// <summary>Gets the <c>messaging.system</c> value of this publisher's telemetry: <c>aws.kinesis</c> (OpenTelemetry registers no value for Kinesis).</summary>
+    public string MessagingSystem => "aws.kinesis";
+
+    /// <summary>Gets the host and port of <see cref="Endpoint"/>, for the <c>server.address</c> and <c>server.port</c> attributes of the outbox's telemetry.</summary>
+    public DnsEndPoint ServerEndPoint => new(Endpoint.Host, Endpoint.Port);
 
     /// <summary>
     /// Gets the stream <paramref name="message"/> goes to: its <see cref="KinesisOptionKeys.StreamName"/> option, or

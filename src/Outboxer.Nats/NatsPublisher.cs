@@ -1,3 +1,4 @@
+using System.Net;
 using System.Runtime.ExceptionServices;
 using System.Text;
 using Microsoft.Extensions.Logging;
@@ -174,6 +175,19 @@ public sealed class NatsPublisher : IOutboxBatchPublisher, IAsyncDisposable
         await Task.WhenAll(tasks).ConfigureAwait(false);
         return results;
     }
+
+    /// <summary>Gets the <c>messaging.system</c> value of this publisher's telemetry: <c>nats</c> (OpenTelemetry registers no value for NATS).</summary>
+    public string MessagingSystem => "nats";
+
+    /// <summary>
+    /// Gets the host and port of the one server the connection's URL names, for the <c>server.address</c> and <c>server.port</c>
+    /// attributes of the outbox's telemetry; <see langword="null"/> when it names several.
+    /// </summary>
+    public DnsEndPoint? ServerEndPoint =>
+        _connection.Opts.Url is { } url && !url.Contains(',', StringComparison.Ordinal)
+        && Uri.TryCreate(url.Contains("://", StringComparison.Ordinal) ? url : "nats://" + url, UriKind.Absolute, out var uri) && uri.Host.Length > 0
+            ? new DnsEndPoint(uri.Host, uri.Port > 0 ? uri.Port : 4222)
+            : null;
 
     /// <summary>
     /// Gets the subject <paramref name="message"/> goes to: its <see cref="NatsOptionKeys.Subject"/> option, or

@@ -1,3 +1,4 @@
+using System.Net;
 using System.Runtime.ExceptionServices;
 using Google.Apis.Auth.OAuth2;
 using Google.Cloud.PubSub.V1;
@@ -59,6 +60,7 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
     public PubSubPublisher(GrpcChannel channel, PubSubPublisherOptions? options = null, ILogger<PubSubPublisher>? logger = null)
         : this((channel ?? throw new ArgumentNullException(nameof(channel))).CreateCallInvoker(), ValidatedCopy(options), logger, ownedChannel: null)
     {
+        ServerEndPoint = EndPointOf(channel);
     }
 
     /// <summary>
@@ -81,6 +83,7 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
         _client = new Publisher.PublisherClient(callInvoker);
         _options = options;
         _ownedChannel = ownedChannel;
+        ServerEndPoint = EndPointOf(ownedChannel);
         _logger = logger ?? NullLogger.Instance;
         if (options.DefaultTopicName is { } defaultTopic)
         {
@@ -180,6 +183,15 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
             ExceptionDispatchInfo.Throw(failure);
         }
     }
+
+    /// <summary>Gets the <c>messaging.system</c> value of this publisher's telemetry: <c>gcp_pubsub</c> (the value OpenTelemetry registers for Google Cloud Pub/Sub).</summary>
+    public string MessagingSystem => "gcp_pubsub";
+
+    /// <summary>
+    /// Gets the host and port of the channel's address (the emulator's, or the service endpoint), for the <c>server.address</c> and
+    /// <c>server.port</c> attributes of the outbox's telemetry; <see langword="null"/> for a publisher over a call invoker.
+    /// </summary>
+    public DnsEndPoint? ServerEndPoint { get; private init; }
 
     /// <summary>
     /// Gets the topic <paramref name="message"/> goes to, as a full name <c>projects/{project}/topics/{topic}</c>: its
@@ -474,4 +486,15 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
 
     /// <summary>A message ready to publish: its index in the batch, its topic, its Pub/Sub form and its size in a publish request.</summary>
     private readonly record struct Pending(int Index, Guid MessageId, string Topic, PubsubMessage Message, int Size);
+
+    private static DnsEndPoint? EndPointOf(GrpcChannel? channel)
+    {
+        if (channel is null)
+        {
+            return null;
+        }
+
+        var target = channel.Target.Contains("://", StringComparison.Ordinal) ? channel.Target : "https://" + channel.Target;
+        return Uri.TryCreate(target, UriKind.Absolute, out var url) && url.Host.Length > 0 ? new DnsEndPoint(url.Host, url.Port) : null;
+    }
 }

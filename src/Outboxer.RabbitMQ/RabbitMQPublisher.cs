@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging;
@@ -38,6 +39,7 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
     private readonly Func<CancellationToken, Task<IConnection>>? _connect;
     private readonly bool _ownsConnection;
     private IConnection? _connection;
+    private DnsEndPoint? _serverEndPoint;
     private readonly ILogger _logger;
     private readonly RabbitMQPublisherOptions _options;
     private readonly SemaphoreSlim _channelLock = new(1, 1);
@@ -77,6 +79,10 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(uri);
         _connect = ct => OpenConnectionAsync(uri, _logger, ct);
+        if (uri.IsAbsoluteUri && uri.Host.Length > 0)
+        {
+            _serverEndPoint = new DnsEndPoint(uri.Host, uri.Port > 0 ? uri.Port : string.Equals(uri.Scheme, "amqps", StringComparison.OrdinalIgnoreCase) ? 5671 : 5672);
+        }
     }
 
     private RabbitMQPublisher(IConnection? connection, RabbitMQPublisherOptions options, ILogger? logger, bool ownsConnection)
@@ -191,6 +197,14 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
             throw failure;
         }
     }
+
+    /// <summary>Gets the <c>messaging.system</c> value of this publisher's telemetry: <c>rabbitmq</c>.</summary>
+    public string MessagingSystem => "rabbitmq";
+
+    /// <summary>Gets the broker's host and port (from the URI, or the connection's endpoint), for the <c>server.address</c> and <c>server.port</c> attributes of the outbox's telemetry.</summary>
+    public DnsEndPoint? ServerEndPoint => _serverEndPoint ??= _connection?.Endpoint is { HostName.Length: > 0 } endpoint
+        ? new DnsEndPoint(endpoint.HostName, endpoint.Port > 0 ? endpoint.Port : 5672)
+        : null;
 
     /// <summary>
     /// Gets the place <paramref name="message"/> goes to: the exchange its <see cref="RabbitMQOptionKeys.ExchangeName"/> option names, or,

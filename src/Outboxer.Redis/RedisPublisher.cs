@@ -1,3 +1,4 @@
+using System.Net;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Outboxer.Providers;
@@ -250,6 +251,20 @@ public sealed class RedisPublisher : IOutboxBatchPublisher, IAsyncDisposable
         Log.BatchPublished(_logger, results.Count(r => r is null), results.Length, calls);
         return results;
     }
+
+    /// <summary>Gets the <c>messaging.system</c> value of this publisher's telemetry: <c>redis</c> (OpenTelemetry registers no value for Redis Streams).</summary>
+    public string MessagingSystem => "redis";
+
+    /// <summary>
+    /// Gets the host and port of the one Redis server the configuration names, for the <c>server.address</c> and <c>server.port</c>
+    /// attributes of the outbox's telemetry; <see langword="null"/> for several servers or a connection this publisher did not configure.
+    /// </summary>
+    public DnsEndPoint? ServerEndPoint => _configuration?.EndPoints is [var endPoint] ? endPoint switch
+    {
+        DnsEndPoint dns => new DnsEndPoint(dns.Host, dns.Port > 0 ? dns.Port : 6379),
+        IPEndPoint ip => new DnsEndPoint(ip.Address.ToString(), ip.Port > 0 ? ip.Port : 6379),
+        _ => null,
+    } : null;
 
     /// <summary>
     /// Gets the stream <paramref name="message"/> goes to: its <see cref="RedisOptionKeys.Stream"/> option, or

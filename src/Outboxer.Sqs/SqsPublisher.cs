@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.Net;
 using Amazon.SQS;
 using Amazon.SQS.Model;
 using Microsoft.Extensions.Logging;
@@ -94,6 +95,13 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>Gets the <c>messaging.system</c> value of this publisher's telemetry: <c>aws_sqs</c> (the value OpenTelemetry registers for Amazon SQS).</summary>
+    public string MessagingSystem => "aws_sqs";
+
+    /// <summary>Gets the host and port of the client's <c>ServiceURL</c> when it has one, for the <c>server.address</c> and <c>server.port</c> attributes of the outbox's telemetry.</summary>
+    public DnsEndPoint? ServerEndPoint =>
+        Uri.TryCreate(_client.Config?.ServiceURL, UriKind.Absolute, out var url) && url.Host.Length > 0 ? new DnsEndPoint(url.Host, url.Port) : null;
 
     /// <summary>
     /// Gets the queue <paramref name="message"/> goes to, as its <see cref="SqsOptionKeys.QueueName"/> option gives it (a queue name or a

@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using System.Diagnostics.Metrics;
 using System.Transactions;
 using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
@@ -35,6 +36,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     private readonly Notifier<OutboxError> _errors;
     private readonly Dispatcher? _dispatcher;
     private readonly Cleanup? _cleanup;
+    private readonly Telemetry _telemetry;
     private readonly Lock _lifecycle = new();
     private Loop? _dispatcherLoop;
     private Loop? _cleanupLoop;
@@ -55,7 +57,8 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             store ?? throw new ArgumentNullException(nameof(store), "A data store (IOutboxStore) is required for the outbox to work."),
             publisher ?? throw new ArgumentNullException(nameof(publisher), "An event stream (IOutboxPublisher) is required for the outbox to work."),
             loggerFactory,
-            timeProvider)
+            timeProvider,
+            meterFactory: null)
     {
     }
 
@@ -79,12 +82,14 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             writer ?? throw new ArgumentNullException(nameof(writer), "A writer (IOutboxWriter) is required for the outbox to enqueue."),
             null,
             loggerFactory,
-            timeProvider)
+            timeProvider,
+            meterFactory: null)
 #pragma warning restore RS0026
     {
     }
 
-    private Outbox(OutboxOptions? options, IOutboxWriter writer, IOutboxPublisher? publisher, ILoggerFactory? loggerFactory, TimeProvider? timeProvider)
+    /// <summary>The constructor of every outbox; dependency injection passes the host's <see cref="IMeterFactory"/>.</summary>
+    internal Outbox(OutboxOptions? options, IOutboxWriter writer, IOutboxPublisher? publisher, ILoggerFactory? loggerFactory, TimeProvider? timeProvider, IMeterFactory? meterFactory)
     {
         _writer = writer;
         _store = writer as IOutboxStore;
@@ -95,16 +100,17 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         _time = timeProvider ?? TimeProvider.System;
         loggerFactory ??= NullLoggerFactory.Instance;
 
+        _telemetry = new Telemetry(meterFactory, publisher, _time);
         _dispatched = new Notifier<DispatchedMessage>(_options.NotificationCapacity);
         _errors = new Notifier<OutboxError>(_options.NotificationCapacity);
         if (_store is not null && publisher is not null)
         {
-            _dispatcher = new Dispatcher(_store, publisher, _options, _time, loggerFactory.CreateLogger("Outboxer.Dispatcher"), _dispatched, _errors);
+            _dispatcher = new Dispatcher(_store, _telemetry.Instrument(publisher), _options, _time, loggerFactory.CreateLogger("Outboxer.Dispatcher"), _dispatched, _errors, _telemetry);
         }
 
         if (_store is not null)
         {
-            _cleanup = new Cleanup(_store, _options, _time, loggerFactory.CreateLogger("Outboxer.Cleanup"), _errors, _administration is null ? null : ct => GetStatisticsAsync(ct));
+            _cleanup = new Cleanup(_store, _options, _time, loggerFactory.CreateLogger("Outboxer.Cleanup"), _errors, _telemetry, _administration is null ? null : ct => GetStatisticsAsync(ct));
         }
     }
 
@@ -130,6 +136,9 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
 
     /// <summary>Gets a value indicating whether this outbox can dispatch: it has a whole store and a publisher.</summary>
     public bool CanDispatch => _dispatcher is not null;
+
+    /// <summary>Gets a value indicating whether <see cref="StartAsync"/> starts a dispatcher: the outbox can dispatch and its options ask for it.</summary>
+    internal bool StartsDispatcher => _dispatcher is not null && _options.RunDispatcher;
 
     /// <summary>
     /// Gets what operators need of the store (statistics, dead letters), or <see langword="null"/> when the store offers none
@@ -223,7 +232,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             Prepare(list[i] ?? throw new ArgumentException($"messages[{i}] is null.", nameof(messages)));
         }
 
-        using var activity = Telemetry.StartEnqueue(list);
+        using var activity = _telemetry.StartEnqueue(list);
         int count;
         try
         {
@@ -235,7 +244,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             throw;
         }
 
-        Telemetry.EnqueuedMessages.Add(count);
+        _telemetry.Enqueued(count);
         _dispatcher?.Wake(committed: false);
         return count;
     }
@@ -304,7 +313,8 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public void Wake() => _dispatcher?.Wake(committed: true);
 
     /// <summary>
-    /// Starts the dispatcher and the cleanup in the background, each where this outbox can run it: an outbox without a publisher starts
+    /// Starts the dispatcher and the cleanup in the background, each where this outbox can run it and its options ask for it
+    /// (<see cref="OutboxOptions.RunDispatcher"/>, <see cref="OutboxOptions.RunCleanup"/>): an outbox without a publisher starts
     /// no dispatcher, and one that only enqueues through a writer starts neither. Starting what is already running does nothing.
     /// </summary>
     /// <param name="cancellationToken">Not used; starting does not wait.</param>
@@ -317,12 +327,12 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
         }
 
-        if (_dispatcher is not null)
+        if (_dispatcher is not null && _options.RunDispatcher)
         {
             StartDispatcher();
         }
 
-        if (_cleanup is not null)
+        if (_cleanup is not null && _options.RunCleanup)
         {
             StartCleanup();
         }
@@ -434,6 +444,18 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         }
     }
 
+    /// <summary>Gets a value indicating whether this outbox's cleanup loop is running (started and not stopped).</summary>
+    internal bool IsCleanupRunning
+    {
+        get
+        {
+            lock (_lifecycle)
+            {
+                return _cleanupLoop is { IsRunning: true };
+            }
+        }
+    }
+
     /// <summary>
     /// Counts the pending, in-flight and dead-lettered messages and finds the age of the oldest pending one (the lag). The snapshot
     /// also feeds the <c>outboxer.backlog</c>, <c>outboxer.lag</c> and <c>outboxer.dead_letters</c> gauges, which every cleanup run
@@ -445,7 +467,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public async Task<OutboxStatistics> GetStatisticsAsync(CancellationToken cancellationToken = default)
     {
         var statistics = await Admin().GetStatisticsAsync(_time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
-        Telemetry.Record(this, statistics);
+        _telemetry.Record(statistics);
         return statistics;
     }
 
@@ -536,7 +558,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     {
         await Task.Yield();
         await StopAsync(CancellationToken.None).ConfigureAwait(false);
-        Telemetry.Forget(this);
+        _telemetry.Dispose();
         _dispatched.Complete();
         _errors.Complete();
     }
@@ -553,7 +575,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         CancellationToken cancellationToken)
     {
         Prepare(message);
-        using var activity = Telemetry.StartEnqueue(message);
+        using var activity = _telemetry.StartEnqueue(message);
         long id;
         try
         {
@@ -565,7 +587,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             throw;
         }
 
-        Telemetry.EnqueuedMessages.Add(1);
+        _telemetry.Enqueued(1);
         if (committed is { } wake)
         {
             // Null for a send after commit: its row is claimed already, so no claim needs waking.

@@ -96,46 +96,78 @@ public sealed class OutboxOptions
     /// <value>The default value is 1024. Must be positive.</value>
     public int NotificationCapacity { get; set; } = 1024;
 
-    /// <summary>Checks every value and throws for the first one that is out of range.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">A value is out of range; the message names the property and its value.</exception>
+    /// <summary>
+    /// Gets or sets a value indicating whether <see cref="Outbox.StartAsync"/> (and so the host) starts the dispatcher on this node. Turn
+    /// it off on nodes that only enqueue, or that run only the cleanup; with dependency injection such an outbox needs no publisher.
+    /// </summary>
+    /// <value>The default value is <see langword="true"/>. Configuration key: <c>Outboxer:RunDispatcher</c>.</value>
+    /// <remarks><see cref="Outbox.StartDispatcher"/> and <see cref="Outbox.DispatchPendingAsync"/> still work when the outbox has a publisher.</remarks>
+    public bool RunDispatcher { get; set; } = true;
+
+    /// <summary>
+    /// Gets or sets a value indicating whether <see cref="Outbox.StartAsync"/> (and so the host) starts the cleanup on this node, for
+    /// example on one node of a fleet only.
+    /// </summary>
+    /// <value>The default value is <see langword="true"/>. Configuration key: <c>Outboxer:RunCleanup</c>.</value>
+    /// <remarks><see cref="Outbox.StartCleanup"/> and <see cref="Outbox.CleanupAsync"/> still work.</remarks>
+    public bool RunCleanup { get; set; } = true;
+
+    /// <summary>Checks every value and throws when any is out of range, naming every one that is.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// A value is out of range. <see cref="ArgumentException.ParamName"/> is the first such property and
+    /// <see cref="ArgumentOutOfRangeException.ActualValue"/> its value; the message names each invalid property with its value.
+    /// </exception>
     public void Validate()
     {
-        Positive(CheckInterval, nameof(CheckInterval));
-        Positive(CleanupInterval, nameof(CleanupInterval));
-        Positive(CleanupOlderThan, nameof(CleanupOlderThan));
-        Positive(LeaseDuration, nameof(LeaseDuration));
-        Positive(PublishTimeout, nameof(PublishTimeout));
-        Positive(CleanupBatchSize, nameof(CleanupBatchSize));
-        Positive(MessageBatchSize, nameof(MessageBatchSize));
-        Positive(MaxBatchesInFlight, nameof(MaxBatchesInFlight));
-        Positive(NotificationCapacity, nameof(NotificationCapacity));
-        Positive(MaxAttempts, nameof(MaxAttempts));
+        var problems = GetProblems();
+        if (problems.Count > 0)
+        {
+            var first = problems[0];
+            throw new ArgumentOutOfRangeException(
+                first.Property,
+                first.Value,
+                string.Join(" ", problems.Select(p => $"OutboxOptions.{p.Property} {p.Rule}, but it is {p.Value}.")));
+        }
+    }
+
+    /// <summary>Every value out of range, in declaration order: the property, its value, and the rule it breaks.</summary>
+    internal IReadOnlyList<(string Property, object Value, string Rule)> GetProblems()
+    {
+        var problems = new List<(string Property, object Value, string Rule)>();
+        Positive(problems, CheckInterval, nameof(CheckInterval));
+        Positive(problems, CleanupInterval, nameof(CleanupInterval));
+        Positive(problems, CleanupOlderThan, nameof(CleanupOlderThan));
+        Positive(problems, CleanupBatchSize, nameof(CleanupBatchSize));
+        Positive(problems, MessageBatchSize, nameof(MessageBatchSize));
+        Positive(problems, MaxBatchesInFlight, nameof(MaxBatchesInFlight));
+        Positive(problems, LeaseDuration, nameof(LeaseDuration));
+        Positive(problems, PublishTimeout, nameof(PublishTimeout));
         if (RetryDelay < TimeSpan.Zero)
         {
-            throw new ArgumentOutOfRangeException(nameof(RetryDelay), RetryDelay, $"OutboxOptions.{nameof(RetryDelay)} must not be negative, but it is {RetryDelay}.");
+            problems.Add((nameof(RetryDelay), RetryDelay, "must not be negative (0 retries at once)"));
         }
 
         if (RetryJitter is < 0 or > 1 || double.IsNaN(RetryJitter))
         {
-            throw new ArgumentOutOfRangeException(nameof(RetryJitter), RetryJitter, $"OutboxOptions.{nameof(RetryJitter)} must be between 0 and 1, but it is {RetryJitter}.");
+            problems.Add((nameof(RetryJitter), RetryJitter, "must be between 0 (no jitter) and 1"));
         }
 
         if (MaxRetryDelay < RetryDelay)
         {
-            throw new ArgumentOutOfRangeException(
-                nameof(MaxRetryDelay),
-                MaxRetryDelay,
-                $"OutboxOptions.{nameof(MaxRetryDelay)} ({MaxRetryDelay}) must not be less than OutboxOptions.{nameof(RetryDelay)} ({RetryDelay}).");
+            problems.Add((nameof(MaxRetryDelay), MaxRetryDelay, $"must not be less than OutboxOptions.{nameof(RetryDelay)} ({RetryDelay})"));
         }
 
-        if (PublishTimeout >= LeaseDuration)
+        Positive(problems, MaxAttempts, nameof(MaxAttempts));
+        Positive(problems, NotificationCapacity, nameof(NotificationCapacity));
+        if (PublishTimeout > TimeSpan.Zero && PublishTimeout >= LeaseDuration)
         {
-            throw new ArgumentOutOfRangeException(
+            problems.Add((
                 nameof(PublishTimeout),
                 PublishTimeout,
-                $"OutboxOptions.{nameof(PublishTimeout)} ({PublishTimeout}) must be less than OutboxOptions.{nameof(LeaseDuration)} ({LeaseDuration}), " +
-                "or another dispatcher could claim a message that is still being published.");
+                $"must be less than OutboxOptions.{nameof(LeaseDuration)} ({LeaseDuration}), or another dispatcher could claim a message that is still being published"));
         }
+
+        return problems;
     }
 
     internal OutboxOptions Clone() => (OutboxOptions)MemberwiseClone();
@@ -159,19 +191,19 @@ public sealed class OutboxOptions
         return RetryJitter == 0 ? delay : delay * (1 + (RetryJitter * ((2 * Random.Shared.NextDouble()) - 1)));
     }
 
-    private static void Positive(TimeSpan value, string name)
+    private static void Positive(List<(string Property, object Value, string Rule)> problems, TimeSpan value, string name)
     {
         if (value <= TimeSpan.Zero)
         {
-            throw new ArgumentOutOfRangeException(name, value, $"OutboxOptions.{name} must be positive, but it is {value}.");
+            problems.Add((name, value, "must be positive"));
         }
     }
 
-    private static void Positive(int value, string name)
+    private static void Positive(List<(string Property, object Value, string Rule)> problems, int value, string name)
     {
         if (value <= 0)
         {
-            throw new ArgumentOutOfRangeException(name, value, $"OutboxOptions.{name} must be positive, but it is {value}.");
+            problems.Add((name, value, "must be positive"));
         }
     }
 }

@@ -264,7 +264,12 @@ public sealed class CliTests : IAsyncLifetime
     [InlineData("schema", "script", "--table", "bad name")]
     public async Task A_bad_or_missing_option_gives_exit_code_2(params string[] arguments)
     {
-        var result = await Cli.RunAsync(Store(arguments));
+        // Nothing from the environment fills a missing option in (eng/servers.sh env exports a RabbitMQ address).
+        var start = Cli.StartInfo(Store(arguments));
+        start.Environment.Remove("OUTBOXER_RABBITMQ_URI");
+        start.Environment.Remove("OUTBOXER_RABBITMQ_URL");
+        var (exitCode, stdout, stderr) = await Repository.RunToExitAsync(start, Cli.Bound);
+        var result = new CliResult(exitCode, stdout, stderr);
 
         Assert.True(result.ExitCode == 2, result.ToString());
         Assert.Contains("error", result.Stderr, StringComparison.OrdinalIgnoreCase);
@@ -275,6 +280,7 @@ public sealed class CliTests : IAsyncLifetime
     {
         var start = Cli.StartInfo("status");
         start.Environment.Remove("OUTBOXER_CONNECTION");
+        start.Environment.Remove("OUTBOXER_POSTGRES_URL");
         using var process = Process.Start(start)!;
         process.StandardInput.Close();
         var stderr = process.StandardError.ReadToEndAsync(Token);
@@ -282,6 +288,54 @@ public sealed class CliTests : IAsyncLifetime
 
         Assert.Equal(2, process.ExitCode);
         Assert.Contains("connection string is required", await stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_variables_that_eng_servers_sh_env_exports_are_enough_for_the_cli()
+    {
+        async Task<CliResult> RunAsync(params string[] arguments)
+        {
+            var start = Cli.StartInfo(arguments);
+            start.Environment.Remove("OUTBOXER_CONNECTION");
+            start.Environment.Remove("OUTBOXER_RABBITMQ_URI");
+            start.Environment["OUTBOXER_POSTGRES_URL"] = PostgreSqlServer.ConnectionString;
+            start.Environment["OUTBOXER_RABBITMQ_URL"] = RabbitMQServer.Url.ToString();
+            var (exitCode, stdout, stderr) = await Repository.RunToExitAsync(start, Cli.Bound);
+            return new CliResult(exitCode, stdout, stderr);
+        }
+
+        var apply = await RunAsync("schema", "apply", "--schema", _schema);
+        var status = await RunAsync("status", "--schema", _schema, "--json");
+        var relay = await RunAsync("relay", "--once", "--broker", "rabbitmq", "--schema", _schema);
+
+        Assert.True(apply.ExitCode == 0, apply.ToString());
+        Assert.True(status.ExitCode == 0, status.ToString());
+        Assert.True(relay.ExitCode == 0, relay.ToString());
+    }
+
+    [Fact]
+    public async Task Status_of_a_missing_table_says_how_to_create_it_instead_of_a_raw_sql_state()
+    {
+        var result = await Cli.RunAsync(Store("status"));
+
+        Assert.True(result.ExitCode == 1, result.ToString());
+        Assert.Contains("outboxer schema", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("42P01", result.Output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--table")]
+    [InlineData("--schema")]
+    public async Task A_bad_name_is_reported_with_its_flag_and_its_value_once(string flag)
+    {
+        var value = "bad;name_" + Guid.NewGuid().ToString("N")[..6];
+
+        var result = await Cli.RunAsync("status", "--connection", PostgreSqlServer.ConnectionString, flag, value);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains($"{flag} '{value}'", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("OutboxStoreOptions", result.Output, StringComparison.Ordinal);
+        Assert.Single(result.Output.Split(value).Skip(1));
     }
 
     [Theory]

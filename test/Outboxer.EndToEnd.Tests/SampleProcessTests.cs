@@ -31,6 +31,31 @@ public sealed class SampleProcessTests
     }
 
     [Fact]
+    public async Task Two_sample_runs_at_once_use_their_own_schema_and_queue_and_leave_nothing_behind()
+    {
+        var runs = await Task.WhenAll(
+            RunAsync("Outboxer.Sample", "--postgres", Postgres, "--rabbitmq", RabbitMQ),
+            RunAsync("Outboxer.Sample", "--postgres", Postgres, "--rabbitmq", RabbitMQ));
+
+        var schemas = new List<string>();
+        foreach (var (exitCode, output) in runs)
+        {
+            Assert.True(exitCode == 0, output);
+            Assert.Contains("(missing 0, rolled-back published 0, duplicates 0)", output, StringComparison.Ordinal);
+            var runId = output.Split('\n').Single(line => line.StartsWith("run:", StringComparison.Ordinal))["run:".Length..].Trim();
+            Assert.Contains($"schema outboxer_sample_{runId}, created for this run and dropped at the end", output, StringComparison.Ordinal);
+            Assert.Contains($"queue 'outboxer.sample.{runId}' (created for this run and deleted at the end)", output, StringComparison.Ordinal);
+            schemas.Add($"outboxer_sample_{runId}");
+        }
+
+        Assert.NotEqual(schemas[0], schemas[1]);
+        await using var dataSource = Npgsql.NpgsqlDataSource.Create(Postgres);
+        await using var query = dataSource.CreateCommand("SELECT count(*) FROM pg_namespace WHERE nspname = ANY($1)");
+        query.Parameters.AddWithValue(schemas.ToArray());
+        Assert.Equal(0L, await query.ExecuteScalarAsync(TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
     public async Task Two_dispatcher_processes_deliver_exactly_the_committed_messages_once()
     {
         var (exitCode, output) = await RunAsync("Outboxer.TwoDispatchers", Postgres, RabbitMQ, "1000");

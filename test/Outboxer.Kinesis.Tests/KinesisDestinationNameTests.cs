@@ -34,4 +34,16 @@ public sealed class KinesisDestinationNameTests
 
         Assert.Null(publisher.GetDestinationName(message));
     }
+
+    [Fact]
+    public async Task The_publisher_reports_aws_kinesis_and_its_endpoints_host_and_port_for_telemetry()
+    {
+        var options = KinesisServer.Options();
+        options.ServiceUrl = new Uri("http://127.0.0.1:4567");
+        await using var publisher = new KinesisPublisher(options);
+
+        Assert.Equal("aws.kinesis", publisher.MessagingSystem);
+        Assert.Equal("127.0.0.1", publisher.ServerEndPoint.Host);
+        Assert.Equal(4567, publisher.ServerEndPoint.Port);
+    }
 }

@@ -38,4 +38,14 @@ public sealed class PubSubDestinationNameTests : IDisposable
 
         Assert.Null(publisher.GetDestinationName(message));
     }
+
+    [Fact]
+    public void The_publisher_reports_gcp_pubsub_and_the_channels_host_and_port_for_telemetry()
+    {
+        var publisher = new PubSubPublisher(_channel, new PubSubPublisherOptions { ProjectId = "p" });
+
+        Assert.Equal("gcp_pubsub", publisher.MessagingSystem);
+        Assert.Equal("127.0.0.1", publisher.ServerEndPoint?.Host);
+        Assert.Equal(1, publisher.ServerEndPoint?.Port);
+    }
 }

@@ -48,4 +48,13 @@ public sealed class RabbitMQDestinationNameTests : IAsyncDisposable
 
         Assert.Null(_publisher.GetDestinationName(message));
     }
+
+    [Fact]
+    public void The_publisher_reports_rabbitmq_and_the_brokers_host_and_port_without_credentials_for_telemetry()
+    {
+        Assert.Equal("rabbitmq", _publisher.MessagingSystem);
+        Assert.Equal("127.0.0.1", _publisher.ServerEndPoint?.Host);
+        Assert.Equal(1, _publisher.ServerEndPoint?.Port);
+        Assert.DoesNotContain("guest", _publisher.ServerEndPoint?.ToString() ?? "", StringComparison.Ordinal);
+    }
 }

@@ -40,4 +40,14 @@ public sealed class SqsDestinationNameTests : IDisposable
 
         Assert.Null(publisher.GetDestinationName(message));
     }
+
+    [Fact]
+    public void The_publisher_reports_aws_sqs_and_the_host_and_port_of_the_service_url_for_telemetry()
+    {
+        var publisher = new SqsPublisher(_client);
+
+        Assert.Equal("aws_sqs", publisher.MessagingSystem);
+        Assert.Equal("127.0.0.1", publisher.ServerEndPoint?.Host);
+        Assert.Equal(1, publisher.ServerEndPoint?.Port);
+    }
 }

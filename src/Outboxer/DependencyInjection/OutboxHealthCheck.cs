@@ -3,7 +3,8 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 namespace Outboxer;
 
 /// <summary>
-/// Reports an outbox's health from its statistics: Unhealthy when the dispatcher stopped or the lag is above
+/// Reports an outbox's health from its statistics: the registration's failure status (Unhealthy by default) when the dispatcher this
+/// node should run stopped or the lag is above
 /// <see cref="OutboxHealthCheckOptions.UnhealthyLag"/> or the store cannot be read; Degraded when the lag, the backlog or the dead
 /// letters are above their thresholds; otherwise Healthy. The statistics are in the result's data.
 /// </summary>
@@ -26,6 +27,7 @@ public sealed class OutboxHealthCheck : IHealthCheck
     /// <inheritdoc />
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
+        var failureStatus = context?.Registration?.FailureStatus ?? HealthStatus.Unhealthy;
         OutboxStatistics statistics;
         try
         {
@@ -33,7 +35,7 @@ public sealed class OutboxHealthCheck : IHealthCheck
         }
         catch (OutboxException ex)
         {
-            return new HealthCheckResult(context?.Registration.FailureStatus ?? HealthStatus.Unhealthy, "The outbox's store cannot be read.", ex);
+            return new HealthCheckResult(failureStatus, "The outbox's store cannot be read.", ex);
         }
 
         var data = new Dictionary<string, object>
@@ -45,14 +47,14 @@ public sealed class OutboxHealthCheck : IHealthCheck
             ["dispatcher_running"] = _outbox.IsDispatcherRunning,
         };
 
-        if (_options.RequireRunningDispatcher && !_outbox.IsDispatcherRunning)
+        if (_options.RequireRunningDispatcher && _outbox.StartsDispatcher && !_outbox.IsDispatcherRunning)
         {
-            return HealthCheckResult.Unhealthy("The outbox's dispatcher is not running.", data: data);
+            return new HealthCheckResult(failureStatus, "The outbox's dispatcher is not running.", data: data);
         }
 
         if (statistics.Lag > _options.UnhealthyLag)
         {
-            return HealthCheckResult.Unhealthy($"The oldest pending message has waited {statistics.Lag} (more than {_options.UnhealthyLag}).", data: data);
+            return new HealthCheckResult(failureStatus, $"The oldest pending message has waited {statistics.Lag} (more than {_options.UnhealthyLag}).", data: data);
         }
 
         var problems = new List<string>();

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -34,8 +35,11 @@ public static class OutboxServiceCollectionExtensions
     /// <returns>A builder to choose the store and the publisher with.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="services"/> or <paramref name="name"/> is <see langword="null"/>.</exception>
     /// <remarks>
-    /// The options are validated when the host starts: a bad value stops the start with an <see cref="OptionsValidationException"/> whose
-    /// message names the configuration key and the value. A missing store or publisher fails the start as well, naming the outbox.
+    /// The options are validated when the host starts: bad values stop the start with one <see cref="OptionsValidationException"/> whose
+    /// failures name each configuration key and its value. A missing store fails the start as well, naming the outbox, and so does a
+    /// missing publisher unless <see cref="OutboxOptions.RunDispatcher"/> is off (a node that only enqueues, or only cleans up). The
+    /// outbox's hosted service starts the dispatcher and the cleanup as <see cref="OutboxOptions.RunDispatcher"/> and
+    /// <see cref="OutboxOptions.RunCleanup"/> say.
     /// </remarks>
     public static IOutboxBuilder AddOutboxer(this IServiceCollection services, string name, Action<OutboxOptions>? configure = null)
     {
@@ -43,28 +47,50 @@ public static class OutboxServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(name);
 
         var optionsBuilder = services.AddOptions<OutboxOptions>(name);
-        if (configure is not null)
-        {
-            optionsBuilder.Configure(configure);
-        }
-
         if (services.Any(d => d.ServiceType == typeof(OutboxRegistration) && Equals(d.ServiceKey, name)))
         {
+            if (configure is not null)
+            {
+                optionsBuilder.Configure(configure);
+            }
+
             return new OutboxBuilder(name, services);
         }
 
         services.AddKeyedSingleton<OutboxRegistration>(name);
         var section = name.Length == 0 ? ConfigurationSection : $"{ConfigurationSection}:{name}";
-        // Bound when configuration is registered (every host has it); a bare ServiceCollection gets the defaults.
+        // Bound when configuration is registered (every host has it); a bare ServiceCollection gets the defaults. The code's changes
+        // come after the binding, as documented.
         optionsBuilder.Configure<IServiceProvider>((options, sp) => sp.GetService<IConfiguration>()?.GetSection(section).Bind(options)).ValidateOnStart();
+        if (configure is not null)
+        {
+            optionsBuilder.Configure(configure);
+        }
+
         services.AddSingleton<IValidateOptions<OutboxOptions>>(new OutboxOptionsValidator(name, section));
 
-        services.AddKeyedSingleton(name, (sp, _) => new Outbox(
-            sp.GetKeyedService<IOutboxStore>(name) ?? throw Missing(name, "store (IOutboxStore)", "call the Use... method of a store package, or UseStore"),
-            sp.GetKeyedService<IOutboxPublisher>(name) ?? throw Missing(name, "event stream (IOutboxPublisher)", "call the Use... method of a publisher package, UseJsonLines, or UsePublisher"),
-            sp.GetRequiredService<IOptionsMonitor<OutboxOptions>>().Get(name),
-            sp.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance,
-            sp.GetService<TimeProvider>() ?? TimeProvider.System));
+        services.AddKeyedSingleton(name, (sp, _) =>
+        {
+            var options = sp.GetRequiredService<IOptionsMonitor<OutboxOptions>>().Get(name);
+            var store = sp.GetKeyedService<IOutboxStore>(name) ?? throw Missing(name, "store (IOutboxStore)", "call the Use... method of a store package, or UseStore");
+            var publisher = sp.GetKeyedService<IOutboxPublisher>(name);
+            if (publisher is null && options.RunDispatcher)
+            {
+                throw Missing(
+                    name,
+                    "event stream (IOutboxPublisher)",
+                    $"call the Use... method of a publisher package, UseJsonLines, or UsePublisher; or set {section}:{nameof(OutboxOptions.RunDispatcher)} to false on a node that only enqueues");
+            }
+
+            // Without a publisher (a node that runs no dispatcher), the outbox only enqueues, and cleans up where RunCleanup asks for it.
+            return new Outbox(
+                options,
+                store,
+                publisher,
+                sp.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance,
+                sp.GetService<TimeProvider>() ?? TimeProvider.System,
+                sp.GetService<IMeterFactory>());
+        });
         if (name.Length == 0)
         {
             services.TryAddSingleton(sp => sp.GetRequiredKeyedService<Outbox>(Options.DefaultName));
@@ -129,7 +155,7 @@ public static class OutboxServiceCollectionExtensions
     /// <summary>Marks that an outbox of a name is registered, so that registering it again adds nothing twice.</summary>
     private sealed class OutboxRegistration;
 
-    /// <summary>Validates the named options with <see cref="OutboxOptions.Validate"/>, naming the configuration key and value.</summary>
+    /// <summary>Validates the named options, reporting every invalid value at once, each with its configuration key and its value.</summary>
     private sealed class OutboxOptionsValidator(string name, string section) : IValidateOptions<OutboxOptions>
     {
         public ValidateOptionsResult Validate(string? optionsName, OutboxOptions options)
@@ -139,15 +165,13 @@ public static class OutboxServiceCollectionExtensions
                 return ValidateOptionsResult.Skip;
             }
 
-            try
+            var result = new ValidateOptionsResultBuilder();
+            foreach (var (property, value, rule) in options.GetProblems())
             {
-                options.Validate();
-                return ValidateOptionsResult.Success;
+                result.AddError($"{section}:{property} = '{value}' is invalid: it {rule}.");
             }
-            catch (ArgumentOutOfRangeException ex)
-            {
-                return ValidateOptionsResult.Fail($"{section}:{ex.ParamName} = '{ex.ActualValue}' is invalid: {ex.Message.Split(Environment.NewLine)[0]}");
-            }
+
+            return result.Build();
         }
     }
 

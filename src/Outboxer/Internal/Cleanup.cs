@@ -12,11 +12,13 @@ internal sealed class Cleanup
     private readonly ILogger _logger;
     private readonly Notifier<OutboxError> _errors;
     private readonly Func<CancellationToken, Task>? _statistics;
+    private readonly Telemetry _telemetry;
 
     // statistics: refreshes the statistics gauges after each run, or null when the store has no statistics.
-    public Cleanup(IOutboxStore store, OutboxOptions options, TimeProvider time, ILogger logger, Notifier<OutboxError> errors, Func<CancellationToken, Task>? statistics)
+    public Cleanup(IOutboxStore store, OutboxOptions options, TimeProvider time, ILogger logger, Notifier<OutboxError> errors, Telemetry telemetry, Func<CancellationToken, Task>? statistics)
     {
         _statistics = statistics;
+        _telemetry = telemetry;
         _store = store;
         _options = options;
         _time = time;
@@ -75,7 +77,7 @@ internal sealed class Cleanup
 
         if (total > 0)
         {
-            Telemetry.DeletedMessages.Add(total);
+            _telemetry.DeletedMessages.Add(total);
             Log.CleanupDeleted(_logger, total, cutoff);
         }
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Outboxer.Providers;
 
@@ -26,6 +25,7 @@ internal sealed class Dispatcher
     private readonly Notifier<OutboxError> _errors;
     private readonly WakeSignal _wake;
     private readonly System.Collections.Concurrent.ConcurrentQueue<Committed> _committed = new();
+    private readonly Telemetry _telemetry;
     private int _uncommittedEnqueue;
     private int _claimWanted = 1;
     private bool _listening;
@@ -37,7 +37,8 @@ internal sealed class Dispatcher
         TimeProvider time,
         ILogger logger,
         Notifier<DispatchedMessage> dispatched,
-        Notifier<OutboxError> errors)
+        Notifier<OutboxError> errors,
+        Telemetry telemetry)
     {
         _store = store;
         _publisher = publisher;
@@ -47,6 +48,7 @@ internal sealed class Dispatcher
         _dispatched = dispatched;
         _errors = errors;
         _wake = new WakeSignal(time);
+        _telemetry = telemetry;
     }
 
     /// <summary>
@@ -333,7 +335,7 @@ internal sealed class Dispatcher
     {
         var started = _time.GetTimestamp();
         var now = _time.GetUtcNow();
-        using var claim = Telemetry.Source.HasListeners() ? Telemetry.Source.StartActivity("claim outbox") : null;
+        using var claim = Telemetry.StartClaim();
         IReadOnlyList<OutboxMessage> batch;
         try
         {
@@ -345,13 +347,13 @@ internal sealed class Dispatcher
             throw;
         }
 
-        claim?.SetTag("outboxer.batch.size", batch.Count);
+        Telemetry.Claimed(claim, batch.Count);
         if (batch.Count == 0)
         {
             return batch;
         }
 
-        Telemetry.ClaimedMessages.Add(batch.Count);
+        _telemetry.ClaimedMessages.Add(batch.Count);
         var elapsed = _time.GetElapsedTime(started);
         if (elapsed + _options.PublishTimeout >= _options.LeaseDuration)
         {
@@ -368,11 +370,8 @@ internal sealed class Dispatcher
     /// </summary>
     private async Task<BatchOutcome> SettleAsync(IReadOnlyList<OutboxMessage> batch, CancellationToken cancellationToken)
     {
-        var activities = StartPublishActivities(batch);
-        var started = _time.GetTimestamp();
+        // Spans and send metrics come from the publisher Telemetry.Instrument wrapped.
         var failures = await PublishAsync(batch, cancellationToken).ConfigureAwait(false);
-        Telemetry.OperationDuration.Record(_time.GetElapsedTime(started).TotalSeconds, new KeyValuePair<string, object?>("messaging.operation.name", "send"));
-        StopPublishActivities(activities, failures);
 
         var confirmed = new List<OutboxMessage>(batch.Count);
         var keyed = false;
@@ -408,51 +407,6 @@ internal sealed class Dispatcher
         Log.BatchDispatched(_logger, confirmed.Count, batch.Count);
         var allFailedTransiently = confirmed.Count == 0 && Array.Exists(failures, f => f is not OutboxException { IsTransient: false });
         return allFailedTransiently ? BatchOutcome.AllFailed : BatchOutcome.Settled;
-    }
-
-    private static Activity?[]? StartPublishActivities(IReadOnlyList<OutboxMessage> batch)
-    {
-        if (!Telemetry.Source.HasListeners())
-        {
-            return null;
-        }
-
-        var activities = new Activity?[batch.Count];
-        var current = Activity.Current;
-        for (var i = 0; i < batch.Count; i++)
-        {
-            activities[i] = Telemetry.StartPublish(batch[i]);
-
-            // Each publish span is a child of its own message's context, not of the previous span.
-            Activity.Current = current;
-        }
-
-        return activities;
-    }
-
-    private static void StopPublishActivities(Activity?[]? activities, Exception?[] failures)
-    {
-        var failed = 0;
-        for (var i = 0; i < failures.Length; i++)
-        {
-            if (failures[i] is { } failure)
-            {
-                failed++;
-                Telemetry.Failed(activities?[i], failure);
-            }
-
-            activities?[i]?.Dispose();
-        }
-
-        if (failures.Length - failed > 0)
-        {
-            Telemetry.SentMessages.Add(failures.Length - failed, new KeyValuePair<string, object?>("messaging.operation.name", "send"));
-        }
-
-        if (failed > 0)
-        {
-            Telemetry.FailedMessages.Add(failed);
-        }
     }
 
     private async Task<Exception?[]> PublishAsync(IReadOnlyList<OutboxMessage> batch, CancellationToken cancellationToken)
@@ -548,7 +502,7 @@ internal sealed class Dispatcher
         if (marked < confirmed.Count)
         {
             Log.LeaseLost(_logger, confirmed.Count - marked, confirmed.Count);
-            Telemetry.PossibleDuplicates.Add(confirmed.Count - marked);
+            _telemetry.PossibleDuplicates.Add(confirmed.Count - marked);
         }
 
         if (!_dispatched.IsObserved)
@@ -585,7 +539,7 @@ internal sealed class Dispatcher
                 // False when another claim took the row after this lease ran out: that dispatcher settles it.
                 if (await _store.DeadLetterAsync(message.Id, message.LeaseToken, now, error, cancellationToken).ConfigureAwait(false))
                 {
-                    Telemetry.DeadLetteredMessages.Add(1);
+                    _telemetry.DeadLetteredMessages.Add(1);
                 }
             }
 #pragma warning disable CA1031 // Reported; the row comes back after its lease and fails again.
@@ -603,14 +557,14 @@ internal sealed class Dispatcher
         if (unknown)
         {
             Log.PublishOutcomeUnknown(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
-            Telemetry.PossibleDuplicates.Add(1);
+            _telemetry.PossibleDuplicates.Add(1);
         }
         else
         {
             Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
         }
 
-        Telemetry.RetriedMessages.Add(1);
+        _telemetry.RetriedMessages.Add(1);
         try
         {
             // False when another claim took the row after this lease ran out: that dispatcher settles it.

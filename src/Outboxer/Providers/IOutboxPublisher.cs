@@ -1,3 +1,5 @@
+using System.Net;
+
 namespace Outboxer.Providers;
 
 /// <summary>
@@ -32,4 +34,19 @@ public interface IOutboxPublisher
     /// with the reason).
     /// </remarks>
     string? GetDestinationName(OutboxMessage message) => null;
+
+    /// <summary>
+    /// Gets the name of the messaging system for the <c>messaging.system</c> attribute of the outbox's telemetry, one of the values
+    /// OpenTelemetry's conventions register where there is one (<c>rabbitmq</c>, <c>aws_sqs</c>, <c>gcp_pubsub</c>, <c>kafka</c>, ...)
+    /// and otherwise a short lowercase name (<c>aws.kinesis</c>, <c>redis</c>, <c>nats</c>).
+    /// </summary>
+    /// <value>The default implementation returns <see langword="null"/>: the attribute is left out.</value>
+    string? MessagingSystem => null;
+
+    /// <summary>
+    /// Gets the broker's host name and port for the <c>server.address</c> and <c>server.port</c> attributes of the outbox's telemetry,
+    /// or <see langword="null"/> when the publisher does not know a single address (a cluster, or a connection it did not open).
+    /// </summary>
+    /// <value>The default implementation returns <see langword="null"/>. Must be cheap and never throw; never includes credentials.</value>
+    DnsEndPoint? ServerEndPoint => null;
 }
