@@ -4,4 +4,30 @@ namespace Outboxer.Providers;
 /// <param name="Message">The message.</param>
 /// <param name="OptionsJson">Its options as JSON, or <see langword="null"/> when it has none.</param>
 /// <param name="HeadersJson">Its headers as JSON, or <see langword="null"/> when it has none.</param>
-public readonly record struct SerializedMessage(OutboxMessage Message, string? OptionsJson, string? HeadersJson);
+public readonly record struct SerializedMessage(OutboxMessage Message, string? OptionsJson, string? HeadersJson)
+{
+    /// <summary>
+    /// Checks what every store checks before anything reaches the server (a message id is set; every option and header value has a
+    /// type that can be stored) and writes the options and headers as JSON. Shared by the table stores and the PostgreSQL log mode, so
+    /// a message one accepts the other accepts too.
+    /// </summary>
+    /// <exception cref="ArgumentException">The message has no id, or a value cannot be stored; the message says which.</exception>
+    internal static SerializedMessage Create(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(message.Payload, nameof(message));
+        if (message.MessageId == Guid.Empty)
+        {
+            throw new ArgumentException("The message has no MessageId; enqueue it through Outbox, which assigns one.", nameof(message));
+        }
+
+        try
+        {
+            return new SerializedMessage(message, message.Options.ToJson(), message.Headers.ToJson());
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"The message cannot be stored: {ex.Message}", nameof(message), ex);
+        }
+    }
+}
