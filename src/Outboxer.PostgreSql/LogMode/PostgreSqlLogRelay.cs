@@ -27,11 +27,11 @@ namespace Outboxer.PostgreSql;
 /// <para>
 /// <b>Ordering.</b> Messages with the same <see cref="OutboxMessage.OrderingKey"/> are published one after the other in commit order (and,
 /// within a transaction, in the order they were written): a message is handed to the broker only after the previous one of its key was
-/// confirmed; with a batch publisher the batch is in that order and the publisher keeps it. Messages without a key, or with different
-/// keys, are published concurrently within a batch of <see cref="PostgreSqlLogRelayOptions.BatchSize"/>, so their order at the broker is
-/// not fixed. Batches go one after the other: a transient failure pauses the whole stream after its batch until the failed message is
-/// confirmed (the slot can only be acknowledged in order), and within the batch only its key waits. After a crash the first delivery of
-/// every message is still in key order; duplicates may repeat an already delivered prefix of a key.
+/// confirmed (a batch publisher gets at most one message of each key per call). Messages without a key, or with different keys, are
+/// published concurrently within a batch of <see cref="PostgreSqlLogRelayOptions.BatchSize"/>, so their order at the broker is not
+/// fixed. Batches go one after the other: a transient failure holds back the later messages of its key at once, and the rest of the
+/// stream after its batch, until the failed message is confirmed (the slot can only be acknowledged in order). After a crash the first
+/// delivery of every message is still in key order; duplicates may repeat an already delivered prefix of a key.
 /// </para>
 /// <para>
 /// <b>Failures.</b> A message the broker refuses for good (an <see cref="OutboxException"/> that is not transient), or an envelope the
@@ -396,8 +396,9 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
     }
 
     /// <summary>
-    /// Publishes a batch until every message is confirmed or dead-lettered: transient failures are retried with backoff, and a key whose
-    /// message failed has its later messages of the batch published again after it (never before it).
+    /// Publishes a batch until every message is confirmed or dead-lettered. Nothing of a key is handed to the publisher before the
+    /// previous message of that key was confirmed (or dead-lettered): a transient failure holds its key's later messages back, and the
+    /// round is retried with backoff.
     /// </summary>
     private async Task SettleAsync(List<Entry> batch, CancellationToken cancellationToken)
     {
@@ -417,57 +418,49 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
         var failures = 0;
         while (pending.Count > 0)
         {
-            var results = await PublishRoundAsync(pending, cancellationToken).ConfigureAwait(false);
-            var next = new List<Entry>();
-            HashSet<string>? blocked = null;
-            Exception? first = null;
-            for (var i = 0; i < pending.Count; i++)
+            // A batch publisher gets the next message of each key (and every message without one); per message, each key's messages go
+            // one after the other within the round.
+            var round = _publisher is IOutboxBatchPublisher ? Heads(pending) : pending;
+            var results = await PublishRoundAsync(round, cancellationToken).ConfigureAwait(false);
+            var settled = new HashSet<Entry>(ReferenceEqualityComparer.Instance);
+            Exception? transient = null;
+            var failed = 0;
+            for (var i = 0; i < round.Count; i++)
             {
-                var entry = pending[i];
                 var failure = results[i];
-                var key = entry.Message!.OrderingKey;
-                if (key is not null && blocked?.Contains(key) == true)
-                {
-                    // Confirmed or not, it goes again after the failed message of its key: a duplicate, never a reordering.
-                    if (failure is null)
-                    {
-                        Interlocked.Increment(ref _published);
-                    }
-
-                    next.Add(entry);
-                    continue;
-                }
-
                 if (failure is null)
                 {
                     Interlocked.Increment(ref _published);
+                    settled.Add(round[i]);
                 }
                 else if (failure is OutboxException { IsTransient: false })
                 {
-                    await DeadLetterAsync(entry, failure.Message, cancellationToken).ConfigureAwait(false);
+                    await DeadLetterAsync(round[i], failure.Message, cancellationToken).ConfigureAwait(false);
+                    settled.Add(round[i]);
                 }
-                else
+                else if (!ReferenceEquals(failure, s_notAttempted))
                 {
-                    first ??= failure;
-                    next.Add(entry);
-                    if (key is not null)
-                    {
-                        (blocked ??= new HashSet<string>(StringComparer.Ordinal)).Add(key);
-                    }
+                    transient ??= failure;
+                    failed++;
                 }
             }
 
-            if (next.Count == 0)
+            pending = pending.FindAll(e => !settled.Contains(e));
+            if (transient is not null)
             {
-                return;
+                cancellationToken.ThrowIfCancellationRequested();
+                var delay = Backoff(failures++);
+                LogModeLog.PublishFailed(_logger, failed, _options.SlotName, transient.Message, delay);
+                await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(false);
             }
-
-            cancellationToken.ThrowIfCancellationRequested();
-            var delay = Backoff(failures++);
-            LogModeLog.PublishFailed(_logger, next.Count, _options.SlotName, first?.Message ?? "unknown", delay);
-            await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(false);
-            pending = next;
         }
+    }
+
+    /// <summary>The first pending message of each ordering key, and every message without a key, in batch order.</summary>
+    private static List<Entry> Heads(List<Entry> pending)
+    {
+        var keys = new HashSet<string>(StringComparer.Ordinal);
+        return pending.FindAll(e => e.Message!.OrderingKey is not { } key || keys.Add(key));
     }
 
     /// <summary>One attempt at the pending messages: one result per message, <see langword="null"/> when confirmed.</summary>

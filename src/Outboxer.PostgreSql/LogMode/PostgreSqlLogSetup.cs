@@ -19,8 +19,8 @@ public sealed class PostgreSqlLogSetup
             to_regclass($3) IS NOT NULL,
             (SELECT setting::bigint FROM pg_catalog.pg_settings WHERE name = 'max_slot_wal_keep_size'),
             s.slot_name IS NOT NULL, s.plugin, s.slot_type, s.database, s.active, s.active_pid,
-            CASE WHEN s.confirmed_flush_lsn IS NOT NULL AND NOT pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint END,
-            CASE WHEN s.restart_lsn IS NOT NULL AND NOT pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint END,
+            CASE WHEN s.confirmed_flush_lsn IS NOT NULL AND NOT pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::bigint END,
+            CASE WHEN s.restart_lsn IS NOT NULL AND NOT pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::bigint END,
             s.wal_status, s.safe_wal_size,
             (SELECT EXTRACT(EPOCH FROM r.flush_lag)::float8 FROM pg_catalog.pg_stat_replication r WHERE r.pid = s.active_pid),
             current_database()
