@@ -48,6 +48,34 @@ public sealed class LogModeScenarioTests
     }
 }
 
+/// <summary>
+/// Log mode scenario: the server process that streams the slot to the active relay is terminated three times (a cut replication
+/// connection, as a failover or an administrator does): a relay reconnects and resumes from the acknowledged position.
+/// </summary>
+public sealed class LogModeConsumerCutScenarioTests
+{
+    [Fact]
+    public async Task LogMode_slot_consumer_cut_three_times_loses_nothing_and_keeps_key_order()
+    {
+        await using var run = await LogModeRun.CreateAsync("logmode-slot-consumer-cut");
+        var first = await run.StartRelayAsync();
+        await first.WaitForActiveAsync();
+        await run.StartRelayAsync();
+        var producing = run.ProduceAsync(400, TimeSpan.FromMilliseconds(5), TestContext.Current.CancellationToken);
+        var faults = new List<string>();
+        for (var cut = 0; cut < 3; cut++)
+        {
+            await run.WaitForArrivalsAsync(60 * (cut + 1));
+            var pid = await run.CutSlotConsumerAsync();
+            faults.Add($"walsender {pid?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"} terminated after {run.ArrivalCount} arrivals");
+        }
+
+        await producing;
+        var report = await run.VerifyAsync($"2 relay processes; {string.Join("; ", faults)}");
+        GuaranteeRun.AssertGuarantees(report);
+    }
+}
+
 /// <summary>One log-mode scenario's world: its own slot, publication, prefix and dead-letter schema, exchange and queue, producer and consumer.</summary>
 internal sealed class LogModeRun : IAsyncDisposable
 {
@@ -148,40 +176,68 @@ internal sealed class LogModeRun : IAsyncDisposable
         {
             var messages = new List<Sent>();
             var rollback = t % 5 == 4;
-            await using var connection = await _data.OpenConnectionAsync(cancellationToken);
-            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-            for (var m = 0; m < 1 + (t % 3); m++)
+            var commitSent = false;
+            try
             {
-                var number = _number++;
-                string? key = number % 3 == 0 ? null : $"k{(number / 3) % KeyCount}";
-                var sequence = key is null ? 0 : ++_keySequences[(number / 3) % KeyCount];
-                var message = new OutboxMessage(JsonSerializer.SerializeToUtf8Bytes(new { n = number, key, seq = sequence })) { OrderingKey = key, MessageId = Guid.CreateVersion7() };
-                message.Options[RabbitMQOptionKeys.ExchangeName] = Exchange;
-                message.Options[RabbitMQOptionKeys.ExchangeType] = "topic";
-                message.Options[RabbitMQOptionKeys.RoutingKey] = key is null ? "guarantees.unordered" : $"guarantees.{key}";
-                var sent = new Sent(number, key, sequence, message.MessageId);
-                _sent[message.MessageId.ToString()] = sent;
-                messages.Add(sent);
-                await _producer.EnqueueAsync(transaction, message, cancellationToken);
-            }
+                await using var connection = await _data.OpenConnectionAsync(cancellationToken);
+                await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+                for (var m = 0; m < 1 + (t % 3); m++)
+                {
+                    var number = _number++;
+                    string? key = number % 3 == 0 ? null : $"k{(number / 3) % KeyCount}";
+                    var sequence = key is null ? 0 : ++_keySequences[(number / 3) % KeyCount];
+                    var message = new OutboxMessage(JsonSerializer.SerializeToUtf8Bytes(new { n = number, key, seq = sequence })) { OrderingKey = key, MessageId = Guid.CreateVersion7() };
+                    message.Options[RabbitMQOptionKeys.ExchangeName] = Exchange;
+                    message.Options[RabbitMQOptionKeys.ExchangeType] = "topic";
+                    message.Options[RabbitMQOptionKeys.RoutingKey] = key is null ? "guarantees.unordered" : $"guarantees.{key}";
+                    var sent = new Sent(number, key, sequence, message.MessageId);
+                    _sent[message.MessageId.ToString()] = sent;
+                    messages.Add(sent);
+                    await _producer.EnqueueAsync(transaction, message, cancellationToken);
+                }
 
-            if (rollback)
-            {
-                await transaction.RollbackAsync(cancellationToken);
-            }
-            else
-            {
-                await transaction.CommitAsync(cancellationToken);
-            }
+                if (rollback)
+                {
+                    await transaction.RollbackAsync(cancellationToken);
+                }
+                else
+                {
+                    commitSent = true;
+                    await transaction.CommitAsync(cancellationToken);
+                }
 
-            var now = Stopwatch.GetTimestamp();
-            foreach (var sent in messages)
+                Settle(messages, rollback ? Outcome.RolledBack : Outcome.Committed);
+            }
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested && ex is NpgsqlException or OutboxException or InvalidOperationException or IOException or TimeoutException)
             {
-                sent.Outcome = rollback ? Outcome.RolledBack : Outcome.Committed;
-                sent.CommittedAt = now;
+                // The server went away (a restart): before COMMIT the transaction is rolled back; during COMMIT nobody knows.
+                FailedTransactions++;
+                Settle(messages, commitSent ? Outcome.Ambiguous : Outcome.RolledBack);
+                await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken);
             }
 
             await Task.Delay(pause, cancellationToken);
+        }
+    }
+
+    public int FailedTransactions { get; private set; }
+
+    /// <summary>Terminates the server process that streams the slot to the active relay (a cut replication connection); returns its pid.</summary>
+    public async Task<int?> CutSlotConsumerAsync()
+    {
+        await using var command = _data.CreateCommand("SELECT active_pid, pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL");
+        command.Parameters.AddWithValue(_options.SlotName);
+        await using var reader = await command.ExecuteReaderAsync(Ct);
+        return await reader.ReadAsync(Ct) ? reader.GetInt32(0) : null;
+    }
+
+    private static void Settle(List<Sent> messages, Outcome outcome)
+    {
+        var now = Stopwatch.GetTimestamp();
+        foreach (var sent in messages)
+        {
+            sent.Outcome = outcome;
+            sent.CommittedAt = now;
         }
     }
 
@@ -271,7 +327,7 @@ internal sealed class LogModeRun : IAsyncDisposable
             Crash: true,
             committed.Count,
             _sent.Count(s => s.Value.Outcome == Outcome.RolledBack),
-            Ambiguous: 0,
+            _sent.Count(s => s.Value.Outcome == Outcome.Ambiguous),
             committed.Count(seen.Contains),
             lost,
             duplicates,
