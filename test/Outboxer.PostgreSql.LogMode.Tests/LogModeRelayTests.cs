@@ -263,3 +263,72 @@ public sealed class LogModeRelayTests
         }
     }
 }
+
+/// <summary>The log mode beside the table mode: switching an outbox over without losing a pending message, and the slot's heartbeat.</summary>
+public sealed class LogModeOperationTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Switching_an_outbox_from_table_mode_to_log_mode_loses_no_pending_message()
+    {
+        await using var world = await LogModeWorld.CreateAsync(setup: false);
+        var schema = world.Options.SchemaName + "_table";
+        var publisher = new RecordingPublisher();
+        var store = new PostgreSqlOutboxStore(world.DataSource, new PostgreSqlOutboxStoreOptions { SchemaName = schema });
+        try
+        {
+            // Table mode: messages pending in the table, no dispatcher running yet.
+            await using (var table = new Outbox(store, publisher))
+            {
+                for (var i = 0; i < 5; i++)
+                {
+                    await table.SendAsync(LogModeWorld.Message($"table-{i}", "k", i), Ct);
+                }
+            }
+
+            // 1. The slot first; 2. writers switch to the log while the table still has pending messages.
+            Assert.Empty((await world.Setup.SetupAsync(Ct)).Problems);
+            for (var i = 5; i < 10; i++)
+            {
+                await world.Outbox.SendAsync(LogModeWorld.Message($"log-{i}", "k", i), Ct);
+            }
+
+            // 3. The table's dispatcher drains the table; then the relay starts and publishes what waited in the log.
+            await using (var dispatcher = new Outbox(store, publisher))
+            {
+                Assert.Equal(5, await dispatcher.DispatchPendingAsync(Ct));
+                Assert.Equal(0, (await dispatcher.GetStatisticsAsync(Ct)).Pending);
+            }
+
+            await world.StartRelayAsync(publisher);
+            await LogModeWorld.WaitUntilAsync(() => publisher.Published.Count == 10, "every message of both modes is published");
+            Assert.Equal(Enumerable.Range(0, 10), publisher.Published.Select(m => Convert.ToInt32(m.Headers["seq"], System.Globalization.CultureInfo.InvariantCulture)));
+        }
+        finally
+        {
+            await using var drop = world.DataSource.CreateCommand($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+            await drop.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task An_idle_relay_keeps_acknowledging_with_heartbeats_so_the_slot_retains_little()
+    {
+        await using var world = await LogModeWorld.CreateAsync();
+        var relay = await world.StartRelayAsync(new RecordingPublisher());
+        await LogModeWorld.WaitUntilAsync(() => relay.IsActive, "the relay is active");
+
+        // Write-ahead log the slot does not decode (no outbox message): only heartbeats let the slot move past it.
+        long written;
+        await using (var command = world.DataSource.CreateCommand($"CREATE TABLE \"{world.Options.SchemaName}\".filler AS SELECT g FROM generate_series(1, 20000) AS g; SELECT pg_current_wal_insert_lsn()"))
+        {
+            written = (long)(ulong)(NpgsqlTypes.NpgsqlLogSequenceNumber)(await command.ExecuteScalarAsync(Ct))!;
+        }
+
+        await LogModeWorld.WaitUntilAsync(() => (long)(ulong)relay.AcknowledgedPosition > written, "a heartbeat after the filler is acknowledged", TimeSpan.FromSeconds(20));
+        var status = await world.Setup.GetStatusAsync(Ct);
+        Assert.True(status.Active);
+        Assert.True(status.LagBytes < 1_000_000, $"the slot is {status.LagBytes} bytes behind");
+    }
+}
