@@ -313,6 +313,29 @@ public sealed class LogModeOperationTests
     }
 
     [Fact]
+    public async Task The_health_check_is_unhealthy_without_a_slot_degraded_without_a_relay_and_healthy_with_one()
+    {
+        await using var world = await LogModeWorld.CreateAsync(setup: false);
+        var check = new PostgreSqlLogHealthCheck(world.Setup);
+        var context = new Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckContext();
+
+        var missing = await check.CheckHealthAsync(context, Ct);
+        Assert.Equal(Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Unhealthy, missing.Status);
+        Assert.Contains("outboxer logmode setup", missing.Description, StringComparison.Ordinal);
+
+        await world.Setup.SetupAsync(Ct);
+        var idle = await check.CheckHealthAsync(context, Ct);
+        Assert.Equal(Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Degraded, idle.Status);
+        Assert.Contains("no relay consumes the slot", idle.Description, StringComparison.Ordinal);
+
+        var relay = await world.StartRelayAsync(new RecordingPublisher());
+        await LogModeWorld.WaitUntilAsync(() => relay.IsActive, "the relay is active");
+        var healthy = await check.CheckHealthAsync(context, Ct);
+        Assert.Equal(Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Healthy, healthy.Status);
+        Assert.True((bool)healthy.Data["active"]);
+    }
+
+    [Fact]
     public async Task An_idle_relay_keeps_acknowledging_with_heartbeats_so_the_slot_retains_little()
     {
         await using var world = await LogModeWorld.CreateAsync();
