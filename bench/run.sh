@@ -68,7 +68,7 @@ start_own_postgres() {
     fi
     log "starting a private durable PostgreSQL on 127.0.0.1:$OWN_PG_PORT (defaults: fsync=on, synchronous_commit=on)"
     as_postgres "$PG_BIN/pg_ctl" -D "$OWN_PG_DIR/data" -l "$OWN_PG_DIR/server.log" -w -t 120 start \
-      -o "-c listen_addresses=127.0.0.1 -p $OWN_PG_PORT -k $OWN_PG_DIR -c max_connections=200" >"$OWN_PG_DIR/pg_ctl.log" 2>&1 ||
+      -o "-c listen_addresses=127.0.0.1 -p $OWN_PG_PORT -k $OWN_PG_DIR -c max_connections=200 -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32" >"$OWN_PG_DIR/pg_ctl.log" 2>&1 ||
       { tail -n 20 "$OWN_PG_DIR/pg_ctl.log" "$OWN_PG_DIR/server.log" >&2; die "the private PostgreSQL did not start"; }
     own_pg_started=1
   fi

@@ -9,7 +9,7 @@ using RabbitMQ.Client;
 namespace Outboxer.Benchmarks;
 
 /// <summary>The workloads. Each one starts from a fresh schema and an empty queue, and reports one <see cref="Result"/>.</summary>
-internal sealed class Bench(BenchOptions options, Report report, Broker broker, NpgsqlDataSource admin)
+internal sealed partial class Bench(BenchOptions options, Report report, Broker broker, NpgsqlDataSource admin)
 {
     private readonly Dictionary<int, double> _backlogRates = [];
     private double? _ceiling;
@@ -135,6 +135,8 @@ internal sealed class Bench(BenchOptions options, Report report, Broker broker, 
             MarkWhatIf(w3);
             Add(w3);
         }
+
+        await RunLogModeAsync();
     }
 
     private static string WhatIfText(bool whatIf) =>

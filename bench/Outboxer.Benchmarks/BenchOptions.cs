@@ -6,7 +6,7 @@ namespace Outboxer.Benchmarks;
 internal sealed class BenchOptions
 {
     /// <summary>Every workload, in the order a full run executes them.</summary>
-    public static readonly string[] AllWorkloads = ["ceiling", "W5", "W2", "W1", "W3a", "W3b", "W4-2d", "W4-4d", "W4-1M"];
+    public static readonly string[] AllWorkloads = ["ceiling", "W5", "W2", "W1", "W3a", "W3b", "W4-2d", "W4-4d", "W4-1M", "W1-log", "W2-log", "W3-log"];
 
     public string PostgresUrl { get; private set; } = Environment.GetEnvironmentVariable("OUTBOXER_POSTGRES_URL") ?? string.Empty;
 
@@ -179,7 +179,7 @@ internal sealed class BenchOptions
             Only.Add("W2");
         }
 
-        if (Only.Overlaps(["W1", "W2"]))
+        if (Only.Overlaps(["W1", "W2", "W1-log", "W2-log"]))
         {
             Only.Add("ceiling");
         }
@@ -189,7 +189,8 @@ internal sealed class BenchOptions
         Outboxer benchmark: PostgreSQL (durable) -> Outboxer dispatcher -> RabbitMQ (confirms, persistent, durable queue).
 
         usage: Outboxer.Benchmarks [options]            (bash bench/run.sh [options] starts the servers and builds first)
-          --only W2,W3a       run only these workloads (ceiling, W1, W2, W3a, W3b, W3, W4-1M, W4-2d, W4-4d, W4, W5);
+          --only W2,W3a       run only these workloads (ceiling, W1, W2, W3a, W3b, W3, W4-1M, W4-2d, W4-4d, W4, W5,
+                              W1-log, W2-log, W3-log: the PostgreSQL log mode, each on a slot of its own);
                               W1/W2 add the ceiling and W4 adds W2, which their targets are measured against
           --quick             smoke run: 10x smaller counts, W3 for 3 s
           --profile           time the dispatcher's claim SQL, publish/confirm wait and mark SQL per batch

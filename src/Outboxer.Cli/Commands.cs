@@ -48,6 +48,7 @@ internal static class Commands
             TableOption,
         };
 
+        root.Add(LogModeCommands.Create());
         root.Add(RelayCommand.Create());
         root.Add(StatusCommand.Create());
         root.Add(DeadLetterCommands.Create());

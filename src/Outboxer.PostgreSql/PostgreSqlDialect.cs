@@ -182,7 +182,10 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
 
     // jsonb cannot hold U+0000 (the server rejects "\u0000"): checked before anything reaches the server, because a failed statement
     // would abort the caller's whole transaction.
-    public override void Validate(SerializedMessage row)
+    public override void Validate(SerializedMessage row) => ValidateJson(row);
+
+    /// <summary>The check of <see cref="Validate"/>, shared with the log mode so that a message either mode accepts, the other accepts too.</summary>
+    public static void ValidateJson(SerializedMessage row)
     {
         RejectNul(row.OptionsJson, "options");
         RejectNul(row.HeadersJson, "headers");

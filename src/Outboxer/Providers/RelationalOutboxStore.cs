@@ -556,22 +556,7 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
 
     private SerializedMessage Serialize(OutboxMessage message)
     {
-        ArgumentNullException.ThrowIfNull(message.Payload, nameof(message));
-        if (message.MessageId == Guid.Empty)
-        {
-            throw new ArgumentException("The message has no MessageId; enqueue it through Outbox, which assigns one.", nameof(message));
-        }
-
-        SerializedMessage row;
-        try
-        {
-            row = new SerializedMessage(message, message.Options.ToJson(), message.Headers.ToJson());
-        }
-        catch (ArgumentException ex)
-        {
-            throw new ArgumentException($"The message cannot be stored: {ex.Message}", nameof(message), ex);
-        }
-
+        var row = SerializedMessage.Create(message);
         _dialect.Validate(row);
         return row;
     }

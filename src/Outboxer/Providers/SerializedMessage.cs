@@ -14,4 +14,29 @@ public readonly record struct SerializedMessage(OutboxMessage Message, string? O
 
     /// <summary>Gets the token of the claim a row written already claimed belongs to; 0 for an ordinary pending row.</summary>
     public long LeaseToken { get; init; }
+
+    /// <summary>
+    /// Checks what every store checks before anything reaches the server (a message id is set; every option and header value has a
+    /// type that can be stored) and writes the options and headers as JSON. Shared by the table stores and the PostgreSQL log mode, so
+    /// a message one accepts the other accepts too.
+    /// </summary>
+    /// <exception cref="ArgumentException">The message has no id, or a value cannot be stored; the message says which.</exception>
+    internal static SerializedMessage Create(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(message.Payload, nameof(message));
+        if (message.MessageId == Guid.Empty)
+        {
+            throw new ArgumentException("The message has no MessageId; enqueue it through Outbox, which assigns one.", nameof(message));
+        }
+
+        try
+        {
+            return new SerializedMessage(message, message.Options.ToJson(), message.Headers.ToJson());
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"The message cannot be stored: {ex.Message}", nameof(message), ex);
+        }
+    }
 }
