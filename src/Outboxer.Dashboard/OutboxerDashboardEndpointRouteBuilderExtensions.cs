@@ -43,13 +43,13 @@ public static class OutboxerDashboardEndpointRouteBuilderExtensions
             group.RequireAuthorization(policy);
         }
 
-        group.MapGet("/", handlers.OverviewAsync);
+        group.MapGet("/", handlers.Guarded(handlers.OverviewAsync));
         group.MapGet("/dashboard.css", DashboardEndpoints.StylesAsync);
-        group.MapGet("/destinations", handlers.DestinationsAsync);
-        group.MapGet("/dead-letters", handlers.DeadLettersAsync);
-        group.MapGet("/confirm", handlers.ConfirmAsync);
-        group.MapPost("/dead-letters/{action}", (RequestDelegate)(context => handlers.ActAsync(context, context.Request.RouteValues["action"] as string ?? string.Empty)));
-        group.MapGet("/message", handlers.MessageAsync);
+        group.MapGet("/destinations", handlers.Guarded(handlers.DestinationsAsync));
+        group.MapGet("/dead-letters", handlers.Guarded(handlers.DeadLettersAsync));
+        group.MapGet("/confirm", handlers.Guarded(handlers.ConfirmAsync));
+        group.MapPost("/dead-letters/{action}", handlers.Guarded(context => handlers.ActAsync(context, context.Request.RouteValues["action"] as string ?? string.Empty)));
+        group.MapGet("/message", handlers.Guarded(handlers.MessageAsync));
         return group;
     }
 }

@@ -252,6 +252,26 @@ internal sealed class DashboardEndpoints(string prefix)
         await WriteAsync(context, status, Pages.Layout(page, $"Find a message in {outbox.DisplayName}", outbox, html => Pages.Message(html, page, outbox, query, message, problem))).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Wraps a handler so that a store that cannot be read (down, a table of another layout version) gives a page that says why, with
+    /// status 503, instead of a bare 500.
+    /// </summary>
+    public RequestDelegate Guarded(Func<HttpContext, Task> handler) => async context =>
+    {
+        try
+        {
+            await handler(context).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException && !context.Response.HasStarted)
+        {
+            var (page, services, _) = Context(context);
+            Log.PageFailed(services.GetRequiredService<ILoggerFactory>().CreateLogger("Outboxer.Dashboard"), ex, context.Request.Path.Value ?? string.Empty);
+            context.Response.Clear();
+            await WriteAsync(context, 503, Pages.Layout(page, "Store unavailable", null, html => Pages.Problem(html, "Store unavailable", $"Could not read the outbox store: {ex.Message}")))
+                .ConfigureAwait(false);
+        }
+    };
+
     public static Task StylesAsync(HttpContext context)
     {
         context.Response.ContentType = "text/css; charset=utf-8";

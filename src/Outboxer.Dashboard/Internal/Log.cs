@@ -14,6 +14,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 5002, Level = LogLevel.Information, Message = "The Outboxer dashboard purged {Count} dead letter(s) of outbox '{Outbox}' ({Scope})")]
     public static partial void Purged(ILogger logger, int count, string outbox, string scope);
 
+    [LoggerMessage(EventId = 5004, Level = LogLevel.Warning, Message = "The Outboxer dashboard could not serve {Path}: the store failed")]
+    public static partial void PageFailed(ILogger logger, Exception exception, string path);
+
     [LoggerMessage(EventId = 5003, Level = LogLevel.Warning, Message = "The Outboxer dashboard refused a POST without a valid antiforgery token")]
     public static partial void ForgeryRefused(ILogger logger, Exception exception);
 }
