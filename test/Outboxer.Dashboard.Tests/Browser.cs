@@ -54,11 +54,13 @@ internal sealed class Browser : IDisposable
                 _ = page.Enabled;
                 return false;
             }
-            catch (StaleElementReferenceException)
+            catch (WebDriverException ex) when (ex is StaleElementReferenceException || ex.Message.Contains("does not belong to the document", StringComparison.Ordinal))
             {
+                // The old page is gone (chromedriver reports it either way).
                 return true;
             }
         });
+        new WebDriverWait(Driver, TimeSpan.FromSeconds(10)).Until(driver => Equals(((IJavaScriptExecutor)driver).ExecuteScript("return document.readyState"), "complete"));
     }
 
     public IWebElement Find(string css) => Driver.FindElement(By.CssSelector(css));

@@ -38,6 +38,8 @@ public sealed class DashboardBrowserTests
         browser.SignInAsOperator(app);
         browser.GoTo(app.BaseUrl + "/");
 
+        browser.Driver.Manage().Window.Size = new Size(1200, 680);
+        browser.GoTo(app.BaseUrl + "/");
         Assert.Equal("Overview \u00b7 Outboxer", browser.Driver.Title);
         var section = browser.Find("section.outbox[data-outbox='']");
         Assert.Equal("3", Figure(section, "pending"));
