@@ -25,6 +25,11 @@ fi
 eval "$(bash eng/servers.sh env)"
 export OUTBOXER_REQUIRE_SERVERS=1
 
+# The dashboard's tests drive a real browser: Debian's chromium and chromedriver (installed once; a missing one fails those tests).
+echo "[test] browser"
+bash eng/browser.sh install || echo "[test] CHROMIUM NOT AVAILABLE: the dashboard tests cannot run and will fail" >&2
+eval "$(bash eng/browser.sh env)"
+
 echo "[test] building"
 dotnet build Outboxer.slnx -c Release -warnaserror -nologo -v minimal
 

@@ -38,7 +38,7 @@ internal static class Commands
     public static RootCommand CreateRoot()
     {
         var root = new RootCommand(
-            "Outboxer operator CLI: relay an outbox table to a broker, show its status, manage dead letters, print or apply its schema.\n" +
+            "Outboxer operator CLI: relay an outbox table to a broker, show its status, manage dead letters, print or apply its schema, serve its dashboard.\n" +
             "Exit codes: 0 success, 1 operation failed, 2 usage error, 3 refused (confirmation declined or not given).")
         {
             ConfigOption,
@@ -53,6 +53,7 @@ internal static class Commands
         root.Add(StatusCommand.Create());
         root.Add(DeadLetterCommands.Create());
         root.Add(SchemaCommands.Create());
+        root.Add(DashboardCommand.Create());
         return root;
     }
 

@@ -164,6 +164,9 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
 
     public override string DeadLettersSql { get; }
 
+    // message_id is a uuid column: compare it with a uuid parameter (text would not compare).
+    public override object ToDbMessageId(Guid messageId) => messageId;
+
     public override string? RepairSql => RepairScript(_schema, _tableName, _notifyOnCommit);
 
     public bool NotifyOnCommit => _notifyOnCommit;

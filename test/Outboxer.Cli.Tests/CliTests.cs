@@ -461,6 +461,53 @@ public sealed class CliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Dashboard_serves_the_pages_on_loopback_says_it_has_no_sign_in_and_stops_on_sigterm()
+    {
+        var dead = await DeadLetterAsync(2);
+        await EnqueueAsync(3);
+
+        using var process = Process.Start(Cli.StartInfo(Store("dashboard", "--port", "0", "--read-only")))!;
+        var stderr = process.StandardError.ReadToEndAsync(Token);
+        try
+        {
+            var first = await process.StandardOutput.ReadLineAsync(Token).AsTask().WaitAsync(Cli.Bound, Token);
+            var second = await process.StandardOutput.ReadLineAsync(Token).AsTask().WaitAsync(Cli.Bound, Token);
+            Assert.NotNull(first); // (standard error is read to its end only after the process exits)
+            var url = System.Text.RegularExpressions.Regex.Match(first, "http://127\\.0\\.0\\.1:[0-9]+/").Value;
+            Assert.NotEmpty(url);
+            Assert.Contains($"\"{_schema}\".\"outbox_messages\"", first, StringComparison.Ordinal);
+            Assert.Contains("read-only", first, StringComparison.Ordinal);
+            Assert.Contains("No sign-in", second, StringComparison.Ordinal);
+
+            using var http = new HttpClient { BaseAddress = new Uri(url) };
+            var overview = await http.GetStringAsync("/", Token);
+            Assert.Contains("data-figure=\"pending\" data-value=\"3\"", overview, StringComparison.Ordinal);
+            Assert.Contains("data-figure=\"dead-letters\" data-value=\"2\"", overview, StringComparison.Ordinal);
+            Assert.DoesNotContain("Host=", overview, StringComparison.OrdinalIgnoreCase);
+            var deadLetters = await http.GetStringAsync("/dead-letters?outbox=outbox_messages", Token);
+            Assert.Contains($"data-id=\"{dead[0]}\"", deadLetters, StringComparison.Ordinal);
+            Assert.Contains("broken on purpose", deadLetters, StringComparison.Ordinal);
+            using var post = await http.PostAsync("/dead-letters/purge", new FormUrlEncodedContent([new("outbox", "outbox_messages"), new("all", "true")]), Token);
+            Assert.Equal(System.Net.HttpStatusCode.Forbidden, post.StatusCode);
+
+            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            {
+                await kill.WaitForExitAsync(Token).WaitAsync(Cli.Bound, Token);
+            }
+
+            await process.WaitForExitAsync(Token).WaitAsync(Cli.Bound, Token);
+            Assert.True(process.ExitCode == 0, $"exit code {process.ExitCode}; stderr: {await stderr}");
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    [Fact]
     public async Task Relay_once_publishes_the_pending_messages_to_rabbitmq()
     {
         var queue = "outboxer_cli_" + Guid.NewGuid().ToString("N")[..12];

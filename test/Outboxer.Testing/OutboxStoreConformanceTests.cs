@@ -663,6 +663,54 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_message_is_found_by_id_or_message_id_in_every_state_and_retrying_and_dispatched_messages_are_counted()
+    {
+        var store = CreateStore();
+        var messages = new List<OutboxMessage>();
+        for (var i = 0; i < 4; i++)
+        {
+            var message = NewMessage($"m{i}");
+            message.CreatedAt = T0.AddMinutes(i);
+            message.Headers["k"] = $"v{i}";
+            message.Destination = "orders";
+            await store.AddWithinTransactionAsync(message, null, Ct);
+            messages.Add(message);
+        }
+
+        await store.ClaimAsync(4, T0, T0.AddSeconds(30), Ct);
+        await store.MarkDispatchedAsync([messages[0].Id], T0.AddSeconds(1), Ct);
+        await store.DeadLetterAsync(messages[1].Id, T0.AddSeconds(2), "gave up", Ct);
+        await store.ReleaseAsync(messages[2].Id, T0.AddMinutes(1), "broker down", Ct);
+
+        var dispatched = await store.GetMessageAsync(messages[0].Id, Ct);
+        Assert.NotNull(dispatched);
+        Assert.True(dispatched.Dispatched);
+        Assert.Equal(T0.AddSeconds(1), dispatched.DispatchedAt);
+        Assert.Equal("m0", System.Text.Encoding.UTF8.GetString(dispatched.Payload));
+        Assert.Equal("v0", dispatched.Headers["k"]);
+        Assert.Equal("orders", dispatched.Destination);
+
+        var dead = await store.GetMessageByMessageIdAsync(messages[1].MessageId, Ct);
+        Assert.NotNull(dead);
+        Assert.Equal(messages[1].Id, dead.Id);
+        Assert.False(dead.Dispatched);
+        Assert.Null(dead.DispatchedAt);
+        Assert.Equal(T0.AddSeconds(2), dead.DeadLetteredAt);
+        Assert.Equal("gave up", dead.LastError);
+
+        var retrying = await store.GetMessageByMessageIdAsync(messages[2].MessageId, Ct);
+        Assert.Equal("broker down", retrying?.LastError);
+        Assert.Null(retrying?.DeadLetteredAt);
+        Assert.Equal(1, retrying?.Attempts);
+
+        Assert.Null(await store.GetMessageAsync(messages[3].Id + 1000, Ct));
+        Assert.Null(await store.GetMessageByMessageIdAsync(Guid.NewGuid(), Ct));
+        Assert.Equal(1, await store.CountRetryingAsync(Ct));
+        Assert.Equal(1, await store.CountDispatchedSinceAsync(T0, Ct));
+        Assert.Equal(0, await store.CountDispatchedSinceAsync(T0.AddSeconds(1), Ct));
+    }
+
+    [Fact]
     public async Task Statistics_per_destination_count_pending_and_dead_letters_by_the_destination_recorded_at_enqueue()
     {
         var store = CreateStore();

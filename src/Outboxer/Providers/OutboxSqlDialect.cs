@@ -202,6 +202,36 @@ public abstract class OutboxSqlDialect
     public virtual string PurgeDeadLettersSql(string? idList) => $"DELETE FROM {Table} WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
 
     /// <summary>
+    /// Gets the query that returns the message columns, <c>last_error</c>, <c>dead_lettered_at</c>, <c>dispatched</c> and
+    /// <c>dispatched_at</c> of the row whose id is <c>@id</c>. The default is standard SQL.
+    /// </summary>
+    public virtual string MessageByIdSql =>
+        $"SELECT {MessageColumns}, last_error, dead_lettered_at, dispatched, dispatched_at FROM {Table} WHERE id = @id";
+
+    /// <summary>
+    /// Gets the query that returns the same columns as <see cref="MessageByIdSql"/> for the row with the lowest id whose message id is
+    /// <c>@message_id</c> (see <see cref="ToDbMessageId"/>). The default is standard SQL.
+    /// </summary>
+    public virtual string MessageByMessageIdSql =>
+        $"SELECT {MessageColumns}, last_error, dead_lettered_at, dispatched, dispatched_at FROM {Table} WHERE message_id = @message_id ORDER BY id";
+
+    /// <summary>Converts a message id to the value the database compares its <c>message_id</c> column with. The default is the text form (<c>D</c>).</summary>
+    /// <param name="messageId">The message id.</param>
+    /// <returns>The parameter value.</returns>
+    public virtual object ToDbMessageId(Guid messageId) => messageId.ToString("D");
+
+    /// <summary>
+    /// Gets the query that counts the pending rows that failed at least once (<c>last_error</c> set) and hold a lease or a retry time.
+    /// The default is standard SQL.
+    /// </summary>
+    public virtual string RetryingCountSql =>
+        $"SELECT COUNT(*) FROM {Table} WHERE dispatched = FALSE AND dead_lettered_at IS NULL AND locked_until IS NOT NULL AND last_error IS NOT NULL";
+
+    /// <summary>Gets the query that counts the rows dispatched after <c>@since</c>. The default is standard SQL.</summary>
+    public virtual string DispatchedSinceCountSql =>
+        $"SELECT COUNT(*) FROM {Table} WHERE dispatched = TRUE AND dispatched_at > @since";
+
+    /// <summary>
     /// Reads the table's layout version, without locking: 0 when the table does not exist, 1 when it exists without a version record
     /// (created by 0.1.0-preview.1), otherwise the highest version recorded.
     /// </summary>
@@ -318,6 +348,8 @@ public abstract class OutboxSqlDialect
         FROM {table} WHERE {notDispatched}
         GROUP BY destination ORDER BY destination
         """;
+
+    private const string MessageColumns = "id, message_id, payload, options, headers, created_at, attempts, ordering_key, destination";
 
     private static string IdFilter(string? idList) => idList is null ? string.Empty : $" AND id IN ({idList})";
 

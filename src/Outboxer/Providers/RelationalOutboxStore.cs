@@ -324,6 +324,38 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
             reader.IsDBNull(3) ? null : _dialect.ReadTimestamp(reader, 3)), cancellationToken);
 
     /// <inheritdoc />
+    public Task<OutboxMessage?> GetMessageAsync(long id, CancellationToken cancellationToken = default) =>
+        FindMessageAsync("read a message by id", _dialect.MessageByIdSql, ("@id", id), cancellationToken);
+
+    /// <inheritdoc />
+    public Task<OutboxMessage?> GetMessageByMessageIdAsync(Guid messageId, CancellationToken cancellationToken = default) =>
+        FindMessageAsync("read a message by message id", _dialect.MessageByMessageIdSql, ("@message_id", _dialect.ToDbMessageId(messageId)), cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<long> CountRetryingAsync(CancellationToken cancellationToken = default) =>
+        (await QueryAsync("count the retrying messages", _dialect.RetryingCountSql, [], reader => ToInt64(reader, 0), cancellationToken).ConfigureAwait(false))[0];
+
+    /// <inheritdoc />
+    public async Task<long> CountDispatchedSinceAsync(DateTimeOffset since, CancellationToken cancellationToken = default) =>
+        (await QueryAsync("count the dispatched messages", _dialect.DispatchedSinceCountSql, [("@since", _dialect.ToDbTimestamp(since))], reader => ToInt64(reader, 0), cancellationToken)
+            .ConfigureAwait(false))[0];
+
+    /// <summary>Reads the first row of a message query (<see cref="OutboxSqlDialect.MessageByIdSql"/>), with its state.</summary>
+    private async Task<OutboxMessage?> FindMessageAsync(string what, string sql, (string Name, object? Value) key, CancellationToken cancellationToken)
+    {
+        var rows = await QueryAsync(what, sql, [key], reader =>
+        {
+            var message = _dialect.ReadMessage(reader);
+            message.LastError = reader.IsDBNull(9) ? null : reader.GetString(9);
+            message.DeadLetteredAt = reader.IsDBNull(10) ? null : _dialect.ReadTimestamp(reader, 10);
+            message.Dispatched = Convert.ToBoolean(reader.GetValue(11), CultureInfo.InvariantCulture);
+            message.DispatchedAt = reader.IsDBNull(12) ? null : _dialect.ReadTimestamp(reader, 12);
+            return message;
+        }, cancellationToken).ConfigureAwait(false);
+        return rows.Count == 0 ? null : rows[0];
+    }
+
+    /// <inheritdoc />
     public Task<OutboxSchemaStatus> GetSchemaStatusAsync(CancellationToken cancellationToken = default) =>
         WrapAsync("read the outbox table's version", async () =>
         {
