@@ -30,6 +30,7 @@ internal sealed partial class Bench
         RssSampler rss;
         await using (var relay = await MinimalRelay.CreateAsync(options.PostgresUrl, options.RabbitMQUrl, Payloads.RoutingKey(name), atMostOnce))
         {
+            await ProfileStartAsync();
             run = await broker.StartRunAsync(messages, tag);
             Collect();
             rss = RssSampler.Start();
@@ -71,6 +72,7 @@ internal sealed partial class Bench
         var commits = new long[messages];
         var transactions = messages / perTransaction;
         var next = -1;
+        await ProfileStartAsync();
         var run = await broker.StartRunAsync(messages, tag);
         Collect();
         var rss = RssSampler.Start();

@@ -210,10 +210,19 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
             return await workload();
         }
 
-        await PgProfile.ResetAsync(admin);
+        // The workload resets the statistics itself (ProfileStartAsync) once its table is set up, so the profile is its own work.
         var result = await workload();
         result.PgProfile = await PgProfile.CollectAsync(admin, schema, result.Messages);
         return result;
+    }
+
+    /// <summary>With <c>--pg-profile</c>, resets PostgreSQL's statistics: called by a workload once its table and backlog are ready.</summary>
+    private async Task ProfileStartAsync()
+    {
+        if (options.PgProfile)
+        {
+            await PgProfile.ResetAsync(admin);
+        }
     }
 
     private void AddRelay(Result result)
@@ -406,6 +415,7 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
         var tag = Payloads.NewTag();
         await Database.FillAsync(admin, messages, tag, Payloads.RoutingKey(name));
         await using var dispatchers = await Dispatchers.CreateAsync(options, dispatcherCount, batchSize, whatIf);
+        await ProfileStartAsync();
         var run = await broker.StartRunAsync(messages, tag);
         Collect();
         var rss = RssSampler.Start();
@@ -456,6 +466,7 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
         var commits = new long[messages];
         var transactions = messages / perTransaction;
         var next = -1;
+        await ProfileStartAsync();
         var run = await broker.StartRunAsync(messages, tag);
         Collect();
         var rss = RssSampler.Start();
