@@ -184,6 +184,16 @@ internal sealed class BenchOptions
         }
 
         options.LatencySeconds = seconds ?? (options.Quick ? 3 : 20);
+        if (options.SoakMessages <= 0 || options.SoakMessages % options.MessagesPerTransaction != 0)
+        {
+            throw new ArgumentException($"--soak-messages {options.SoakMessages} must be a positive multiple of {options.MessagesPerTransaction} (the soak commits transactions of {options.MessagesPerTransaction}).");
+        }
+
+        if (options.SoakRate is <= 0 or double.NaN)
+        {
+            throw new ArgumentException($"--soak-rate {options.SoakRate} must be positive (messages per second).");
+        }
+
         return options;
     }
 
