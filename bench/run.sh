@@ -27,6 +27,9 @@ readonly PG_BIN=/usr/lib/postgresql/15/bin
 readonly BENCH_DIR=${OUTBOXER_BENCH_DIR:-/tmp/outboxer-bench}
 readonly OWN_PG_PORT=${OUTBOXER_BENCH_PG_PORT:-5434}
 readonly OWN_PG_DIR=$BENCH_DIR/postgres
+# pg_stat_statements for --pg-profile (track = all: also the statements inside the notify trigger), and the trigger functions' time.
+# Loaded always, reset and read only with --pg-profile; its bookkeeping costs a few microseconds per statement.
+readonly PROFILING_SETTINGS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all -c track_functions=pl"
 
 log() { echo "[bench/run.sh] $*" >&2; }
 die() { echo "[bench/run.sh] ERROR: $*" >&2; exit 1; }
@@ -60,6 +63,8 @@ start_own_postgres() {
   if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$OWN_PG_PORT" 2>/dev/null; then
     [[ -f $OWN_PG_DIR/data/postmaster.pid ]] || die "127.0.0.1:$OWN_PG_PORT is taken by something else; set OUTBOXER_BENCH_PG_PORT"
     log "private PostgreSQL already running on 127.0.0.1:$OWN_PG_PORT ($OWN_PG_DIR/data); reusing it"
+    [[ $(psql -X -h 127.0.0.1 -p "$OWN_PG_PORT" -U postgres -d postgres -tAc "show shared_preload_libraries") == *pg_stat_statements* ]] ||
+      log "WARNING: it was started without pg_stat_statements (an older run.sh), so --pg-profile fails; stop it to get a new one"
   else
     if [[ ! -f $OWN_PG_DIR/data/PG_VERSION ]]; then
       log "initdb $OWN_PG_DIR/data"
@@ -68,7 +73,7 @@ start_own_postgres() {
     fi
     log "starting a private durable PostgreSQL on 127.0.0.1:$OWN_PG_PORT (defaults: fsync=on, synchronous_commit=on)"
     as_postgres "$PG_BIN/pg_ctl" -D "$OWN_PG_DIR/data" -l "$OWN_PG_DIR/server.log" -w -t 120 start \
-      -o "-c listen_addresses=127.0.0.1 -p $OWN_PG_PORT -k $OWN_PG_DIR -c max_connections=200 -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32" >"$OWN_PG_DIR/pg_ctl.log" 2>&1 ||
+      -o "-c listen_addresses=127.0.0.1 -p $OWN_PG_PORT -k $OWN_PG_DIR -c max_connections=200 -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32 $PROFILING_SETTINGS" >"$OWN_PG_DIR/pg_ctl.log" 2>&1 ||
       { tail -n 20 "$OWN_PG_DIR/pg_ctl.log" "$OWN_PG_DIR/server.log" >&2; die "the private PostgreSQL did not start"; }
     own_pg_started=1
   fi

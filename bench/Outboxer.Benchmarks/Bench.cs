@@ -12,6 +12,7 @@ namespace Outboxer.Benchmarks;
 internal sealed partial class Bench(BenchOptions options, Report report, Broker broker, NpgsqlDataSource admin)
 {
     private readonly Dictionary<int, double> _backlogRates = [];
+    private readonly Dictionary<string, Result> _relay = [];
     private double? _ceiling;
 
     private static double Seconds(long ticks) => ticks / (double)Stopwatch.Frequency;
@@ -51,30 +52,77 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
 
         if (options.Runs("W2"))
         {
+            if (options.Relay)
+            {
+                AddRelay(await Profiled("relay-W2", MinimalRelay.Schema, () => RelayDrainAsync("relay-W2", options.Messages, atMostOnce: false)));
+            }
+
             foreach (var batch in new[] { options.BatchSize }.Concat(options.BatchSweep.Where(b => b != options.BatchSize)))
             {
-                var result = await DrainCoreAsync(batch == options.BatchSize ? "W2" : $"W2-b{batch}", options.Messages, batch, 1);
+                var name = batch == options.BatchSize ? "W2" : $"W2-b{batch}";
+                var result = batch == options.BatchSize
+                    ? await Profiled(name, Database.Schema, () => DrainCoreAsync(name, options.Messages, batch, 1))
+                    : await DrainCoreAsync(name, options.Messages, batch, 1);
                 result.Target = "ratio >= 0.75";
                 result.TargetMet = result.RatioToCeiling is { } ratio ? ratio >= 0.75 : null;
                 _backlogRates[batch] = result.MsgsPerSec;
                 Add(result);
             }
+
+            if (options.Relay)
+            {
+                AddRelay(await RelayDrainAsync("relay-amo-W2", options.Messages, atMostOnce: true));
+            }
         }
 
         if (options.Runs("W1"))
         {
-            var result = await SaturationCoreAsync("W1", options.Messages);
-            result.Target = "ratio >= 0.55";
-            result.TargetMet = result.RatioToCeiling is { } ratio ? ratio >= 0.55 : null;
-            Add(result);
+            if (options.Relay)
+            {
+                AddRelay(await Profiled("relay-W1", MinimalRelay.Schema, () => RelaySaturationAsync("relay-W1", options.Messages, atMostOnce: false)));
+            }
+
+            foreach (var (name, many) in new[] { ("W1", false), ("W1-many", true) })
+            {
+                var result = await Profiled(name, Database.Schema, () => SaturationCoreAsync(name, options.Messages, many: many));
+                result.Target = "ratio >= 0.55";
+                result.TargetMet = result.RatioToCeiling is { } ratio ? ratio >= 0.55 : null;
+                Add(result);
+            }
+
+            if (options.Relay)
+            {
+                AddRelay(await RelaySaturationAsync("relay-amo-W1", options.Messages, atMostOnce: true));
+            }
         }
 
         if (options.Runs("W3a"))
         {
-            var result = await LatencyInProcessAsync();
-            result.Target = "p50 <= 2, p99 <= 5";
-            result.TargetMet = result.Latency is { P50: <= 2, P99: <= 5 } && result.Complete;
-            Add(result);
+            if (options.Relay)
+            {
+                AddRelay(await RelayLatencyAsync("relay-W3a", loaded: false));
+            }
+
+            foreach (var (name, send) in new[] { ("W3a", false), ("W3a-send", true) })
+            {
+                var result = await LatencyInProcessAsync(name, send: send);
+                result.Target = "p50 <= 2, p99 <= 5";
+                result.TargetMet = result.Latency is { P50: <= 2, P99: <= 5 } && result.Complete;
+                Add(result);
+            }
+
+            if (options.Loaded)
+            {
+                if (options.Relay)
+                {
+                    AddRelay(await RelayLatencyAsync("relay-W3a-loaded", loaded: true));
+                }
+
+                var result = await LatencyInProcessAsync("W3a-loaded", loaded: true);
+                result.Target = "p99 <= 50";
+                result.TargetMet = result.Latency is { P99: <= 50 } && result.Complete;
+                Add(result);
+            }
         }
 
         if (options.Runs("W3b"))
@@ -83,6 +131,13 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
             result.Target = "p50 <= 5, p99 <= 20";
             result.TargetMet = result.Latency is { P50: <= 5, P99: <= 20 } && result.Complete;
             Add(result);
+            if (options.Loaded)
+            {
+                var loaded = await LatencyCrossProcessAsync("W3b-loaded", loaded: true);
+                loaded.Target = "p99 <= 50";
+                loaded.TargetMet = loaded.Latency is { P99: <= 50 } && loaded.Complete;
+                Add(loaded);
+            }
         }
 
         foreach (var dispatchers in new[] { 2, 4 })
@@ -137,6 +192,49 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
         }
 
         await RunLogModeAsync();
+
+        if (options.Soak)
+        {
+            var soak = new Soak(options, broker, admin);
+            var rate = options.SoakRate ?? (report.Results.FirstOrDefault(r => r.Workload == "W1") is { } w1 ? 0.8 * w1.MsgsPerSec : 2_000);
+            Add(await soak.RunAsync(rate));
+        }
+    }
+
+    /// <summary>
+    /// With <c>--pg-profile</c>: resets pg_stat_statements before the workload and reads, after it, where PostgreSQL's time went in
+    /// <paramref name="schema"/> (see <see cref="PgProfile"/>); otherwise just runs it.
+    /// </summary>
+    private async Task<Result> Profiled(string name, string schema, Func<Task<Result>> workload)
+    {
+        if (!options.PgProfile)
+        {
+            return await workload();
+        }
+
+        // The workload resets the statistics itself (ProfileStartAsync) once its table is set up, so the profile is its own work.
+        var result = await workload();
+        result.PgProfile = await PgProfile.CollectAsync(admin, schema, result.Messages);
+        return result;
+    }
+
+    /// <summary>With <c>--pg-profile</c>, resets PostgreSQL's statistics: called by a workload once its table and backlog are ready.</summary>
+    private async Task ProfileStartAsync()
+    {
+        if (options.PgProfile)
+        {
+            await PgProfile.ResetAsync(admin);
+        }
+    }
+
+    private void AddRelay(Result result)
+    {
+        if (!result.Workload.StartsWith("relay-amo", StringComparison.Ordinal))
+        {
+            _relay[result.Workload["relay-".Length..]] = result;
+        }
+
+        Add(result);
     }
 
     private static string WhatIfText(bool whatIf) =>
@@ -158,11 +256,27 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
             + "synchronous_commit=off (a lost claim or mark only means a publish again); producers stay durable";
     }
 
+    /// <summary>The at-least-once minimal relay's workload an Outboxer workload compares with, or null.</summary>
+    private static string? RelayCounterpart(string workload) => workload switch
+    {
+        _ when workload.StartsWith("relay-", StringComparison.Ordinal) => null,
+        _ when workload.StartsWith("W1", StringComparison.Ordinal) => "W1",
+        _ when workload.StartsWith("W2", StringComparison.Ordinal) || workload.StartsWith("W4", StringComparison.Ordinal) => "W2",
+        _ when workload.EndsWith("-loaded", StringComparison.Ordinal) => "W3a-loaded",
+        _ when workload.StartsWith("W3", StringComparison.Ordinal) => "W3a",
+        _ => null,
+    };
+
     private void Add(Result result)
     {
-        if (!result.Workload.StartsWith("W3", StringComparison.Ordinal) && result.Workload != "W5")
+        if (!result.Workload.Contains("W3", StringComparison.Ordinal) && result.Workload != "W5" && !result.Workload.StartsWith("W6", StringComparison.Ordinal))
         {
             result.Ceiling ??= _ceiling;
+        }
+
+        if (RelayCounterpart(result.Workload) is { } key && _relay.TryGetValue(key, out var relay))
+        {
+            result.Relay = relay;
         }
 
         report.Add(result);
@@ -303,6 +417,7 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
         var tag = Payloads.NewTag();
         await Database.FillAsync(admin, messages, tag, Payloads.RoutingKey(name));
         await using var dispatchers = await Dispatchers.CreateAsync(options, dispatcherCount, batchSize, whatIf);
+        await ProfileStartAsync();
         var run = await broker.StartRunAsync(messages, tag);
         Collect();
         var rss = RssSampler.Start();
@@ -340,10 +455,10 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
     /// W1: a dispatcher runs while 4 producer tasks commit transactions of 10 messages as fast as they can, until
     /// <paramref name="messages"/>; messages/s from the first commit to the last message consumed, and commit-to-consumer latency.
     /// </summary>
-    private async Task<Result> SaturationCoreAsync(string name, int messages, bool whatIf = false)
+    private async Task<Result> SaturationCoreAsync(string name, int messages, bool whatIf = false, bool many = false)
     {
         var perTransaction = options.MessagesPerTransaction;
-        Log($"{name}: {options.Producers} producers x transactions of {perTransaction}, {messages:N0} messages, dispatcher running{WhatIfText(whatIf)}");
+        Log($"{name}: {options.Producers} producers x transactions of {perTransaction} ({(many ? "EnqueueManyAsync of the 10" : "EnqueueAsync x 10")}), {messages:N0} messages, dispatcher running{WhatIfText(whatIf)}");
         await ResetAsync(whatIf);
         var tag = Payloads.NewTag();
         var routingKey = Payloads.RoutingKey(name);
@@ -353,6 +468,7 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
         var commits = new long[messages];
         var transactions = messages / perTransaction;
         var next = -1;
+        await ProfileStartAsync();
         var run = await broker.StartRunAsync(messages, tag);
         Collect();
         var rss = RssSampler.Start();
@@ -387,6 +503,7 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
         result.Extra["dispatcher_errors"] = dispatchers.Errors();
         result.Extra["producers"] = options.Producers;
         result.Extra["messages_per_transaction"] = perTransaction;
+        result.Extra["producer_shape"] = many ? "EnqueueManyAsync of the transaction's 10 messages" : "EnqueueAsync x 10 per transaction";
         result.Extra["produce_seconds"] = Math.Round(Seconds(produced - producing), 3);
         result.Extra["commit_rate"] = Math.Round(messages / Seconds(produced - producing), 0);
         result.Extra["negative_latencies"] = negative;
@@ -402,9 +519,22 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
                 await using var connection = await dataSource.OpenConnectionAsync();
                 await using var transaction = await connection.BeginTransactionAsync();
                 var first = k * perTransaction;
-                for (var j = 0; j < perTransaction; j++)
+                if (many)
                 {
-                    await outbox.EnqueueAsync(transaction, Payloads.Message(first + j, tag, routingKey));
+                    var batch = new OutboxMessage[perTransaction];
+                    for (var j = 0; j < perTransaction; j++)
+                    {
+                        batch[j] = Payloads.Message(first + j, tag, routingKey);
+                    }
+
+                    await outbox.EnqueueManyAsync(transaction, batch);
+                }
+                else
+                {
+                    for (var j = 0; j < perTransaction; j++)
+                    {
+                        await outbox.EnqueueAsync(transaction, Payloads.Message(first + j, tag, routingKey));
+                    }
                 }
 
                 await transaction.CommitAsync();
@@ -422,9 +552,10 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
     private int LatencyWarmup => (int)(options.LatencyRate * options.LatencyWarmupSeconds);
 
     /// <summary>W3a: one message per transaction at a steady rate, the producer in the dispatcher's process (local wake-up).</summary>
-    private async Task<Result> LatencyInProcessAsync(string name = "W3a", bool whatIf = false)
+    private async Task<Result> LatencyInProcessAsync(string name = "W3a", bool whatIf = false, bool send = false, bool loaded = false)
     {
-        Log($"{name}: {options.LatencyRate} msg/s for {options.LatencySeconds} s (+{options.LatencyWarmupSeconds} s warm-up), producer in this process{WhatIfText(whatIf)}");
+        Log($"{name}: {options.LatencyRate} msg/s for {options.LatencySeconds} s (+{options.LatencyWarmupSeconds} s warm-up), producer in this process"
+            + (send ? " through SendWithinTransactionAsync (empty callback)" : " (EnqueueAsync in its own transaction)") + (loaded ? $", {Environment.ProcessorCount} CPU burners" : string.Empty) + WhatIfText(whatIf));
         await ResetAsync(whatIf);
         var tag = Payloads.NewTag();
         await using var dispatchers = await Dispatchers.CreateAsync(options, 1, options.BatchSize, whatIf);
@@ -434,15 +565,35 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
         await Producer.WarmUpAsync(dispatchers.First, dispatchers.ApplicationDataSource, Payloads.RoutingKey(name));
         await Task.Delay(300); // the dispatcher's first (empty) claim and LISTEN
         Collect();
+        await using var burners = loaded ? Burners.Start() : null;
         var rss = RssSampler.Start();
-        var stats = await Producer.RunPacedAsync(
-            dispatchers.First, dispatchers.ApplicationDataSource, tag, Payloads.RoutingKey(name), options.LatencyRate, commits, CancellationToken.None);
+        var outbox = dispatchers.First;
+        var routingKey = Payloads.RoutingKey(name);
+        var stats = send
+            ? await Producer.RunPacedAsync(
+                async (sequence, ct) =>
+                {
+                    await outbox.SendWithinTransactionAsync(Payloads.Message(sequence, tag, routingKey), static (_, _) => Task.CompletedTask, ct);
+                    return Stopwatch.GetTimestamp();
+                },
+                options.LatencyRate,
+                commits,
+                CancellationToken.None)
+            : await Producer.RunPacedAsync(outbox, dispatchers.ApplicationDataSource, tag, routingKey, options.LatencyRate, commits, CancellationToken.None);
         var complete = await run.WaitAsync(TimeSpan.FromSeconds(60));
         var peak = await rss.StopAsync();
         broker.EndRun();
         var result = LatencyResult(name, stats, commits, run, complete, peak, dispatchers.Profile(options.LatencySeconds + options.LatencyWarmupSeconds));
         result.Extra["dispatcher_errors"] = dispatchers.Errors();
-        AddThreadPool(result, rss);
+        result.Extra["producer_shape"] = send
+            ? "SendWithinTransactionAsync with an empty callback (the outbox opens and commits the transaction)"
+            : "EnqueueAsync in the producer's own transaction";
+        if (burners is not null)
+        {
+            result.Extra["cpu_burners"] = burners.Count;
+        }
+
+        AddThreadPool(result, rss, LatencyTotal);
         return result;
     }
 
@@ -450,10 +601,10 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
     /// W3b: as W3a, but the producer is this same program started again in <c>producer</c> mode: only PostgreSQL connects the two
     /// processes (the insert trigger's NOTIFY wakes the dispatcher).
     /// </summary>
-    private async Task<Result> LatencyCrossProcessAsync()
+    private async Task<Result> LatencyCrossProcessAsync(string name = "W3b", bool loaded = false)
     {
-        const string name = "W3b";
-        Log($"{name}: {options.LatencyRate} msg/s for {options.LatencySeconds} s (+{options.LatencyWarmupSeconds} s warm-up), producer in a child process");
+        Log($"{name}: {options.LatencyRate} msg/s for {options.LatencySeconds} s (+{options.LatencyWarmupSeconds} s warm-up), producer in a child process"
+            + (loaded ? $", {Environment.ProcessorCount} CPU burners" : string.Empty));
         await Database.ResetAsync(admin);
         var tag = Payloads.NewTag();
         var routingKey = Payloads.RoutingKey(name);
@@ -485,6 +636,7 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
         }
 
         Collect();
+        await using var burners = loaded ? Burners.Start() : null;
         var rss = RssSampler.Start();
         var spawned = Stopwatch.GetTimestamp();
         using var child = Process.Start(start) ?? throw new InvalidOperationException("Could not start the producer process.");
@@ -515,7 +667,12 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
         var stats = PacedStats.FromJson(JsonNode.Parse(line)!.AsObject(), first, commits.Max());
         var result = LatencyResult(name, stats, commits, run, complete, peak, dispatchers.Profile(options.LatencySeconds + options.LatencyWarmupSeconds));
         result.Extra["dispatcher_errors"] = dispatchers.Errors();
-        AddThreadPool(result, rss);
+        if (burners is not null)
+        {
+            result.Extra["cpu_burners"] = burners.Count;
+        }
+
+        AddThreadPool(result, rss, LatencyTotal);
         result.Extra["producer_process"] = "this program in producer mode; Stopwatch (CLOCK_MONOTONIC) timestamps shared across processes";
         return result;
     }
@@ -652,8 +809,13 @@ internal sealed partial class Bench(BenchOptions options, Report report, Broker 
         return Latency.Of(milliseconds);
     }
 
-    private static void AddThreadPool(Result result, RssSampler rss)
+    private static void AddThreadPool(Result result, RssSampler rss, int? cpuMessages = null)
     {
+        if (rss.CpuSeconds is { } cpu && (cpuMessages ?? result.Messages) is > 0 and var count)
+        {
+            result.CpuPer10k = cpu.ToDictionary(p => p.Key, p => p.Value * 10_000 / count, StringComparer.Ordinal);
+        }
+
         result.Extra["threadpool_max_queue"] = rss.MaxThreadPoolQueue;
         result.Extra["threadpool_max_threads"] = rss.MaxThreadPoolThreads;
         result.Extra["managed_heap_mb_max"] = Math.Round(rss.MaxManagedMegabytes, 1);

@@ -6,7 +6,7 @@ namespace Outboxer.Benchmarks;
 internal sealed class BenchOptions
 {
     /// <summary>Every workload, in the order a full run executes them.</summary>
-    public static readonly string[] AllWorkloads = ["ceiling", "W5", "W2", "W1", "W3a", "W3b", "W4-2d", "W4-4d", "W4-1M", "W1-log", "W2-log", "W3-log"];
+    public static readonly string[] AllWorkloads = ["ceiling", "W5", "W2", "W1", "W3a", "W3b", "W4-2d", "W4-4d", "W4-1M", "W1-log", "W2-log", "W3-log", "W6"];
 
     public string PostgresUrl { get; private set; } = Environment.GetEnvironmentVariable("OUTBOXER_POSTGRES_URL") ?? string.Empty;
 
@@ -59,6 +59,23 @@ internal sealed class BenchOptions
 
     public bool Help { get; private set; }
 
+    /// <summary>Runs the minimal relay's workloads beside Outboxer's (W2, W1, W3a); --no-relay turns them off.</summary>
+    public bool Relay { get; private set; } = true;
+
+    /// <summary>Adds W3a/W3b (and the relay's W3a) with one CPU burner per core.</summary>
+    public bool Loaded { get; private set; }
+
+    /// <summary>Runs W6, the soak (never in the default run).</summary>
+    public bool Soak { get; private set; }
+
+    public int SoakMessages { get; private set; } = 3_000_000;
+
+    /// <summary>The soak's offered rate; null: 0.8 x this run's W1, or 2,000 msg/s without W1.</summary>
+    public double? SoakRate { get; private set; }
+
+    /// <summary>Reads pg_stat_statements and the table statistics around W1 and W2 (Outboxer's and the relay's).</summary>
+    public bool PgProfile { get; private set; }
+
     /// <summary>OutboxOptions.MaxBatchesInFlight for every dispatcher; null for the library's default.</summary>
     public int? BatchesInFlight { get; private set; }
 
@@ -86,6 +103,25 @@ internal sealed class BenchOptions
                     break;
                 case "--what-if":
                     options.WhatIf = true;
+                    break;
+                case "--no-relay":
+                    options.Relay = false;
+                    break;
+                case "--loaded":
+                    options.Loaded = true;
+                    break;
+                case "--soak":
+                    options.Soak = true;
+                    break;
+                case "--soak-messages":
+                    options.SoakMessages = int.Parse(Value(), CultureInfo.InvariantCulture);
+                    options.Soak = true;
+                    break;
+                case "--soak-rate":
+                    options.SoakRate = double.Parse(Value(), CultureInfo.InvariantCulture);
+                    break;
+                case "--pg-profile":
+                    options.PgProfile = true;
                     break;
                 case "--dump-latency":
                     options.DumpLatency = true;
@@ -148,6 +184,16 @@ internal sealed class BenchOptions
         }
 
         options.LatencySeconds = seconds ?? (options.Quick ? 3 : 20);
+        if (options.SoakMessages <= 0 || options.SoakMessages % options.MessagesPerTransaction != 0)
+        {
+            throw new ArgumentException($"--soak-messages {options.SoakMessages} must be a positive multiple of {options.MessagesPerTransaction} (the soak commits transactions of {options.MessagesPerTransaction}).");
+        }
+
+        if (options.SoakRate is <= 0 or double.NaN)
+        {
+            throw new ArgumentException($"--soak-rate {options.SoakRate} must be positive (messages per second).");
+        }
+
         return options;
     }
 
@@ -165,6 +211,10 @@ internal sealed class BenchOptions
                 Only.Add("W4-2d");
                 Only.Add("W4-4d");
                 Only.Add("W4-1M");
+                break;
+            case "W6":
+                Only.Add("W6");
+                Soak = true;
                 break;
             default:
                 var known = AllWorkloads.FirstOrDefault(w => string.Equals(w, name, StringComparison.OrdinalIgnoreCase))
@@ -189,9 +239,10 @@ internal sealed class BenchOptions
         Outboxer benchmark: PostgreSQL (durable) -> Outboxer dispatcher -> RabbitMQ (confirms, persistent, durable queue).
 
         usage: Outboxer.Benchmarks [options]            (bash bench/run.sh [options] starts the servers and builds first)
-          --only W2,W3a       run only these workloads (ceiling, W1, W2, W3a, W3b, W3, W4-1M, W4-2d, W4-4d, W4, W5,
+          --only W2,W3a       run only these workloads (ceiling, W1, W2, W3a, W3b, W3, W4-1M, W4-2d, W4-4d, W4, W5, W6,
                               W1-log, W2-log, W3-log: the PostgreSQL log mode, each on a slot of its own);
-                              W1/W2 add the ceiling and W4 adds W2, which their targets are measured against
+                              W1/W2 add the ceiling and W4 adds W2, which their targets are measured against; W1, W2
+                              and W3a bring their variants (W1-many, W2-b500, W3a-send) and the minimal relay's rows
           --quick             smoke run: 10x smaller counts, W3 for 3 s
           --profile           time the dispatcher's claim SQL, publish/confirm wait and mark SQL per batch
           --batch N           OutboxOptions.MessageBatchSize for every dispatcher (default 100)
@@ -207,6 +258,12 @@ internal sealed class BenchOptions
           --artifacts DIR     where bench.jsonl is appended (default <repo>/artifacts)
           --no-warmup         skip the unreported warm-up pass
           --dump-latency      write W3's per-message latencies to artifacts/latency-<workload>.csv
+          --no-relay          skip the minimal relay's workloads (relay-W2, relay-W1, relay-W3a and the at-most-once bounds)
+          --loaded            also run W3a and W3b (and relay-W3a) with one CPU burner per core (W3a-loaded, W3b-loaded)
+          --soak              also run W6, the soak (--only W6 runs it alone): --soak-messages N (default 3,000,000),
+                              --soak-rate R (default 0.8 x this run's W1, or 2,000 msg/s), cleanup with a 10 s retention
+          --pg-profile        pg_stat_statements and table/index/WAL statistics around W1, W1-many and W2 and the relay's W1/W2
+                              (needs pg_stat_statements preloaded: bench/run.sh's private PostgreSQL has it)
           --what-if           also run W2, W1 and W3a with two library changes simulated from outside: the NOTIFY trigger
                               disabled and the dispatcher's claim/mark committed with synchronous_commit=off
         Results: one JSON object per line on stdout and appended to artifacts/bench.jsonl, then a markdown table.

@@ -77,8 +77,28 @@ internal static class Producer
         }
     }
 
+    /// <summary>The W3 producer through <see cref="Outbox.EnqueueAsync(System.Data.Common.DbTransaction, OutboxMessage, CancellationToken)"/> in its own transaction.</summary>
+    public static Task<PacedStats> RunPacedAsync(
+        Outbox outbox, NpgsqlDataSource dataSource, long tag, string routingKey, int rate, long[] commitTimestamps, CancellationToken cancellationToken) =>
+        RunPacedAsync(
+            async (sequence, ct) =>
+            {
+                await using var connection = await dataSource.OpenConnectionAsync(ct);
+                await using var transaction = await connection.BeginTransactionAsync(ct);
+                await outbox.EnqueueAsync(transaction, Payloads.Message(sequence, tag, routingKey), ct);
+                await transaction.CommitAsync(ct);
+                return Stopwatch.GetTimestamp();
+            },
+            rate,
+            commitTimestamps,
+            cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="transact"/> for every sequence number on the open-loop schedule; it commits one message's transaction and
+    /// returns the Stopwatch timestamp right after its commit returned.
+    /// </summary>
     public static async Task<PacedStats> RunPacedAsync(
-        Outbox outbox, NpgsqlDataSource dataSource, long tag, string routingKey, int rate, long[] commitTimestamps, CancellationToken cancellationToken)
+        Func<int, CancellationToken, Task<long>> transact, int rate, long[] commitTimestamps, CancellationToken cancellationToken)
     {
         var total = commitTimestamps.Length;
         var interval = Stopwatch.Frequency / (double)rate;
@@ -139,11 +159,7 @@ internal static class Producer
             var started = Stopwatch.GetTimestamp();
             try
             {
-                await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-                await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-                await outbox.EnqueueAsync(transaction, Payloads.Message(sequence, tag, routingKey), cancellationToken);
-                await transaction.CommitAsync(cancellationToken);
-                var committed = Stopwatch.GetTimestamp();
+                var committed = await transact(sequence, cancellationToken);
                 commitTimestamps[sequence] = committed;
                 transactionMs[sequence] = (committed - started) * 1000.0 / Stopwatch.Frequency;
             }

@@ -53,6 +53,14 @@ internal static class Program
         var fullPageWrites = await Database.ShowAsync(admin, "full_page_writes");
         var serverVersion = await Database.ShowAsync(admin, "server_version");
         var durable = fsync == "on" && synchronousCommit != "off";
+        await using (var backend = admin.CreateCommand("SELECT pg_backend_pid()"))
+        {
+            // The CPU of this server only (its postmaster and the postmaster's children), not of other PostgreSQL servers on the machine.
+            var postmaster = CpuTimes.ParentOf((int)(await backend.ExecuteScalarAsync())!);
+            CpuTimes.Postmaster = postmaster > 1 && File.Exists($"/proc/{postmaster}/stat") ? postmaster : 0;
+        }
+
+        var loadBefore = LoadAverage();
         var warning = durable ? null : $"PostgreSQL is NOT durable (fsync={fsync}, synchronous_commit={synchronousCommit}): commits skip the disk flush, results are not comparable with the targets.";
         if (warning is not null)
         {
@@ -72,6 +80,7 @@ internal static class Program
             ["run_id"] = now.ToString("yyyyMMdd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture),
             ["cpus"] = Environment.ProcessorCount,
             ["runtime"] = RuntimeInformation.FrameworkDescription,
+            ["loadavg_before"] = loadBefore,
         };
         if (warning is not null)
         {
@@ -95,7 +104,10 @@ internal static class Program
         finally
         {
             await Database.DropAsync(admin);
+            await MinimalRelay.DropAsync(admin);
         }
+
+        var loadAfter = LoadAverage();
 
         var summary = new StringBuilder();
         summary.AppendLine();
@@ -103,7 +115,8 @@ internal static class Program
         summary.AppendLine();
         summary.AppendLine($"PostgreSQL {serverVersion} ({options.PostgresLabel}): fsync={fsync}, synchronous_commit={synchronousCommit}, full_page_writes={fullPageWrites}; "
             + $"{Environment.ProcessorCount} CPUs; {RuntimeInformation.FrameworkDescription}; MessageBatchSize {options.BatchSize} unless the batch column says otherwise; "
-            + $"total {Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s; process peak RSS (VmHWM) {RssSampler.LifetimePeakMegabytes():F0} MB.");
+            + $"total {Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s; process peak RSS (VmHWM) {RssSampler.LifetimePeakMegabytes():F0} MB. "
+            + $"Load average (1/5/15 min) before: {loadBefore}; after: {loadAfter}.");
         if (warning is not null)
         {
             summary.AppendLine();
@@ -115,7 +128,25 @@ internal static class Program
         summary.AppendLine();
         summary.AppendLine("Targets (reported, never enforced): W2 >= 0.75 x ceiling; W1 >= 0.55 x ceiling; W3a p50 <= 2 ms, p99 <= 5 ms; "
             + "W3b p50 <= 5 ms, p99 <= 20 ms; W4-1M >= 0.8 x W2; W4-2d and W4-4d >= W2; peak RSS of the dispatcher's process <= 200 MB "
-            + "(this process: it also hosts the consumer and the producers of W1/W3a); W5 >= 50,000 msg/s.");
+            + "(this process: it also hosts the consumer and the producers of W1/W3a); W5 >= 50,000 msg/s; loaded variants p99 <= 50 ms. "
+            + "\"x relay\": msg/s over the at-least-once minimal relay's same workload (relay-W1, relay-W2; W4 against relay-W2), or for W3 the "
+            + "p50 and p99 over relay-W3a's; \"PG CPU x relay\": PostgreSQL CPU-seconds per message over the relay's (issue 16's targets: "
+            + "W1 and W2 >= 1.0 x relay, PostgreSQL CPU <= 1.3 x relay). CPU s / 10k msgs: this process (dispatcher or relay, consumer, "
+            + "in-process producers), the benchmark's PostgreSQL, RabbitMQ (shared: includes anything else using it meanwhile).");
+        var pgProfile = PgProfile.Table(report.Results);
+        if (pgProfile.Length > 0)
+        {
+            summary.AppendLine();
+            summary.Append(pgProfile);
+        }
+
+        var soak = Soak.Table(report.Results);
+        if (soak.Length > 0)
+        {
+            summary.AppendLine();
+            summary.Append(soak);
+        }
+
         var profile = report.ProfileTable();
         if (profile.Length > 0)
         {
@@ -130,6 +161,20 @@ internal static class Program
         }
 
         return failed ? 1 : 0;
+    }
+
+    /// <summary>The machine's load averages over 1, 5 and 15 minutes (/proc/loadavg), as text.</summary>
+    private static string LoadAverage()
+    {
+        try
+        {
+            var fields = File.ReadAllText("/proc/loadavg").Split(' ');
+            return $"{fields[0]} / {fields[1]} / {fields[2]}";
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
     }
 
     private static void Loud(string warning)

@@ -25,7 +25,7 @@ internal sealed class Result
 
     public double PeakRssMb { get; init; }
 
-    public int? BatchSize { get; init; }
+    public int? BatchSize { get; set; }
 
     public int Dispatchers { get; init; } = 1;
 
@@ -39,6 +39,20 @@ internal sealed class Result
     public JsonObject Extra { get; } = [];
 
     public JsonObject? Profile { get; set; }
+
+    /// <summary>Gets or sets the at-least-once minimal relay's result of the same workload (null for the relay's own rows).</summary>
+    public Result? Relay { get; set; }
+
+    /// <summary>Throughput relative to <see cref="Relay"/> (W1, W2, W4; W3 compares latencies instead), or null.</summary>
+    public double? RatioToRelay => Relay is { MsgsPerSec: > 0 } r && !Workload.Contains("W3", StringComparison.Ordinal) ? MsgsPerSec / r.MsgsPerSec : null;
+
+    /// <summary>CPU seconds per 10,000 messages for each process group (bench, postgres, rabbitmq, ...), or null.</summary>
+    public Dictionary<string, double>? CpuPer10k { get; set; }
+
+    /// <summary>With --pg-profile: where PostgreSQL's time went (see <see cref="PgProfile"/>).</summary>
+    public JsonObject? PgProfile { get; set; }
+
+    public bool IsRelay => Workload.StartsWith("relay-", StringComparison.Ordinal);
 }
 
 /// <summary>Commit-to-consumer latency percentiles, in milliseconds.</summary>
@@ -100,6 +114,38 @@ internal sealed class Report(string jsonlPath, JsonObject common)
             ["target_met"] = r.TargetMet,
             ["rss_target_met"] = r.PeakRssMb <= RssTargetMb,
         };
+        if (r.CpuPer10k is { } cpu)
+        {
+            var per10k = new JsonObject();
+            foreach (var (group, seconds) in cpu)
+            {
+                per10k[group] = Math.Round(seconds, 3);
+            }
+
+            json["cpu_seconds_per_10k_messages"] = per10k;
+        }
+
+        if (r.Relay is { } relay)
+        {
+            json["relay_workload"] = relay.Workload;
+            json["relay_msgs_per_sec"] = Round(relay.MsgsPerSec, 0);
+            json["ratio_to_relay"] = Round(r.RatioToRelay, 3);
+            if (r.Latency is { } latency && relay.Latency is { } relayLatency && r.Workload.StartsWith("W3", StringComparison.Ordinal))
+            {
+                json["p50_ratio_to_relay"] = Round(latency.P50 / relayLatency.P50, 2);
+                json["p99_ratio_to_relay"] = Round(latency.P99 / relayLatency.P99, 2);
+            }
+
+            if (r.CpuPer10k?.GetValueOrDefault("postgres") is > 0 and var pg && relay.CpuPer10k?.GetValueOrDefault("postgres") is > 0 and var relayPg)
+            {
+                json["postgres_cpu_ratio_to_relay"] = Round(pg / relayPg, 2);
+            }
+        }
+
+        if (r.PgProfile is not null)
+        {
+            json["pg_profile"] = r.PgProfile.DeepClone();
+        }
         foreach (var (key, value) in r.Extra)
         {
             json[key] = value?.DeepClone();
@@ -122,14 +168,22 @@ internal sealed class Report(string jsonlPath, JsonObject common)
     {
         static string F(double? value, string format) => value is { } v && double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "";
         var text = new StringBuilder();
-        text.AppendLine("| workload | batch | disp. | messages | seconds | msg/s | x ceiling | p50 ms | p90 ms | p99 ms | max ms | peak RSS MB | target | met |");
-        text.AppendLine("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|");
+        text.AppendLine("| workload | batch | disp. | messages | seconds | msg/s | x ceiling | x relay | p50 ms | p90 ms | p99 ms | max ms | CPU s / 10k msgs: process / PG / MQ | PG CPU x relay | peak RSS MB | target | met |");
+        text.AppendLine("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|");
         foreach (var r in Results)
         {
             var met = r.TargetMet switch { true => "yes", false => "**NO**", null => "" };
             var rss = F(r.PeakRssMb, "F0") + (r.PeakRssMb > RssTargetMb ? " **(> 200)**" : "");
-            text.Append(CultureInfo.InvariantCulture, $"| {r.Workload}{(r.Complete ? "" : " (incomplete)")} | {r.BatchSize?.ToString(CultureInfo.InvariantCulture) ?? ""} | {r.Dispatchers} | {r.Messages:N0} | {F(r.Seconds, "F2")} | {F(r.MsgsPerSec, "N0")} ")
-                .Append(CultureInfo.InvariantCulture, $"| {F(r.RatioToCeiling, "F2")} | {F(r.Latency?.P50, "F2")} | {F(r.Latency?.P90, "F2")} | {F(r.Latency?.P99, "F2")} | {F(r.Latency?.Max, "F2")} ")
+            var name = r.Workload.StartsWith("relay-amo", StringComparison.Ordinal) ? $"({r.Workload}: at most once, upper bound only)" : r.Workload;
+            var relayRatio = r.RatioToRelay is { } ratio ? F(ratio, "F2")
+                : r.Relay?.Latency is { } rl && r.Latency is { } l ? $"p50 {F(l.P50 / rl.P50, "F1")} / p99 {F(l.P99 / rl.P99, "F1")}" : "";
+            var cpu = r.CpuPer10k is { } c
+                ? $"{F(c.GetValueOrDefault("bench"), "F2")} / {F(c.GetValueOrDefault("postgres"), "F2")} / {F(c.GetValueOrDefault("rabbitmq"), "F2")}"
+                : "";
+            var pgRatio = r.Relay?.CpuPer10k?.GetValueOrDefault("postgres") is > 0 and var relayPg && r.CpuPer10k?.GetValueOrDefault("postgres") is { } pg
+                ? F(pg / relayPg, "F2") : "";
+            text.Append(CultureInfo.InvariantCulture, $"| {name}{(r.Complete ? "" : " (incomplete)")} | {r.BatchSize?.ToString(CultureInfo.InvariantCulture) ?? ""} | {r.Dispatchers} | {r.Messages:N0} | {F(r.Seconds, "F2")} | {F(r.MsgsPerSec, "N0")} ")
+                .Append(CultureInfo.InvariantCulture, $"| {F(r.RatioToCeiling, "F2")} | {relayRatio} | {F(r.Latency?.P50, "F2")} | {F(r.Latency?.P90, "F2")} | {F(r.Latency?.P99, "F2")} | {F(r.Latency?.Max, "F2")} | {cpu} | {pgRatio} ")
                 .AppendLine(CultureInfo.InvariantCulture, $"| {rss} | {r.Target ?? ""} | {met} |");
         }
 

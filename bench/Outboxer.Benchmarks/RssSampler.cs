@@ -19,6 +19,7 @@ internal sealed class RssSampler : IAsyncDisposable
 
     private readonly CpuTimes _cpuAtStart = CpuTimes.Take();
     private JsonObject? _cpu;
+    private Dictionary<string, double>? _cpuSeconds;
 
     private RssSampler()
     {
@@ -39,6 +40,9 @@ internal sealed class RssSampler : IAsyncDisposable
     /// <summary>Each process group's share of the machine's CPU capacity from start to stop (see <see cref="CpuTimes"/>).</summary>
     public JsonObject? CpuShare => _cpu;
 
+    /// <summary>CPU seconds per process group from start to stop (see <see cref="CpuTimes"/>).</summary>
+    public IReadOnlyDictionary<string, double>? CpuSeconds => _cpuSeconds;
+
     /// <summary>The most thread-pool threads seen in a sample.</summary>
     public int MaxThreadPoolThreads => Volatile.Read(ref _maxThreads);
 
@@ -49,7 +53,13 @@ internal sealed class RssSampler : IAsyncDisposable
     {
         await _stop.CancelAsync();
         await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        _cpu ??= CpuTimes.Take().Since(_cpuAtStart);
+        if (_cpu is null)
+        {
+            var end = CpuTimes.Take();
+            _cpu = end.Since(_cpuAtStart);
+            _cpuSeconds = end.SecondsSince(_cpuAtStart);
+        }
+
         Sample();
         return PeakMegabytes;
     }
