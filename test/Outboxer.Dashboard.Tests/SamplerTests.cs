@@ -37,12 +37,12 @@ public sealed class SamplerTests : IAsyncLifetime
         var sampler = new Sampler(new DashboardOutboxes(new ServiceCollection(), services, Options.Create(options)), Options.Create(options), time, NullLogger<Sampler>.Instance);
 
         await sampler.SampleOnceAsync(Ct);
-        await store.ClaimAsync(20, T0, T0.AddMinutes(5), Ct);
-        await store.MarkDispatchedAsync(ids[..10], T0.AddSeconds(5), Ct);
-        await store.ReleaseAsync(ids[10], T0.AddMinutes(1), "broker down", Ct);
+        var token = (await store.ClaimAsync(20, T0, T0.AddMinutes(5), Ct))[0].LeaseToken;
+        await store.MarkDispatchedAsync(ids[..10], token, T0.AddSeconds(5), Ct);
+        await store.ReleaseAsync(ids[10], token, T0.AddMinutes(1), "broker down", Ct);
         time.Advance(TimeSpan.FromSeconds(10));
         await sampler.SampleOnceAsync(Ct);
-        await store.MarkDispatchedAsync(ids[11..16], T0.AddSeconds(12), Ct);
+        await store.MarkDispatchedAsync(ids[11..16], token, T0.AddSeconds(12), Ct);
         time.Advance(TimeSpan.FromSeconds(10));
         await sampler.SampleOnceAsync(Ct);
         time.Advance(TimeSpan.FromSeconds(10));

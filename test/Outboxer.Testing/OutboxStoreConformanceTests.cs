@@ -677,10 +677,10 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
             messages.Add(message);
         }
 
-        await store.ClaimAsync(4, T0, T0.AddSeconds(30), Ct);
-        await store.MarkDispatchedAsync([messages[0].Id], T0.AddSeconds(1), Ct);
-        await store.DeadLetterAsync(messages[1].Id, T0.AddSeconds(2), "gave up", Ct);
-        await store.ReleaseAsync(messages[2].Id, T0.AddMinutes(1), "broker down", Ct);
+        var token = (await store.ClaimAsync(4, T0, T0.AddSeconds(30), Ct))[0].LeaseToken;
+        await store.MarkDispatchedAsync([messages[0].Id], token, T0.AddSeconds(1), Ct);
+        await store.DeadLetterAsync(messages[1].Id, token, T0.AddSeconds(2), "gave up", Ct);
+        await store.ReleaseAsync(messages[2].Id, token, T0.AddMinutes(1), "broker down", Ct);
 
         var dispatched = await store.GetMessageAsync(messages[0].Id, Ct);
         Assert.NotNull(dispatched);
