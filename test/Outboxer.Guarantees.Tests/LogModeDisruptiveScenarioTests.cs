@@ -5,30 +5,14 @@ namespace Outboxer.Guarantees.Tests;
 
 /// <summary>
 /// Log mode scenarios that stop and start shared servers (eng/servers.sh): they run one at a time with the other disruptive scenarios
-/// (<c>Category=Disruptive</c>). PostgreSQL's restart ends every replication connection; the relay resumes from the slot, which the
-/// server keeps across the restart (a slot's position is saved at the shutdown checkpoint).
+/// (<c>Category=Disruptive</c>). A PostgreSQL-restart scenario is still to come: its first version left the server stopped on this
+/// machine (see issue 17's note).
 /// </summary>
 [Collection(nameof(DisruptiveCollection))]
 [Trait("Category", "Disruptive")]
 public sealed class LogModeDisruptiveScenarioTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    [Fact]
-    public async Task LogMode_postgresql_restarted_mid_run_loses_nothing_and_keeps_key_order()
-    {
-        await using var run = await LogModeRun.CreateAsync("logmode-postgres-restart");
-        var first = await run.StartRelayAsync();
-        await first.WaitForActiveAsync();
-        await run.StartRelayAsync();
-        var producing = run.ProduceAsync(400, TimeSpan.FromMilliseconds(25), Ct);
-
-        await RestartAsync(run, "postgres");
-
-        await producing;
-        var report = await run.VerifyAsync($"2 relay processes; PostgreSQL stopped and started (eng/servers.sh) while producing and relaying; {run.FailedTransactions} producer transactions failed");
-        GuaranteeRun.AssertGuarantees(report);
-    }
 
     [Fact]
     public async Task LogMode_rabbitmq_restarted_mid_run_loses_nothing_and_keeps_key_order()
