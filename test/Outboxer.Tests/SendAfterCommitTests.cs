@@ -69,6 +69,24 @@ public sealed class SendAfterCommitTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_graceful_stop_publishes_the_messages_committed_just_before_it()
+    {
+        var outbox = Create(_publisher);
+        outbox.StartDispatcher();
+        await WaitForFirstClaimAsync();
+
+        for (var i = 0; i < 20; i++)
+        {
+            await outbox.SendAsync(new OutboxMessage($"m{i}"), Ct);
+        }
+
+        await outbox.StopAsync(Ct);
+
+        Assert.Equal(20, _publisher.Published.Count);
+        Assert.Equal(0, _store.PendingCount);
+    }
+
+    [Fact]
     public async Task A_message_with_an_ordering_key_still_goes_through_a_claim()
     {
         var outbox = Create(_publisher);

@@ -220,6 +220,12 @@ internal sealed class Dispatcher
         }
         finally
         {
+            // Messages committed already claimed are published too on a graceful stop, instead of waiting out their lease.
+            for (var rest = TakeCommitted(); rest.Count > 0 && !abort.IsCancellationRequested; rest = TakeCommitted())
+            {
+                inFlight.Add(SettleAsync(rest, abort));
+            }
+
             // A graceful stop lets the batches in flight finish publishing and marking; an abort cancels them.
             await ((Task)Task.WhenAll(inFlight)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             await listening.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
