@@ -107,6 +107,68 @@ internal static class Scenarios
         return report;
     }
 
+    /// <summary>
+    /// Two relay processes (as <see cref="GuaranteeRun.RelayOptions"/> says) dispatch while <paramref name="transactions"/> transactions
+    /// commit (or roll back), <paramref name="pause"/> apart; after <paramref name="faultAfter"/> of traffic <paramref name="fault"/> runs
+    /// and returns what it did, which the report's <c>faults</c> field records. No relay is killed: the report is one without a crash,
+    /// where the duplicates may not exceed the possible duplicates the relays counted.
+    /// </summary>
+    public static async Task<GuaranteeReport> RelaysUnderFaultAsync(GuaranteeRun run, int transactions, TimeSpan pause, TimeSpan faultAfter, Func<Task<string>> fault)
+    {
+        await using var first = await run.StartRelayAsync();
+        await using var second = await run.StartRelayAsync();
+        var producing = run.ProduceAsync(transactions, pause, cancellationToken: Ct);
+        await Task.Delay(faultAfter, Ct);
+        var faults = await fault();
+        await producing;
+        Log($"{run.FailedTransactions} producer transaction(s) failed; the relays counted {first.Uncertain} + {second.Uncertain} possible duplicates");
+        var options = run.RelayOptions;
+        return await run.VerifyAsync(
+            crash: false,
+            faults: $"{faults}; {run.FailedTransactions} producer transactions failed; 2 relays on {run.Store.DisplayName}, lease {options.Lease.TotalSeconds} s, publish timeout {options.PublishTimeout.TotalSeconds} s, MaxAttempts {options.MaxAttempts}");
+    }
+
+    /// <summary>
+    /// Stalls <paramref name="pids"/> (their list taken again on resume) with SIGSTOP for <paramref name="stall"/>, then resumes them with
+    /// SIGCONT, which a finally block sends in any case: a server must never stay stopped for the other tests.
+    /// </summary>
+    public static async Task StallAsync(GuaranteeRun run, string name, Func<IReadOnlyList<int>> pids, TimeSpan stall)
+    {
+        var stopped = new List<int>();
+        try
+        {
+            Log($"SIGSTOP {name} for {stall.TotalSeconds} s ({run.ArrivalCount} deliveries so far)");
+            foreach (var pid in pids())
+            {
+                // One at a time, so that a process that forks (the postmaster) is stopped before its children are listed.
+                await ServerProcesses.SignalAsync("STOP", [pid]);
+                stopped.Add(pid);
+            }
+
+            foreach (var pid in pids().Except(stopped))
+            {
+                await ServerProcesses.SignalAsync("STOP", [pid]);
+                stopped.Add(pid);
+            }
+
+            await Task.Delay(stall, Ct);
+        }
+        finally
+        {
+            // Children first, the parent (stopped first) last.
+            stopped.Reverse();
+            await ServerProcesses.SignalAsync("CONT", stopped);
+            Log($"SIGCONT {name} ({stopped.Count} processes; {run.ArrivalCount} deliveries so far)");
+        }
+    }
+
+    /// <summary>The PostgreSQL postmaster, then its children (backends, checkpointer, WAL writer and the rest).</summary>
+    public static IReadOnlyList<int> PostgresProcesses()
+    {
+        var postmaster = ServerProcesses.PostgresPostmaster();
+        return [postmaster, .. ServerProcesses.ChildrenOf(postmaster)];
+    }
+
     /// <summary>After two seconds of traffic, stops a server, waits a second and starts it again (and starts it in any case).</summary>
     public static async Task RestartMidRunAsync(GuaranteeRun run, string server, string name)
     {
