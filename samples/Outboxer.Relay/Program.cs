@@ -17,7 +17,7 @@
 // Prints "ready" once the dispatcher runs, then dispatches until a line arrives on standard input (or standard input closes),
 // stops gracefully and prints "dispatched <n>". On NATS and Redis it prints "duplicate <what>" for each republished message the
 // broker dropped. For each addition to the counter outboxer.messages.possible_duplicates (a publish without an answer, event 1011; published
-// messages another claim took before the mark, event 1010) it prints "uncertain <count>". The guarantee tests start several relays and
+// messages another claim took before the mark, event 1010; published messages whose mark failed, event 1005) it prints "uncertain <count>". The guarantee tests start several relays and
 // kill them with SIGKILL at random points (the short lease brings a killed relay's claims back quickly), and compare the duplicates that
 // arrived with the sum of the "uncertain" lines.
 using System.Diagnostics.Metrics;

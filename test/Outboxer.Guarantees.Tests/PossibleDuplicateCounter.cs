@@ -5,7 +5,7 @@ namespace Outboxer.Guarantees.Tests;
 /// <summary>
 /// A logger factory for the in-process dispatchers that adds up the possible duplicates they log: the events that add to the counter
 /// <c>outboxer.messages.possible_duplicates</c> (<see cref="OutboxEventIds.PublishOutcomeUnknown"/>, one message each;
-/// <see cref="OutboxEventIds.LeaseLost"/>, its <c>Lost</c> messages). The counter itself is one per process, shared by the tests that
+/// <see cref="OutboxEventIds.LeaseLost"/>, its <c>Lost</c> messages; <see cref="OutboxEventIds.MarkDispatchedFailed"/>, its <c>Count</c>). The counter itself is one per process, shared by the tests that
 /// run side by side, so an outbox's own count comes from its log. samples/Outboxer.Relay reads the counter (one outbox per process).
 /// </summary>
 internal sealed class PossibleDuplicateCounter : ILoggerFactory, ILogger
@@ -34,6 +34,9 @@ internal sealed class PossibleDuplicateCounter : ILoggerFactory, ILogger
                 break;
             case OutboxEventIds.LeaseLost:
                 Interlocked.Add(ref _count, Value(state, "Lost"));
+                break;
+            case OutboxEventIds.MarkDispatchedFailed:
+                Interlocked.Add(ref _count, Value(state, "Count"));
                 break;
         }
     }

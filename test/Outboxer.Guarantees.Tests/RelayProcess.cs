@@ -48,7 +48,7 @@ internal sealed class RelayProcess : IAsyncDisposable
 
     /// <summary>
     /// Gets how many possible duplicates this relay counted (the sum of its "uncertain &lt;n&gt;" lines: what it added to the counter
-    /// <c>outboxer.messages.possible_duplicates</c>, for publishes without an answer and leases lost before the mark).
+    /// <c>outboxer.messages.possible_duplicates</c>, for publishes without an answer, leases lost before the mark and marks that failed).
     /// </summary>
     public int Uncertain => Volatile.Read(ref _uncertain);
 

@@ -89,6 +89,22 @@ public sealed class OutboxTelemetryTests : IDisposable
     }
 
     [Fact]
+    public async Task Published_messages_whose_mark_failed_are_counted_as_possible_duplicates()
+    {
+        // The database session was lost before the mark (terminated, a server crash): the messages were published and will be again
+        // after their lease, so they may arrive twice, as after a lease lost before the mark.
+        var store = new InMemoryOutboxStore { MarkFailure = new OutboxException("the session was terminated", isTransient: true) };
+        await using var outbox = new Outbox(store, new RecordingPublisher(), timeProvider: _time);
+        await outbox.SendAsync(new OutboxMessage("published"), Ct);
+        await outbox.SendAsync(new OutboxMessage("published too"), Ct);
+
+        Assert.Equal(2, await outbox.DispatchPendingAsync(Ct));
+
+        Assert.Equal(2, Counter("outboxer.messages.possible_duplicates"));
+        Assert.Equal(2, store.PendingCount);
+    }
+
+    [Fact]
     public async Task A_failed_publish_is_an_error_span_and_counted()
     {
         var publisher = new RecordingPublisher { Fail = _ => new OutboxException("no route") };

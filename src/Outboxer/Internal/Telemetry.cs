@@ -37,7 +37,7 @@ internal static class Telemetry
         "outboxer.messages.dead_lettered", "{message}", "Messages moved to the dead letters.");
 
     public static readonly Counter<long> PossibleDuplicates = Meter.CreateCounter<long>(
-        "outboxer.messages.possible_duplicates", "{message}", "Messages that may reach the broker twice: a publish with an unknown outcome, or a lease lost before the mark.");
+        "outboxer.messages.possible_duplicates", "{message}", "Messages that may reach the broker twice: a publish with an unknown outcome, a lease lost before the mark, or a mark that failed.");
 
     public static readonly Counter<long> ClaimedMessages = Meter.CreateCounter<long>(
         "outboxer.messages.claimed", "{message}", "Messages claimed from the store for publishing.");

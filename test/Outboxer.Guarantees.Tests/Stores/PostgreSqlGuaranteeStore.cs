@@ -21,8 +21,11 @@ internal sealed class PostgreSqlGuaranteeStore : IGuaranteeStore
     /// <summary>Gets this run's schema.</summary>
     public string Schema { get; private set; } = string.Empty;
 
-    /// <summary>Gets the application name of the dispatchers' sessions (pg_stat_activity.application_name), unique to the run.</summary>
-    public string DispatcherApplicationName => $"outboxer-guarantees-dispatcher-{Schema}";
+    /// <summary>
+    /// Gets the application name of the dispatchers' sessions (pg_stat_activity.application_name), unique to the run: the schema's random
+    /// suffix, as PostgreSQL keeps only the first 63 bytes of the name.
+    /// </summary>
+    public string DispatcherApplicationName => $"outboxer-dispatcher-{Schema[^8..]}";
 
     public string ProducerConnectionString => PostgreSqlServer.ConnectionString;
 
