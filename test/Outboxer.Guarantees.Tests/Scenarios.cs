@@ -129,7 +129,7 @@ internal static class Scenarios
     }
 
     /// <summary>
-    /// Stalls <paramref name="pids"/> (their list taken again on resume) with SIGSTOP for <paramref name="stall"/>, then resumes them with
+    /// Stalls <paramref name="pids"/> (a main process first, then its children; the list taken again once it is stopped) with SIGSTOP for <paramref name="stall"/>, then resumes them with
     /// SIGCONT, which a finally block sends in any case: a server must never stay stopped for the other tests.
     /// </summary>
     public static async Task StallAsync(GuaranteeRun run, string name, Func<IReadOnlyList<int>> pids, TimeSpan stall)
@@ -138,26 +138,29 @@ internal static class Scenarios
         try
         {
             Log($"SIGSTOP {name} for {stall.TotalSeconds} s ({run.ArrivalCount} deliveries so far)");
-            foreach (var pid in pids())
-            {
-                // One at a time, so that a process that forks (the postmaster) is stopped before its children are listed.
-                await ServerProcesses.SignalAsync("STOP", [pid]);
-                stopped.Add(pid);
-            }
 
-            foreach (var pid in pids().Except(stopped))
-            {
-                await ServerProcesses.SignalAsync("STOP", [pid]);
-                stopped.Add(pid);
-            }
-
+            // The first process (the postmaster) alone, so that it forks no new child while the others are stopped; its children
+            // in one call; then any child the list missed.
+            var all = pids();
+            await ServerProcesses.SignalAsync("STOP", [all[0]]);
+            stopped.Add(all[0]);
+            var children = all.Skip(1).ToList();
+            await ServerProcesses.SignalAsync("STOP", children, someMayHaveEnded: true);
+            stopped.AddRange(children);
+            var missed = pids().Except(stopped).ToList();
+            await ServerProcesses.SignalAsync("STOP", missed, someMayHaveEnded: true);
+            stopped.AddRange(missed);
             await Task.Delay(stall, Ct);
         }
         finally
         {
             // Children first, the parent (stopped first) last.
-            stopped.Reverse();
-            await ServerProcesses.SignalAsync("CONT", stopped);
+            if (stopped.Count > 1)
+            {
+                await ServerProcesses.SignalAsync("CONT", stopped.Skip(1).ToList(), someMayHaveEnded: true);
+            }
+
+            await ServerProcesses.SignalAsync("CONT", stopped.Take(1).ToList());
             Log($"SIGCONT {name} ({stopped.Count} processes; {run.ArrivalCount} deliveries so far)");
         }
     }
