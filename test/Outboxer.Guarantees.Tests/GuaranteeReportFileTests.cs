@@ -7,12 +7,12 @@ namespace Outboxer.Guarantees.Tests;
 public sealed class GuaranteeReportFileTests
 {
     [Fact]
-    public void The_report_file_starts_with_a_JSON_object_not_a_byte_order_mark_and_every_line_parses_with_its_broker_and_dedup()
+    public void The_report_file_starts_with_a_JSON_object_not_a_byte_order_mark_and_every_line_parses_with_its_store_broker_dedup_and_uncertain_count()
     {
         var path = Path.Combine(Path.GetTempPath(), $"outboxer-guarantees-{Guid.NewGuid():N}.jsonl");
         try
         {
-            var report = new GuaranteeReport("file-format", false, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1.5, 10, "none", ["ü problem"]) { Broker = "nats", Dedup = true };
+            var report = new GuaranteeReport("file-format", false, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1.5, 10, "none", ["ü problem"]) { Broker = "nats", Dedup = true, Store = "sqlite", Uncertain = 3, DeadLetteredDelivered = 0 };
             GuaranteeRun.AppendLine(path, report);
             GuaranteeRun.AppendLine(path, report);
 
@@ -26,6 +26,9 @@ public sealed class GuaranteeReportFileTests
                 Assert.Equal("file-format", json.RootElement.GetProperty("scenario").GetString());
                 Assert.Equal("nats", json.RootElement.GetProperty("broker").GetString());
                 Assert.True(json.RootElement.GetProperty("dedup").GetBoolean());
+                Assert.Equal("sqlite", json.RootElement.GetProperty("store").GetString());
+                Assert.Equal(3, json.RootElement.GetProperty("uncertain").GetInt32());
+                Assert.Equal(0, json.RootElement.GetProperty("dead_lettered_delivered").GetInt32());
             }
         }
         finally

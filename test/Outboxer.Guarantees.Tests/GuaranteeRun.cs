@@ -1,10 +1,9 @@
 using System.Collections.Concurrent;
+using System.Data.Common;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Npgsql;
-using Outboxer.PostgreSql;
 using Outboxer.Providers;
 using Outboxer.Testing.Servers;
 using Xunit;
@@ -74,6 +73,18 @@ internal sealed record GuaranteeReport(
     /// </summary>
     public int? DroppedDuplicates { get; init; }
 
+    /// <summary>
+    /// Gets the possible duplicates the dispatchers counted (<c>outboxer.messages.possible_duplicates</c>: publishes without an answer,
+    /// leases lost before the mark). Without a crash, <see cref="Duplicates"/> may not exceed it.
+    /// </summary>
+    public int Uncertain { get; init; }
+
+    /// <summary>Gets the dead letters that arrived all the same (a dead letter is a message the broker never got): must be 0.</summary>
+    public int DeadLetteredDelivered { get; init; }
+
+    /// <summary>Gets the store the outbox table was in: <c>postgres</c>, <c>mysql</c> or <c>sqlite</c>.</summary>
+    public string Store { get; init; } = "postgres";
+
     /// <summary>Gets the broker the messages went to: <c>rabbitmq</c>, <c>nats</c> or <c>redis</c>.</summary>
     public string Broker { get; init; } = "rabbitmq";
 
@@ -85,7 +96,7 @@ internal sealed record GuaranteeReport(
 }
 
 /// <summary>
-/// One scenario's world: a fresh schema with its outbox table, a fresh destination on the broker (a RabbitMQ exchange and queue, a
+/// One scenario's world: a fresh outbox table (a PostgreSQL schema, a MySQL table or a SQLite file; see <see cref="IGuaranteeStore"/>), a fresh destination on the broker (a RabbitMQ exchange and queue, a
 /// JetStream stream, a Redis stream; see <see cref="IGuaranteeBroker"/>), a producer that commits (and rolls back) known messages with
 /// per-key sequence numbers, a consumer that records every delivery, and the checks.
 /// </summary>
@@ -103,24 +114,28 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     private readonly List<IAsyncDisposable> _owned = [];
     private readonly List<int> _dispatchedBy = [];
     private readonly DroppedDuplicateCounter _droppedDuplicates = new();
+    private readonly PossibleDuplicateCounter _possibleDuplicates = new();
     private readonly List<RelayProcess> _relays = [];
-    private NpgsqlDataSource? _producerDataSource;
     private Outbox? _producer;
     private IOutboxPublisher? _producerPublisher;
     private long _lastArrivalAt = Stopwatch.GetTimestamp();
     private int _number;
 
-    private GuaranteeRun(string scenario, IGuaranteeBroker broker)
+    private GuaranteeRun(string scenario, IGuaranteeBroker broker, IGuaranteeStore store)
     {
         Scenario = scenario;
         Broker = broker;
+        Store = store;
         Suffix = Guid.NewGuid().ToString("N")[..8];
-        Schema = $"guarantees_{scenario.Replace('-', '_')}_{Suffix}";
     }
 
     public string Scenario { get; }
 
-    public string Schema { get; }
+    /// <summary>Gets the store this run's outbox table is in; the run disposes it (drops the table).</summary>
+    public IGuaranteeStore Store { get; }
+
+    /// <summary>Gets how the relays this run starts dispatch (<see cref="StartRelayAsync"/>).</summary>
+    public RelayOptions RelayOptions { get; set; } = new();
 
     /// <summary>Gets the broker this run's messages go to; the run disposes it.</summary>
     public IGuaranteeBroker Broker { get; }
@@ -132,10 +147,10 @@ internal sealed class GuaranteeRun : IAsyncDisposable
 
     public static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    /// <summary>Creates the run's table and destination and starts the consumer; <paramref name="broker"/> defaults to RabbitMQ.</summary>
-    public static async Task<GuaranteeRun> CreateAsync(string scenario, IGuaranteeBroker? broker = null)
+    /// <summary>Creates the run's table and destination and starts the consumer; <paramref name="broker"/> defaults to RabbitMQ, <paramref name="store"/> to PostgreSQL.</summary>
+    public static async Task<GuaranteeRun> CreateAsync(string scenario, IGuaranteeBroker? broker = null, IGuaranteeStore? store = null)
     {
-        var run = new GuaranteeRun(scenario, broker ?? new RabbitMQGuaranteeBroker());
+        var run = new GuaranteeRun(scenario, broker ?? new RabbitMQGuaranteeBroker(), store ?? new PostgreSqlGuaranteeStore());
         try
         {
             await run.InitializeAsync();
@@ -169,16 +184,20 @@ internal sealed class GuaranteeRun : IAsyncDisposable
 
     /// <summary>
     /// Starts an in-process dispatcher (its own data source, publisher and outbox) on this run's table; disposed with the run.
-    /// <paramref name="postgres"/> replaces the database's connection string and <paramref name="brokerPort"/> the broker's port (proxies).
+    /// <paramref name="connectionString"/> replaces the database's connection string and <paramref name="brokerPort"/> the broker's port (proxies).
     /// </summary>
-    public async Task<Outbox> StartDispatcherAsync(OutboxOptions options, string? postgres = null, int? brokerPort = null)
+    public async Task<Outbox> StartDispatcherAsync(OutboxOptions options, string? connectionString = null, int? brokerPort = null)
     {
-        var dataSource = NpgsqlDataSource.Create(postgres ?? PostgreSqlServer.ConnectionString);
+        var (store, dataSource) = Store.CreateStore(connectionString);
         var publisher = (IAsyncDisposable)await Broker.CreatePublisherAsync(brokerPort, _droppedDuplicates);
-        var outbox = new Outbox(new PostgreSqlOutboxStore(dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = Schema, CreateTableIfMissing = false }), (IOutboxPublisher)publisher, options);
+        var outbox = new Outbox(store, (IOutboxPublisher)publisher, options, _possibleDuplicates);
 
         // Disposed in reverse order: the outbox first (a graceful stop), then the publisher, then the data source.
-        _owned.Add(dataSource);
+        if (dataSource is not null)
+        {
+            _owned.Add(dataSource);
+        }
+
         _owned.Add(publisher);
         _owned.Add(outbox);
         var slot = _dispatchedBy.Count;
@@ -204,7 +223,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     /// A transaction that fails (a server is down) is recorded as rolled back, or as ambiguous when its <c>COMMIT</c> failed, and the
     /// producer carries on after a short pause.
     /// </summary>
-    public async Task ProduceAsync(int transactions, TimeSpan pause, Func<int, NpgsqlTransaction, List<Sent>, Task>? extra = null, CancellationToken cancellationToken = default)
+    public async Task ProduceAsync(int transactions, TimeSpan pause, Func<int, DbTransaction, List<Sent>, Task>? extra = null, CancellationToken cancellationToken = default)
     {
         for (var t = 0; t < transactions; t++)
         {
@@ -213,7 +232,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
             var commitSent = false;
             try
             {
-                await using var connection = await ProducerData.OpenConnectionAsync(cancellationToken);
+                await using var connection = await Store.OpenAsync(cancellationToken);
                 await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
                 for (var m = 0; m < 1 + (t % 3); m++)
                 {
@@ -243,7 +262,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
                     Settle(messages, Outcome.Committed);
                 }
             }
-            catch (Exception ex) when (!cancellationToken.IsCancellationRequested && ex is NpgsqlException or OutboxException or InvalidOperationException or IOException or TimeoutException)
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested && ex is DbException or OutboxException or InvalidOperationException or IOException or TimeoutException)
             {
                 FailedTransactions++;
                 Settle(messages, commitSent ? Outcome.Ambiguous : Outcome.RolledBack);
@@ -284,8 +303,6 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     /// <summary>The producer's outbox (its dispatcher never runs), to enqueue extra messages in a transaction.</summary>
     public Outbox Producer => _producer ?? throw new InvalidOperationException("Not initialized.");
 
-    private NpgsqlDataSource ProducerData => _producerDataSource ?? throw new InvalidOperationException("Not initialized.");
-
     public int NextNumber() => _number++;
 
     /// <summary>How many messages each in-process dispatcher marked dispatched, in the order they were started.</summary>
@@ -302,10 +319,13 @@ internal sealed class GuaranteeRun : IAsyncDisposable
 
     public int NextSequence(int key) => ++_keySequences[key];
 
-    /// <summary>Starts a samples/Outboxer.Relay process on this run's table and broker; the republished messages its broker dropped count in the report.</summary>
+    /// <summary>
+    /// Starts a samples/Outboxer.Relay process on this run's table and broker, dispatching as <see cref="RelayOptions"/> says; the
+    /// republished messages its broker dropped and the possible duplicates it counted go into the report.
+    /// </summary>
     public async Task<RelayProcess> StartRelayAsync()
     {
-        var relay = await RelayProcess.StartAsync(PostgreSqlServer.ConnectionString, Schema, Broker.RelayArguments, Ct);
+        var relay = await RelayProcess.StartAsync([.. Store.RelayArguments(RelayOptions.ConnectionString), .. Broker.RelayArguments, .. RelayOptions.Arguments(Store.Name)], Ct);
         lock (_relays)
         {
             _relays.Add(relay);
@@ -369,25 +389,22 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         }
 
         var report = Compute(crash, faults, excluded, committed, problems);
-        await using (var deadLetters = ProducerData.CreateCommand($"SELECT count(*) FROM \"{Schema}\".outbox_messages WHERE dead_lettered_at IS NOT NULL"))
+
+        // A dead letter is a message the broker never got: none may have arrived (the poison messages of a scenario never do).
+        var deadLetters = await DeadLetterIdsAsync();
+        var arrivedIds = _arrivals.Select(a => a.MessageId).ToHashSet();
+        var deadLetteredDelivered = deadLetters.Where(arrivedIds.Contains).ToList();
+        if (deadLetteredDelivered.Count > 0)
         {
-            report = report with { DeadLettered = (long)(await deadLetters.ExecuteScalarAsync(Ct))! };
+            report.Problems.Add($"{deadLetteredDelivered.Count} dead letter(s) arrived, for example {string.Join(", ", deadLetteredDelivered.Take(5).Select(id => _sent.TryGetValue(id, out var sent) ? sent.Number.ToString(CultureInfo.InvariantCulture) : id))}");
         }
 
+        report = report with { DeadLettered = deadLetters.Count, DeadLetteredDelivered = deadLetteredDelivered.Count };
         if (report.Lost > 0)
         {
             // Where the lost messages are in the table: dispatched (the broker or the consumer lost them) or dead-lettered.
-            var seen = _arrivals.Select(a => a.MessageId).ToHashSet();
-            var lostIds = committed.Where(id => !seen.Contains(id)).Select(Guid.Parse).ToArray();
-            await using var command = ProducerData.CreateCommand(
-                $"SELECT dispatched, dead_lettered_at IS NOT NULL, count(*), min(attempts), max(attempts), min(last_error) FROM \"{Schema}\".outbox_messages WHERE message_id = ANY($1) GROUP BY 1, 2");
-            command.Parameters.AddWithValue(lostIds);
-            await using var reader = await command.ExecuteReaderAsync(Ct);
-            while (await reader.ReadAsync(Ct))
-            {
-                report.Problems.Add(
-                    $"lost rows: dispatched={reader.GetBoolean(0)} dead_lettered={reader.GetBoolean(1)} count={reader.GetInt64(2)} attempts {reader.GetInt32(3)}..{reader.GetInt32(4)} last_error: {(reader.IsDBNull(5) ? "none" : reader.GetString(5))}");
-            }
+            var lostIds = committed.Where(id => !arrivedIds.Contains(id)).Select(Guid.Parse).ToArray();
+            report.Problems.AddRange(await Store.DescribeLostAsync(lostIds, Ct));
         }
 
         Append(report);
@@ -396,8 +413,9 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     }
 
     /// <summary>
-    /// The checks every scenario makes: nothing lost, no rollback delivered, nothing unknown, per-key order, and no duplicates without a
-    /// crash, nor with one when the broker deduplicates.
+    /// The checks every scenario makes: nothing lost, no rollback delivered, nothing unknown, per-key order, no dead letter delivered, and
+    /// no more duplicates than the dispatchers counted as possible duplicates without a crash (a killed process or server), nor any when
+    /// the broker deduplicates.
     /// </summary>
     public static void AssertGuarantees(GuaranteeReport report)
     {
@@ -408,9 +426,10 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         Assert.True(report.RolledBackDelivered == 0, $"rolled-back messages delivered\n{summary}");
         Assert.True(report.Unknown == 0, $"messages nobody enqueued delivered\n{summary}");
         Assert.True(report.OutOfOrder == 0, $"per-key order broken\n{summary}");
+        Assert.True(report.DeadLetteredDelivered == 0, $"dead letters delivered\n{summary}");
         if (!report.Crash)
         {
-            Assert.True(report.Duplicates == 0, $"duplicates without a crash\n{summary}");
+            Assert.True(report.Duplicates <= report.Uncertain, $"more duplicates than the dispatchers counted as possible duplicates, without a crash\n{summary}");
         }
 
         if (report.Dedup)
@@ -419,19 +438,41 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         }
     }
 
+    /// <summary>Counts the messages neither dispatched nor dead-lettered; tries again while the database is unreachable (a restart).</summary>
     public async Task<long> PendingAsync()
     {
         for (var attempt = 0; ; attempt++)
         {
             try
             {
-                await using var command = ProducerData.CreateCommand($"SELECT count(*) FROM \"{Schema}\".outbox_messages WHERE NOT dispatched AND dead_lettered_at IS NULL");
-                return (long)(await command.ExecuteScalarAsync(Ct))!;
+                return (await Producer.GetStatisticsAsync(Ct)).Pending;
             }
-            catch (NpgsqlException) when (attempt < 50)
+            catch (Exception ex) when (attempt < 50 && ex is DbException or OutboxException)
             {
                 await Task.Delay(200, Ct);
             }
+        }
+    }
+
+    /// <summary>Reads the message ids of every dead letter in the table, in the producer's format.</summary>
+    private async Task<HashSet<string>> DeadLetterIdsAsync()
+    {
+        var ids = new HashSet<string>();
+        long after = 0;
+        while (true)
+        {
+            var page = await Producer.GetDeadLettersAsync(500, after, Ct);
+            foreach (var letter in page)
+            {
+                ids.Add(letter.MessageId.ToString());
+            }
+
+            if (page.Count < 500)
+            {
+                return ids;
+            }
+
+            after = page[^1].Id;
         }
     }
 
@@ -461,36 +502,17 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         }
 
         await Broker.DisposeAsync();
-        if (_producerDataSource is null)
-        {
-            return;
-        }
-
-        try
-        {
-            await using var drop = _producerDataSource.CreateCommand($"DROP SCHEMA IF EXISTS \"{Schema}\" CASCADE");
-            await drop.ExecuteNonQueryAsync(CancellationToken.None);
-        }
-#pragma warning disable CA1031 // Best effort, as above.
-        catch (NpgsqlException)
-#pragma warning restore CA1031
-        {
-        }
-
-        await _producerDataSource.DisposeAsync();
+        await Store.DisposeAsync();
     }
 
     private async Task InitializeAsync()
     {
-        _producerDataSource = NpgsqlDataSource.Create(PostgreSqlServer.ConnectionString);
-        await using (var connection = await PostgreSqlServer.OpenAsync(_producerDataSource))
-        await using (var create = new NpgsqlCommand($"CREATE SCHEMA \"{Schema}\"", connection))
+        await Store.CreateAsync($"{Scenario}_{Suffix}", Ct);
+        var (store, owned) = Store.CreateStore(Store.ProducerConnectionString);
+        if (owned is not null)
         {
-            await create.ExecuteNonQueryAsync(Ct);
+            _owned.Insert(0, owned);
         }
-
-        var store = new PostgreSqlOutboxStore(_producerDataSource, new PostgreSqlOutboxStoreOptions { SchemaName = Schema });
-        await store.MigrateAsync(Ct);
 
         await Broker.StartAsync($"{Scenario}.{Suffix}", Arrived, Ct);
 
@@ -522,6 +544,14 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         lock (_relays)
         {
             return _relays.Sum(relay => relay.DuplicatesDropped);
+        }
+    }
+
+    private int RelayUncertain()
+    {
+        lock (_relays)
+        {
+            return _relays.Sum(relay => relay.Uncertain);
         }
     }
 
@@ -611,6 +641,8 @@ internal sealed class GuaranteeRun : IAsyncDisposable
             problems)
         {
             Broker = Broker.Name,
+            Store = Store.Name,
+            Uncertain = _possibleDuplicates.Count + RelayUncertain(),
             Dedup = Broker.Deduplicates,
             DroppedDuplicates = Broker.CountsDroppedDuplicates ? _droppedDuplicates.Count + RelayDroppedDuplicates() : null,
         };
@@ -619,6 +651,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     private static string ToJson(GuaranteeReport report) => JsonSerializer.Serialize(new Dictionary<string, object?>
     {
         ["scenario"] = report.Scenario,
+        ["store"] = report.Store,
         ["broker"] = report.Broker,
         ["dedup"] = report.Dedup,
         ["time"] = TimeProvider.System.GetUtcNow().ToString("O", CultureInfo.InvariantCulture),
@@ -629,12 +662,14 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         ["delivered_unique"] = report.DeliveredUnique,
         ["lost"] = report.Lost,
         ["duplicates"] = report.Duplicates,
+        ["uncertain"] = report.Uncertain,
         ["broker_dropped_duplicates"] = report.DroppedDuplicates,
         ["consumer_redeliveries"] = report.ConsumerRedeliveries,
         ["rolled_back_delivered"] = report.RolledBackDelivered,
         ["unknown_delivered"] = report.Unknown,
         ["out_of_order"] = report.OutOfOrder,
         ["dead_lettered"] = report.DeadLettered,
+        ["dead_lettered_delivered"] = report.DeadLetteredDelivered,
         ["max_delay_ms"] = report.MaxDelayMs,
         ["elapsed_ms"] = report.ElapsedMs,
         ["faults"] = report.Faults,

@@ -1,8 +1,33 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
 using Outboxer.Testing.Servers;
 
 namespace Outboxer.Guarantees.Tests;
+
+/// <summary>
+/// How a scenario's relays dispatch: the outbox lease, the publish timeout and the attempts before a dead letter (the relay's
+/// <c>--lease-ms</c>, <c>--publish-timeout-ms</c> and <c>--max-attempts</c>), and the dispatchers' connection string when not the store's.
+/// </summary>
+internal sealed record RelayOptions
+{
+    public TimeSpan Lease { get; init; } = TimeSpan.FromSeconds(3);
+
+    public TimeSpan PublishTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    public int MaxAttempts { get; init; } = 1000;
+
+    public string? ConnectionString { get; init; }
+
+    /// <summary>Gets the relay's options after its four positional arguments, with <paramref name="store"/> as its <c>--store</c>.</summary>
+    public IEnumerable<string> Arguments(string store) =>
+    [
+        "--store", store,
+        "--lease-ms", ((int)Lease.TotalMilliseconds).ToString(CultureInfo.InvariantCulture),
+        "--publish-timeout-ms", ((int)PublishTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture),
+        "--max-attempts", MaxAttempts.ToString(CultureInfo.InvariantCulture),
+    ];
+}
 
 /// <summary>One samples/Outboxer.Relay process: a dispatcher on the scenario's table publishing to the scenario's broker, started, stopped gracefully or killed with SIGKILL.</summary>
 internal sealed class RelayProcess : IAsyncDisposable
@@ -12,6 +37,7 @@ internal sealed class RelayProcess : IAsyncDisposable
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly StringBuilder _stdout = new();
     private int _duplicatesDropped;
+    private int _uncertain;
 
     private RelayProcess(Process process) => _process = process;
 
@@ -19,6 +45,12 @@ internal sealed class RelayProcess : IAsyncDisposable
 
     /// <summary>Gets how many republished messages the broker dropped for this relay (its "duplicate ..." lines, NATS and Redis only).</summary>
     public int DuplicatesDropped => Volatile.Read(ref _duplicatesDropped);
+
+    /// <summary>
+    /// Gets how many possible duplicates this relay counted (the sum of its "uncertain &lt;n&gt;" lines: what it added to the counter
+    /// <c>outboxer.messages.possible_duplicates</c>, for publishes without an answer, leases lost before the mark and marks that failed).
+    /// </summary>
+    public int Uncertain => Volatile.Read(ref _uncertain);
 
     public bool HasExited => _process.HasExited;
 
@@ -33,8 +65,11 @@ internal sealed class RelayProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts a relay on <paramref name="schema"/>'s table, publishing where <paramref name="broker"/> says (see <see cref="IGuaranteeBroker.RelayArguments"/>), and waits until it is ready.</summary>
-    public static async Task<RelayProcess> StartAsync(string postgres, string schema, IReadOnlyList<string> broker, CancellationToken cancellationToken)
+    /// <summary>
+    /// Starts a relay with <paramref name="arguments"/> (the store's <see cref="IGuaranteeStore.RelayArguments"/>, the broker's
+    /// <see cref="IGuaranteeBroker.RelayArguments"/>, then <see cref="RelayOptions.Arguments"/>) and waits until it is ready.
+    /// </summary>
+    public static async Task<RelayProcess> StartAsync(IEnumerable<string> arguments, CancellationToken cancellationToken)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -44,7 +79,7 @@ internal sealed class RelayProcess : IAsyncDisposable
             UseShellExecute = false,
         };
         var program = Repository.BuildOutput("samples/Outboxer.Relay", "build test/Outboxer.Guarantees.Tests (it builds the relay) first");
-        foreach (var argument in (string[])[program, postgres, schema, .. broker, "--lease-ms", "3000", "--publish-timeout-ms", "2000"])
+        foreach (var argument in (string[])[program, .. arguments])
         {
             start.ArgumentList.Add(argument);
         }
@@ -66,6 +101,11 @@ internal sealed class RelayProcess : IAsyncDisposable
             if (e.Data.StartsWith("duplicate ", StringComparison.Ordinal))
             {
                 Interlocked.Increment(ref relay._duplicatesDropped);
+            }
+
+            if (e.Data.StartsWith("uncertain ", StringComparison.Ordinal))
+            {
+                Interlocked.Add(ref relay._uncertain, int.Parse(e.Data.AsSpan("uncertain ".Length), CultureInfo.InvariantCulture));
             }
 
             if (e.Data == "ready")

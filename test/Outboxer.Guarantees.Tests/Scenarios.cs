@@ -107,6 +107,71 @@ internal static class Scenarios
         return report;
     }
 
+    /// <summary>
+    /// Two relay processes (as <see cref="GuaranteeRun.RelayOptions"/> says) dispatch while <paramref name="transactions"/> transactions
+    /// commit (or roll back), <paramref name="pause"/> apart; after <paramref name="faultAfter"/> of traffic <paramref name="fault"/> runs
+    /// and returns what it did, which the report's <c>faults</c> field records. No relay is killed: the report is one without a crash,
+    /// where the duplicates may not exceed the possible duplicates the relays counted.
+    /// </summary>
+    public static async Task<GuaranteeReport> RelaysUnderFaultAsync(GuaranteeRun run, int transactions, TimeSpan pause, TimeSpan faultAfter, Func<Task<string>> fault)
+    {
+        await using var first = await run.StartRelayAsync();
+        await using var second = await run.StartRelayAsync();
+        var producing = run.ProduceAsync(transactions, pause, cancellationToken: Ct);
+        await Task.Delay(faultAfter, Ct);
+        var faults = await fault();
+        await producing;
+        Log($"{run.FailedTransactions} producer transaction(s) failed; the relays counted {first.Uncertain} + {second.Uncertain} possible duplicates");
+        var options = run.RelayOptions;
+        return await run.VerifyAsync(
+            crash: false,
+            faults: $"{faults}; {run.FailedTransactions} producer transactions failed; 2 relays on {run.Store.DisplayName}, lease {options.Lease.TotalSeconds} s, publish timeout {options.PublishTimeout.TotalSeconds} s, MaxAttempts {options.MaxAttempts}");
+    }
+
+    /// <summary>
+    /// Stalls <paramref name="pids"/> (a main process first, then its children; the list taken again once it is stopped) with SIGSTOP for <paramref name="stall"/>, then resumes them with
+    /// SIGCONT, which a finally block sends in any case: a server must never stay stopped for the other tests.
+    /// </summary>
+    public static async Task StallAsync(GuaranteeRun run, string name, Func<IReadOnlyList<int>> pids, TimeSpan stall)
+    {
+        var stopped = new List<int>();
+        try
+        {
+            Log($"SIGSTOP {name} for {stall.TotalSeconds} s ({run.ArrivalCount} deliveries so far)");
+
+            // The first process (the postmaster) alone, so that it forks no new child while the others are stopped; its children
+            // in one call; then any child the list missed.
+            var all = pids();
+            await ServerProcesses.SignalAsync("STOP", [all[0]]);
+            stopped.Add(all[0]);
+            var children = all.Skip(1).ToList();
+            await ServerProcesses.SignalAsync("STOP", children, someMayHaveEnded: true);
+            stopped.AddRange(children);
+            var missed = pids().Except(stopped).ToList();
+            await ServerProcesses.SignalAsync("STOP", missed, someMayHaveEnded: true);
+            stopped.AddRange(missed);
+            await Task.Delay(stall, Ct);
+        }
+        finally
+        {
+            // Children first, the parent (stopped first) last.
+            if (stopped.Count > 1)
+            {
+                await ServerProcesses.SignalAsync("CONT", stopped.Skip(1).ToList(), someMayHaveEnded: true);
+            }
+
+            await ServerProcesses.SignalAsync("CONT", stopped.Take(1).ToList());
+            Log($"SIGCONT {name} ({stopped.Count} processes; {run.ArrivalCount} deliveries so far)");
+        }
+    }
+
+    /// <summary>The PostgreSQL postmaster, then its children (backends, checkpointer, WAL writer and the rest).</summary>
+    public static IReadOnlyList<int> PostgresProcesses()
+    {
+        var postmaster = ServerProcesses.PostgresPostmaster();
+        return [postmaster, .. ServerProcesses.ChildrenOf(postmaster)];
+    }
+
     /// <summary>After two seconds of traffic, stops a server, waits a second and starts it again (and starts it in any case).</summary>
     public static async Task RestartMidRunAsync(GuaranteeRun run, string server, string name)
     {

@@ -20,6 +20,9 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOu
     /// <summary>Gets or sets an exception that every claim throws, to simulate a database outage.</summary>
     public Exception? ClaimFailure { get; set; }
 
+    /// <summary>Gets or sets an exception that every mark throws without marking, to simulate a session lost before the mark.</summary>
+    public Exception? MarkFailure { get; set; }
+
     /// <summary>Gets how many claims ran.</summary>
     public int Claims => Volatile.Read(ref _claims);
 
@@ -141,6 +144,11 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOu
     /// <inheritdoc />
     public Task<int> MarkDispatchedAsync(IReadOnlyList<long> ids, long leaseToken, DateTimeOffset dispatchedAt, CancellationToken cancellationToken = default)
     {
+        if (MarkFailure is { } failure)
+        {
+            return Task.FromException<int>(failure);
+        }
+
         var marked = 0;
         lock (_lock)
         {

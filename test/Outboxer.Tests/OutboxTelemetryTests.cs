@@ -107,6 +107,23 @@ public sealed class OutboxTelemetryTests : IDisposable
     }
 
     [Fact]
+    public async Task Published_messages_whose_mark_failed_are_counted_as_possible_duplicates()
+    {
+        // The database session was lost before the mark (terminated, a server crash): the messages were published and will be again
+        // after their lease, so they may arrive twice, as after a lease lost before the mark.
+        var store = new InMemoryOutboxStore { MarkFailure = new OutboxException("the session was terminated", isTransient: true) };
+        using var duplicates = new MetricCollector<long>(MeterFactory, OutboxerTelemetry.MeterName, "outboxer.messages.possible_duplicates");
+        await using var outbox = Hosted(new RecordingPublisher(), store);
+        await outbox.SendAsync(new OutboxMessage("published"), Ct);
+        await outbox.SendAsync(new OutboxMessage("published too"), Ct);
+
+        Assert.Equal(2, await outbox.DispatchPendingAsync(Ct));
+
+        Assert.Equal(2, duplicates.GetMeasurementSnapshot().Sum(m => m.Value));
+        Assert.Equal(2, store.PendingCount);
+    }
+
+    [Fact]
     public async Task A_message_without_a_creation_context_gets_the_producer_send_span_as_its_creation_context()
     {
         var publisher = new BrokerLikePublisher();

@@ -484,6 +484,8 @@ internal sealed class Dispatcher
     /// <summary>
     /// Marks the confirmed messages with one statement per claim (a batch is one claim). Rows that another claim took after this
     /// dispatcher's lease ran out are not marked by the store; they will be published again, and are counted as possible duplicates.
+    /// So are the messages of a mark that failed (the session was terminated, the database went away): unless the mark committed before
+    /// its answer was lost, they come back after their lease and are published again.
     /// </summary>
     private async Task MarkDispatchedAsync(List<OutboxMessage> confirmed, CancellationToken cancellationToken)
     {
@@ -500,7 +502,8 @@ internal sealed class Dispatcher
         catch (Exception ex)
 #pragma warning restore CA1031
         {
-            Log.MarkDispatchedFailed(_logger, ex, confirmed.Count);
+            Log.MarkDispatchedFailed(_logger, ex, confirmed.Count - marked);
+            _telemetry.PossibleDuplicates.Add(confirmed.Count - marked);
             _errors.Publish(new OutboxError(OutboxOperation.MarkDispatched, ex));
             return;
         }

@@ -68,7 +68,7 @@ internal sealed class Telemetry : IDisposable
         DeadLetteredMessages = _meter.CreateCounter<long>(
             "outboxer.messages.dead_lettered", "{message}", "Messages moved to the dead letters.");
         PossibleDuplicates = _meter.CreateCounter<long>(
-            "outboxer.messages.possible_duplicates", "{message}", "Messages that may reach the broker twice: a publish with an unknown outcome, or a lease lost before the mark.");
+            "outboxer.messages.possible_duplicates", "{message}", "Messages that may reach the broker twice: a publish with an unknown outcome, a lease lost before the mark, or a mark that failed.");
         ClaimedMessages = _meter.CreateCounter<long>(
             "outboxer.messages.claimed", "{message}", "Messages claimed from the store for publishing.");
         EnqueuedMessages = _meter.CreateCounter<long>(
