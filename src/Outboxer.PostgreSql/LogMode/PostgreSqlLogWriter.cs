@@ -285,26 +285,7 @@ public sealed class PostgreSqlLogWriter : IOutboxWriter
                 nameof(transaction));
         }
 
-        DbConnection? connection;
-        try
-        {
-            connection = transaction.Connection;
-        }
-        catch (ObjectDisposedException ex)
-        {
-            throw new ArgumentException("The transaction is disposed; enqueue inside an open transaction.", nameof(transaction), ex);
-        }
-
-        if (connection is null)
-        {
-            throw new ArgumentException("The transaction is already committed or rolled back; enqueue inside an open transaction.", nameof(transaction));
-        }
-
-        if (connection.State != ConnectionState.Open)
-        {
-            throw new ArgumentException($"The transaction's connection is {connection.State}; enqueue inside an open transaction.", nameof(transaction));
-        }
-
+        var connection = RelationalOutboxStore.OpenConnectionOf(transaction);
         CheckSameDatabase(connection, nameof(transaction));
         return (NpgsqlConnection)connection;
     }

@@ -602,6 +602,17 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
                 nameof(transaction));
         }
 
+        var connection = OpenConnectionOf(transaction);
+        CheckSameDatabase(connection, nameof(transaction));
+        return connection;
+    }
+
+    /// <summary>
+    /// The connection of a transaction that is still open, or an <see cref="ArgumentException"/> that says why it is not (disposed,
+    /// committed or rolled back, its connection closed). Shared by every writer that enqueues in the caller's transaction.
+    /// </summary>
+    internal static DbConnection OpenConnectionOf(DbTransaction transaction)
+    {
         DbConnection? connection;
         try
         {
@@ -622,7 +633,6 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
             throw new ArgumentException($"The transaction's connection is {connection.State}; enqueue inside an open transaction.", nameof(transaction));
         }
 
-        CheckSameDatabase(connection, nameof(transaction));
         return connection;
     }
 
