@@ -158,6 +158,12 @@ internal static class DeadLetterCommands
         foreach (var message in messages)
         {
             var error = (message.LastError ?? string.Empty).ReplaceLineEndings(" ");
+            if (message.UncertainAttempts > 0)
+            {
+                // An earlier attempt was sent but never answered: the broker may have the message, and a requeue may publish it twice.
+                error = $"(may have been published: {message.UncertainAttempts.ToString(CultureInfo.InvariantCulture)} attempt(s) with unknown outcome) " + error;
+            }
+
             if (error.Length > 120)
             {
                 error = string.Concat(error.AsSpan(0, 117), "...");
@@ -191,6 +197,8 @@ internal static class DeadLetterCommands
             }
 
             json.WriteNumber("attempts", message.Attempts);
+            json.WriteNumber("uncertain_attempts", message.UncertainAttempts);
+            json.WriteBoolean("may_have_been_published", message.UncertainAttempts > 0);
             json.WriteString("last_error", message.LastError);
             json.WriteString("ordering_key", message.OrderingKey);
             json.WriteNumber("payload_bytes", message.Payload.Length);

@@ -40,6 +40,8 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
     private readonly string _insertSql;
     private readonly string _insertLeasedSql;
     private readonly string _claimSql;
+    private readonly string _claimUpdateLease;
+    private readonly bool _databaseClock;
     private readonly OutboxMigration[] _migrations;
 
     public MySqlDialect(MySqlOutboxStoreOptions options, string? database)
@@ -49,25 +51,31 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
         _table = Quote(_tableName);
         DisplayName = string.IsNullOrEmpty(database) ? _table : $"`{database.Replace("`", "``", StringComparison.Ordinal)}`.{_table}";
         _migrations = Layout(_tableName);
+        _databaseClock = options.UseDatabaseClock;
+
+        // With the database's clock a lease is a length in microseconds (@lease_us) from the server's time when the statement runs.
+        var leasedUntil = _databaseClock ? "TIMESTAMPADD(MICROSECOND, @lease_us, UTC_TIMESTAMP(6))" : "@lease_until";
+        var now = _databaseClock ? "UTC_TIMESTAMP(6)" : "@now";
+        _claimUpdateLease = leasedUntil;
 
         // MySQL has no INSERT ... RETURNING (MariaDB has); LAST_INSERT_ID() is per session, so the second statement reads this insert's id.
         _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key, destination) VALUES (@message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination); SELECT LAST_INSERT_ID()";
-        _insertLeasedSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key, destination, locked_until, lease_token, attempts) VALUES (@message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination, @lease_until, @token, 1); SELECT LAST_INSERT_ID()";
+        _insertLeasedSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key, destination, locked_until, lease_token, attempts) VALUES (@message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination, {leasedUntil}, @token, 1); SELECT LAST_INSERT_ID()";
 
         // The first step of a claim: lock the claimable rows, passing over those another claim, a mark or a release holds, and an
         // enqueue not yet committed. attempts + 1 is the count the claim's UPDATE writes (the rows stay locked until it commits).
         _claimSql = $"""
             SELECT c.id, c.message_id, c.payload, c.options, c.headers, c.created_at, c.attempts + 1, c.ordering_key, c.destination
             FROM {_table} AS c
-            WHERE c.dispatched = 0 AND c.dead_lettered_at IS NULL AND (c.locked_until IS NULL OR c.locked_until <= @now)
+            WHERE c.dispatched = 0 AND c.dead_lettered_at IS NULL AND (c.locked_until IS NULL OR c.locked_until <= {now})
               AND (c.ordering_key IS NULL OR NOT EXISTS (
                   SELECT 1 FROM {_table} AS p
-                  WHERE p.ordering_key = c.ordering_key AND (p.id < c.id OR (p.id <> c.id AND p.locked_until > @now)) AND p.dispatched = 0 AND p.dead_lettered_at IS NULL))
+                  WHERE p.ordering_key = c.ordering_key AND (p.id < c.id OR (p.id <> c.id AND p.locked_until > {now})) AND p.dispatched = 0 AND p.dead_lettered_at IS NULL))
             ORDER BY c.id
             LIMIT @limit
             FOR UPDATE SKIP LOCKED
             """;
-        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND lease_token = @token AND dispatched = 0 AND dead_lettered_at IS NULL";
+        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error, uncertain_attempts = uncertain_attempts + @uncertain WHERE id = @id AND lease_token = @token AND dispatched = 0 AND dead_lettered_at IS NULL";
         DeadLetterSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND lease_token = @token AND dispatched = 0 AND dead_lettered_at IS NULL";
 
         // Bounded batches keep each delete's locks short. A single-table DELETE ... ORDER BY ... LIMIT is planned without regard to the
@@ -86,7 +94,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
         StatisticsSql = StandardStatisticsSql(_table, "dispatched = 0");
         DestinationStatisticsSql = StandardDestinationStatisticsSql(_table, "dispatched = 0");
         DeadLettersSql = $"""
-            SELECT id, message_id, payload, options, headers, created_at, attempts, ordering_key, destination, last_error, dead_lettered_at
+            SELECT id, message_id, payload, options, headers, created_at, attempts, ordering_key, destination, last_error, dead_lettered_at, uncertain_attempts
             FROM {_table} WHERE dead_lettered_at IS NOT NULL AND id > @after ORDER BY id LIMIT @limit
             """;
     }
@@ -141,7 +149,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
         Add(command, "@destination", MySqlDbType.VarChar, message.Destination);
         if (row.LeaseUntil is { } leaseUntil)
         {
-            Add(command, "@lease_until", MySqlDbType.DateTime, ToDb(leaseUntil));
+            AddLease(command, row.LeasedAt ?? leaseUntil, leaseUntil);
             Add(command, "@token", MySqlDbType.Int64, row.LeaseToken);
         }
 
@@ -163,7 +171,11 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
             var select = Command(connection, transaction, _claimSql);
             await using (select.ConfigureAwait(false))
             {
-                Add(select, "@now", MySqlDbType.DateTime, ToDb(now));
+                if (!_databaseClock)
+                {
+                    Add(select, "@now", MySqlDbType.DateTime, ToDb(now));
+                }
+
                 Add(select, "@limit", MySqlDbType.Int32, batchSize);
                 var reader = await select.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
@@ -177,10 +189,10 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
 
             if (rows.Count > 0)
             {
-                var update = Command(connection, transaction, $"UPDATE {_table} SET locked_until = @lease_until, attempts = attempts + 1, lease_token = @token WHERE id IN ({IdList(rows.Count)})");
+                var update = Command(connection, transaction, $"UPDATE {_table} SET locked_until = {_claimUpdateLease}, attempts = attempts + 1, lease_token = @token WHERE id IN ({IdList(rows.Count)})");
                 await using (update.ConfigureAwait(false))
                 {
-                    Add(update, "@lease_until", MySqlDbType.DateTime, ToDb(leaseUntil));
+                    AddLease(update, now, leaseUntil);
                     Add(update, "@token", MySqlDbType.Int64, leaseToken);
                     AddIds(update, rows, static m => m.Id);
                     await update.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
@@ -192,6 +204,19 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
             {
                 claimed.Add(row);
             }
+        }
+    }
+
+    // The lease as the statement needs it: its end on the caller's clock, or its length for the server's clock.
+    private void AddLease(MySqlCommand command, DateTimeOffset now, DateTimeOffset leaseUntil)
+    {
+        if (_databaseClock)
+        {
+            Add(command, "@lease_us", MySqlDbType.Int64, (long)(leaseUntil - now).TotalMicroseconds);
+        }
+        else
+        {
+            Add(command, "@lease_until", MySqlDbType.DateTime, ToDb(leaseUntil));
         }
     }
 
@@ -328,6 +353,13 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
             "lease_token column (fenced claims)",
             $"ALTER TABLE {Quote(table)} ADD COLUMN lease_token BIGINT NULL;",
             $"SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND COLUMN_NAME = 'lease_token'"),
+
+        // How many attempts had an unknown outcome (no confirm came), so that a dead letter that may have reached the broker says so.
+        new OutboxMigration(
+            4,
+            "uncertain_attempts column (dead letters that may have been published)",
+            $"ALTER TABLE {Quote(table)} ADD COLUMN uncertain_attempts INT NOT NULL DEFAULT 0;",
+            $"SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND COLUMN_NAME = 'uncertain_attempts'"),
     ];
 
     private async Task<(bool TableExists, string? Comment, bool PendingIndexExists, bool CleanupIndexExists, bool OrderingIndexExists)> ReadStateAsync(DbConnection connection, CancellationToken cancellationToken)

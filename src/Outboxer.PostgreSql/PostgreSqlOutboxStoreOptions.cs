@@ -50,6 +50,20 @@ public sealed class PostgreSqlOutboxStoreOptions
     /// </value>
     public bool PrepareStatements { get; set; } = true;
 
+    /// <summary>
+    /// Gets or sets a value indicating whether leases are stamped and compared with the database server's clock
+    /// (<c>statement_timestamp()</c>) instead of the dispatcher's: a claim reserves rows for the outbox's
+    /// <see cref="OutboxOptions.LeaseDuration"/> from the moment the server runs it, and rows count as due by the server's time, so
+    /// dispatchers on hosts whose clocks disagree never take each other's rows early.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="true"/>. With <see langword="false"/> the times the dispatcher passes (from its
+    /// <see cref="TimeProvider"/>) are written and compared: for tests that move time with a fake <see cref="TimeProvider"/>, and
+    /// then every host's clock must agree to well within <c>LeaseDuration - PublishTimeout</c>. Retry times after a failed attempt are
+    /// always the dispatcher's (a skew only moves a retry).
+    /// </value>
+    public bool UseDatabaseClock { get; set; } = true;
+
     internal void Validate()
     {
         SqlIdentifier.Validate(SchemaName, $"{nameof(PostgreSqlOutboxStoreOptions)}.{nameof(SchemaName)}");

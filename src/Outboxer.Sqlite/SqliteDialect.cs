@@ -42,13 +42,13 @@ internal sealed class SqliteDialect : OutboxSqlDialect
             RETURNING id, message_id, payload, options, headers, created_at, attempts, ordering_key, destination
             """;
         _markSql = $"UPDATE {_table} SET dispatched = 1, dispatched_at = $at, locked_until = NULL WHERE id IN (SELECT value FROM json_each($ids)) AND lease_token = $token";
-        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error WHERE id = @id AND lease_token = @token AND dispatched = 0 AND dead_lettered_at IS NULL";
+        ReleaseSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error, uncertain_attempts = uncertain_attempts + @uncertain WHERE id = @id AND lease_token = @token AND dispatched = 0 AND dead_lettered_at IS NULL";
         DeadLetterSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error WHERE id = @id AND lease_token = @token AND dispatched = 0 AND dead_lettered_at IS NULL";
         RemoveDispatchedSql = $"DELETE FROM {_table} WHERE id IN (SELECT id FROM {_table} WHERE dispatched = 1 AND dispatched_at < @cutoff ORDER BY id LIMIT @limit)";
         StatisticsSql = StandardStatisticsSql(_table, "dispatched = 0");
         DestinationStatisticsSql = StandardDestinationStatisticsSql(_table, "dispatched = 0");
         DeadLettersSql = $"""
-            SELECT id, message_id, payload, options, headers, created_at, attempts, ordering_key, destination, last_error, dead_lettered_at
+            SELECT id, message_id, payload, options, headers, created_at, attempts, ordering_key, destination, last_error, dead_lettered_at, uncertain_attempts
             FROM {_table} WHERE dead_lettered_at IS NOT NULL AND id > @after ORDER BY id LIMIT @limit
             """;
     }
@@ -242,6 +242,9 @@ internal sealed class SqliteDialect : OutboxSqlDialect
 
         // The token of the claim that holds a row, so that only that claim can mark, release or dead-letter it (fenced claims).
         new OutboxMigration(3, "lease_token column (fenced claims)", $"ALTER TABLE \"{name}\" ADD COLUMN lease_token INTEGER NULL;"),
+
+        // How many attempts had an unknown outcome (no confirm came), so that a dead letter that may have reached the broker says so.
+        new OutboxMigration(4, "uncertain_attempts column (dead letters that may have been published)", $"ALTER TABLE \"{name}\" ADD COLUMN uncertain_attempts INTEGER NOT NULL DEFAULT 0;"),
     ];
 
     private static string IndexesSql(string name) => $"""

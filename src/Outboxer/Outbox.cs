@@ -291,11 +291,11 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         if (_dispatcher is { } dispatcher && _writer is IOutboxLeasedWriter leased && message is { OrderingKey: null } && IsDispatcherRunning)
         {
             var started = _time.GetTimestamp();
-            var leaseUntil = _time.GetUtcNow() + _options.LeaseDuration;
+            var now = _time.GetUtcNow();
             var id = await EnqueueCoreAsync(
                 message,
-                (Leased: leased, Work: work, Until: leaseUntil, Token: dispatcher.CommittedLeaseToken),
-                static (_, m, s, ct) => new ValueTask<long>(s.Leased.AddLeasedWithinTransactionAsync(m, s.Work, s.Until, s.Token, ct)),
+                (Leased: leased, Work: work, Now: now, Until: now + _options.LeaseDuration, Token: dispatcher.CommittedLeaseToken),
+                static (_, m, s, ct) => new ValueTask<long>(s.Leased.AddLeasedWithinTransactionAsync(m, s.Work, s.Now, s.Until, s.Token, ct)),
                 committed: null,
                 cancellationToken).ConfigureAwait(false);
             dispatcher.SendCommitted(message.SnapshotForPublish(), started);

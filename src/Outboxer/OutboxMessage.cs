@@ -105,6 +105,14 @@ public sealed class OutboxMessage
     public DateTimeOffset? DeadLetteredAt { get; set; }
 
     /// <summary>
+    /// Gets or sets how many attempts to publish the message had an unknown outcome: the publish was sent but no confirm came (a
+    /// timeout, a connection lost while waiting). Such an attempt is retried and never makes the message a dead letter by itself, but a
+    /// later attempt can still fail for sure: a dead letter with a count above zero <b>may have reached the broker</b>, and requeueing it
+    /// may publish it twice. Read from the store with the dead letters and <see cref="Providers.IOutboxAdministration.GetMessageAsync"/>.
+    /// </summary>
+    public int UncertainAttempts { get; set; }
+
+    /// <summary>
     /// Refuses text a database column cannot store: U+0000 (PostgreSQL's text refuses it, which would abort the caller's transaction) and
     /// half a surrogate pair (not encodable as UTF-8), so that such a value fails here, before anything reaches the server.
     /// </summary>

@@ -24,7 +24,7 @@ public sealed class SamplerTests : IAsyncLifetime
     [Fact]
     public async Task The_sampler_records_backlog_retrying_and_the_throughput_between_two_samples_counted_in_the_table()
     {
-        var store = new PostgreSqlOutboxStore(_dataSource, new PostgreSqlOutboxStoreOptions { TableName = _table });
+        var store = new PostgreSqlOutboxStore(_dataSource, new PostgreSqlOutboxStoreOptions { TableName = _table, UseDatabaseClock = false });
         var ids = new List<long>();
         for (var i = 0; i < 20; i++)
         {
@@ -39,7 +39,7 @@ public sealed class SamplerTests : IAsyncLifetime
         await sampler.SampleOnceAsync(Ct);
         var token = (await store.ClaimAsync(20, T0, T0.AddMinutes(5), Ct))[0].LeaseToken;
         await store.MarkDispatchedAsync(ids[..10], token, T0.AddSeconds(5), Ct);
-        await store.ReleaseAsync(ids[10], token, T0.AddMinutes(1), "broker down", Ct);
+        await store.ReleaseAsync(ids[10], token, T0.AddMinutes(1), "broker down", cancellationToken: Ct);
         time.Advance(TimeSpan.FromSeconds(10));
         await sampler.SampleOnceAsync(Ct);
         await store.MarkDispatchedAsync(ids[11..16], token, T0.AddSeconds(12), Ct);

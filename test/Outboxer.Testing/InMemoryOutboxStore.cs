@@ -86,7 +86,7 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOu
     }
 
     /// <inheritdoc />
-    public Task<long> AddLeasedWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default)
+    public Task<long> AddLeasedWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(message);
         if (work is not null)
@@ -166,7 +166,7 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOu
     }
 
     /// <inheritdoc />
-    public Task<bool> ReleaseAsync(long id, long leaseToken, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default)
+    public Task<bool> ReleaseAsync(long id, long leaseToken, DateTimeOffset retryAt, string error, bool outcomeUnknown = false, CancellationToken cancellationToken = default)
     {
         lock (_lock)
         {
@@ -178,6 +178,7 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOu
 
             row.LockedUntil = retryAt;
             row.LastError = error;
+            row.UncertainAttempts += outcomeUnknown ? 1 : 0;
         }
 
         return Task.FromResult(true);
@@ -249,6 +250,7 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOu
                 {
                     var copy = Copy(r.Message);
                     copy.LastError = r.LastError;
+                    copy.UncertainAttempts = r.UncertainAttempts;
                     copy.DeadLetteredAt = r.Message.DeadLetteredAt;
                     return copy;
                 })
@@ -343,5 +345,7 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOu
         public long LeaseToken { get; set; }
 
         public string? LastError { get; set; }
+
+        public int UncertainAttempts { get; set; }
     }
 }

@@ -65,6 +65,8 @@ public abstract class OutboxSchemaConformanceTests : IAsyncLifetime
         Assert.True(status.IsCurrent);
         Assert.Equal(store.LatestVersion, (await CreateStore(migrate: false).GetSchemaStatusAsync(Ct)).Version);
         Assert.Equal(before, await ReadRowsAsync());
+        var deadLetter = Assert.Single(await store.GetDeadLettersAsync(10, 0, Ct));
+        Assert.Equal(0, deadLetter.UncertainAttempts);
 
         var publisher = new RecordingPublisher();
         var time = new FakeTimeProvider(T0.AddDays(1));

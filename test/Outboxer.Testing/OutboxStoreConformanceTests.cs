@@ -273,7 +273,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         Assert.NotEqual(0, stale.LeaseToken);
         Assert.NotEqual(stale.LeaseToken, current.LeaseToken);
         Assert.Equal(0, await store.MarkDispatchedAsync([stale.Id], stale.LeaseToken, T0.AddSeconds(32), Ct));
-        Assert.False(await store.ReleaseAsync(stale.Id, stale.LeaseToken, T0.AddHours(1), "late", Ct));
+        Assert.False(await store.ReleaseAsync(stale.Id, stale.LeaseToken, T0.AddHours(1), "late", cancellationToken: Ct));
         Assert.False(await store.DeadLetterAsync(stale.Id, stale.LeaseToken, T0.AddSeconds(32), "late", Ct));
         Assert.Empty(await store.GetDeadLettersAsync(10, 0, Ct));
 
@@ -290,7 +290,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         var batch = await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct);
 
         Assert.Equal(1, await store.MarkDispatchedAsync([batch[0].Id], batch[0].LeaseToken, T0.AddMinutes(5), Ct));
-        Assert.True(await store.ReleaseAsync(batch[1].Id, batch[1].LeaseToken, T0.AddMinutes(6), "broker down", Ct));
+        Assert.True(await store.ReleaseAsync(batch[1].Id, batch[1].LeaseToken, T0.AddMinutes(6), "broker down", cancellationToken: Ct));
         Assert.Equal(batch[1].Id, Assert.Single(await store.ClaimAsync(10, T0.AddMinutes(6), T0.AddMinutes(7), Ct)).Id);
     }
 
@@ -300,7 +300,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         var store = CreateStore();
         var message = NewMessage("sent after commit");
 
-        var id = await store.AddLeasedWithinTransactionAsync(message, null, T0.AddSeconds(30), 42, Ct);
+        var id = await store.AddLeasedWithinTransactionAsync(message, null, T0, T0.AddSeconds(30), 42, Ct);
 
         Assert.Equal(42, message.LeaseToken);
         Assert.Equal(1, message.Attempts);
@@ -313,7 +313,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
     public async Task A_message_written_already_claimed_by_a_process_that_died_is_claimed_after_the_lease_with_its_attempt_counted()
     {
         var store = CreateStore();
-        var id = await store.AddLeasedWithinTransactionAsync(NewMessage("the sender died"), null, T0.AddSeconds(30), 42, Ct);
+        var id = await store.AddLeasedWithinTransactionAsync(NewMessage("the sender died"), null, T0, T0.AddSeconds(30), 42, Ct);
 
         var claimed = Assert.Single(await store.ClaimAsync(10, T0.AddSeconds(30), T0.AddSeconds(60), Ct));
 
@@ -328,7 +328,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         var store = CreateStore();
 
         await Assert.ThrowsAsync<InvalidOperationException>(() => store.AddLeasedWithinTransactionAsync(
-            NewMessage("rolled back"), (_, _) => throw new InvalidOperationException("the work failed"), T0.AddSeconds(30), 42, Ct));
+            NewMessage("rolled back"), (_, _) => throw new InvalidOperationException("the work failed"), T0, T0.AddSeconds(30), 42, Ct));
 
         Assert.Empty(await store.ClaimAsync(10, T0.AddHours(1), T0.AddHours(2), Ct));
     }
@@ -354,7 +354,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         await store.AddWithinTransactionAsync(NewMessage("flaky"), null, Ct);
         var claimed = Assert.Single(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
 
-        await store.ReleaseAsync(claimed.Id, claimed.LeaseToken, T0.AddSeconds(5), "broker down", Ct);
+        await store.ReleaseAsync(claimed.Id, claimed.LeaseToken, T0.AddSeconds(5), "broker down", cancellationToken: Ct);
 
         Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(4), T0.AddSeconds(34), Ct));
         Assert.Single(await store.ClaimAsync(10, T0.AddSeconds(5), T0.AddSeconds(35), Ct));
@@ -552,7 +552,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         Assert.Empty(await CreateStore().ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
 
         await store.MarkDispatchedAsync([ids["a1"], ids["n1"], ids["n2"]], first[0].LeaseToken, T0, Ct);
-        await store.ReleaseAsync(ids["b1"], first[0].LeaseToken, T0.AddMinutes(1), "b1 failed", Ct);
+        await store.ReleaseAsync(ids["b1"], first[0].LeaseToken, T0.AddMinutes(1), "b1 failed", cancellationToken: Ct);
         Assert.Equal([ids["a2"]], (await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Select(m => m.Id));
 
         // A dead-lettered head no longer holds its key back.
@@ -582,7 +582,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
 
         // The newer message is leased, then waits for a retry: either way its key is busy, so the older one waits too.
         Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(1), T0.AddSeconds(31), Ct));
-        Assert.True(await store.ReleaseAsync(newer.Id, held.LeaseToken, T0.AddMinutes(1), "failed", Ct));
+        Assert.True(await store.ReleaseAsync(newer.Id, held.LeaseToken, T0.AddMinutes(1), "failed", cancellationToken: Ct));
         Assert.Empty(await store.ClaimAsync(10, T0.AddSeconds(40), T0.AddSeconds(70), Ct));
 
         Assert.Equal(1, await store.MarkDispatchedAsync([newer.Id], held.LeaseToken, T0.AddMinutes(2), Ct));
@@ -633,6 +633,32 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_dead_letter_whose_earlier_attempt_had_an_unknown_outcome_says_it_may_have_been_published()
+    {
+        var store = CreateStore();
+        var uncertainId = await store.AddWithinTransactionAsync(NewMessage("uncertain"), null, Ct);
+        var knownId = await store.AddWithinTransactionAsync(NewMessage("known"), null, Ct);
+
+        // First attempt: no confirm came for the one, a definite refusal for the other.
+        var first = await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct);
+        Assert.True(await store.ReleaseAsync(uncertainId, first[0].LeaseToken, T0.AddSeconds(1), "no confirm", outcomeUnknown: true, Ct));
+        Assert.True(await store.ReleaseAsync(knownId, first[0].LeaseToken, T0.AddSeconds(1), "nacked", outcomeUnknown: false, Ct));
+
+        // Second attempt: both fail for sure, and both become dead letters.
+        var later = T0.AddMinutes(1);
+        var second = await store.ClaimAsync(10, later, later.AddSeconds(30), Ct);
+        Assert.Equal(2, second.Count);
+        Assert.True(await store.DeadLetterAsync(uncertainId, second[0].LeaseToken, later, "exchange deleted", Ct));
+        Assert.True(await store.DeadLetterAsync(knownId, second[0].LeaseToken, later, "exchange deleted", Ct));
+
+        var dead = (await store.GetDeadLettersAsync(10, 0, Ct)).ToDictionary(m => m.Id);
+        Assert.Equal(1, dead[uncertainId].UncertainAttempts);
+        Assert.Equal(0, dead[knownId].UncertainAttempts);
+        Assert.Equal(1, (await store.GetMessageAsync(uncertainId, Ct))!.UncertainAttempts);
+        Assert.Equal(0, (await store.GetMessageAsync(knownId, Ct))!.UncertainAttempts);
+    }
+
+    [Fact]
     public async Task Statistics_count_pending_in_flight_and_dead_letters_and_find_the_oldest_pending_message()
     {
         var store = CreateStore();
@@ -680,7 +706,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         var token = (await store.ClaimAsync(4, T0, T0.AddSeconds(30), Ct))[0].LeaseToken;
         await store.MarkDispatchedAsync([messages[0].Id], token, T0.AddSeconds(1), Ct);
         await store.DeadLetterAsync(messages[1].Id, token, T0.AddSeconds(2), "gave up", Ct);
-        await store.ReleaseAsync(messages[2].Id, token, T0.AddMinutes(1), "broker down", Ct);
+        await store.ReleaseAsync(messages[2].Id, token, T0.AddMinutes(1), "broker down", cancellationToken: Ct);
 
         var dispatched = await store.GetMessageAsync(messages[0].Id, Ct);
         Assert.NotNull(dispatched);
@@ -884,7 +910,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
 
         // 3999 characters, then a surrogate pair that the 4000-character limit cuts in half.
         var error = "broker\0down \uDE00" + new string('x', 3986) + "\U0001F600";
-        await store.ReleaseAsync(id, claimed.LeaseToken, T0.AddSeconds(5), error, Ct);
+        await store.ReleaseAsync(id, claimed.LeaseToken, T0.AddSeconds(5), error, cancellationToken: Ct);
 
         await using var connection = await OpenConnectionAsync();
         await using var command = connection.CreateCommand();

@@ -1,3 +1,4 @@
+using Outboxer.Providers;
 using Xunit;
 
 namespace Outboxer.Testing;
@@ -14,6 +15,66 @@ public abstract class RowLockingOutboxStoreConformanceTests : OutboxStoreConform
 {
     /// <summary>Gets how long the sessions of <see cref="OutboxStoreConformanceTests.OpenConnectionAsync"/> wait for a row lock before the statement fails.</summary>
     protected abstract TimeSpan LockTimeout { get; }
+
+    /// <summary>Creates a store over this test's table that keeps leases on the database server's clock (its default; the rest of the suite moves time by hand).</summary>
+    protected abstract RelationalOutboxStore CreateStoreOnDatabaseClock();
+
+    /// <summary>Gets the statement that moves every lease of this test's table an hour back, as if an hour passed on the server's clock.</summary>
+    protected abstract string LeasesAnHourEarlierSql { get; }
+
+    [Fact]
+    public async Task On_the_database_clock_a_lease_lasts_from_the_servers_time_whatever_the_dispatchers_clocks_say()
+    {
+        var store = CreateStoreOnDatabaseClock();
+        var id = await store.AddWithinTransactionAsync(NewMessage("leased by the server's clock"), null, Ct);
+
+        // A dispatcher whose clock is an hour behind claims for 30 s; one whose clock is an hour ahead finds the row still leased.
+        var behind = DateTimeOffset.UtcNow.AddHours(-1);
+        var ahead = DateTimeOffset.UtcNow.AddHours(1);
+        var held = Assert.Single(await store.ClaimAsync(10, behind, behind.AddSeconds(30), Ct));
+        Assert.Empty(await store.ClaimAsync(10, ahead, ahead.AddSeconds(30), Ct));
+        var lockedUntil = await ReadLockedUntilAsync(id);
+        Assert.InRange(lockedUntil - DateTimeOffset.UtcNow, TimeSpan.FromSeconds(20), TimeSpan.FromSeconds(31));
+
+        // Once the lease ran out on the server's clock, the row is claimed again and only the new claim can mark it.
+        await MoveLeasesAnHourEarlierAsync();
+        var taken = Assert.Single(await store.ClaimAsync(10, ahead, ahead.AddSeconds(30), Ct));
+        Assert.Equal(0, await store.MarkDispatchedAsync([id], held.LeaseToken, DateTimeOffset.UtcNow, Ct));
+        Assert.Equal(1, await store.MarkDispatchedAsync([id], taken.LeaseToken, DateTimeOffset.UtcNow, Ct));
+    }
+
+    [Fact]
+    public async Task On_the_database_clock_a_message_written_already_claimed_is_leased_from_the_servers_time()
+    {
+        var store = CreateStoreOnDatabaseClock();
+        var behind = DateTimeOffset.UtcNow.AddHours(-1);
+        var id = await store.AddLeasedWithinTransactionAsync(NewMessage("sent after commit"), null, behind, behind.AddSeconds(30), 42, Ct);
+
+        var ahead = DateTimeOffset.UtcNow.AddHours(1);
+        Assert.Empty(await store.ClaimAsync(10, ahead, ahead.AddSeconds(30), Ct));
+        Assert.InRange(await ReadLockedUntilAsync(id) - DateTimeOffset.UtcNow, TimeSpan.FromSeconds(20), TimeSpan.FromSeconds(31));
+
+        await MoveLeasesAnHourEarlierAsync();
+        var taken = Assert.Single(await store.ClaimAsync(10, ahead, ahead.AddSeconds(30), Ct));
+        Assert.Equal(2, taken.Attempts);
+        Assert.Equal(0, await store.MarkDispatchedAsync([id], 42, DateTimeOffset.UtcNow, Ct));
+    }
+
+    private async Task<DateTimeOffset> ReadLockedUntilAsync(long id)
+    {
+        await using var connection = await OpenConnectionAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT locked_until FROM {QuoteTable(OutboxTable)} WHERE id = {id}";
+        await using var reader = await command.ExecuteReaderAsync(Ct);
+        Assert.True(await reader.ReadAsync(Ct));
+        return ReadInstant(reader, 0);
+    }
+
+    private async Task MoveLeasesAnHourEarlierAsync()
+    {
+        await using var connection = await OpenConnectionAsync();
+        await ExecuteAsync(connection, null, LeasesAnHourEarlierSql);
+    }
 
     [Fact]
     public async Task A_claim_skips_rows_another_transaction_has_locked_instead_of_waiting_for_them()

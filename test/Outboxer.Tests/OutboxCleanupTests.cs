@@ -106,7 +106,7 @@ public sealed class OutboxCleanupTests
 
         public Task<int> MarkDispatchedAsync(IReadOnlyList<long> ids, long leaseToken, DateTimeOffset dispatchedAt, CancellationToken cancellationToken = default) => inner.MarkDispatchedAsync(ids, leaseToken, dispatchedAt, cancellationToken);
 
-        public Task<bool> ReleaseAsync(long id, long leaseToken, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default) => inner.ReleaseAsync(id, leaseToken, retryAt, error, cancellationToken);
+        public Task<bool> ReleaseAsync(long id, long leaseToken, DateTimeOffset retryAt, string error, bool outcomeUnknown = false, CancellationToken cancellationToken = default) => inner.ReleaseAsync(id, leaseToken, retryAt, error, outcomeUnknown, cancellationToken);
 
         public Task<OutboxStatistics> GetStatisticsAsync(DateTimeOffset now, CancellationToken cancellationToken = default) => inner.GetStatisticsAsync(now, cancellationToken);
 

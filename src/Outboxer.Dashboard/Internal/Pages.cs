@@ -179,7 +179,9 @@ internal static class Pages
 
             html.Raw("<td><a").Attr("href", context.Link("message", outbox.Name, ("q", id))).Raw(">").Text(id).Raw("</a></td>");
             html.Raw("<td>").Text(message.Destination ?? "(none)").Raw("</td><td class=\"num\">").Text(message.Attempts).Raw("</td><td>").Time(message.DeadLetteredAt).Raw("</td>");
-            html.Raw("<td><p class=\"last-error\">").Text(Shorten(message.LastError ?? "(no error recorded)", 300)).Raw("</p>");
+            html.Raw("<td>");
+            MayHaveBeenPublished(html, message);
+            html.Raw("<p class=\"last-error\">").Text(Shorten(message.LastError ?? "(no error recorded)", 300)).Raw("</p>");
             html.Raw("<details><summary>Payload, headers").Raw(message.LastError is { Length: > 300 } ? " and the whole error" : string.Empty).Raw("</summary>");
             if (message.LastError is { Length: > 300 })
             {
@@ -277,6 +279,7 @@ internal static class Pages
         Field(html, "Ordering key", message.OrderingKey ?? "(none)");
         html.Raw("<dt>Enqueued</dt><dd>").Time(message.CreatedAt).Raw("</dd>");
         Field(html, "Attempts", message.Attempts.ToString(CultureInfo.InvariantCulture));
+        Field(html, "Attempts with unknown outcome", message.UncertainAttempts.ToString(CultureInfo.InvariantCulture));
         html.Raw("<dt>Dispatched</dt><dd>").Time(message.DispatchedAt).Raw("</dd>");
         html.Raw("<dt>Dead-lettered</dt><dd>").Time(message.DeadLetteredAt).Raw("</dd>");
         html.Raw("<dt>Last error</dt><dd><pre class=\"error-text\">").Text(message.LastError ?? "(none)").Raw("</pre></dd></dl>");
@@ -336,6 +339,16 @@ internal static class Pages
     private static void Figure(Html html, string key, string label, string? value, string shown, string? cssClass = null)
     {
         html.Raw("<div").Attr("class", cssClass is null ? "figure" : "figure " + cssClass).Raw("><dt>").Text(label).Raw("</dt><dd").Attr("data-figure", key).Attr("data-value", value ?? string.Empty).Raw(">").Text(shown).Raw("</dd></div>");
+    }
+
+    // An attempt that was sent but never answered: the broker may have this dead letter already, and a requeue may publish it twice.
+    private static void MayHaveBeenPublished(Html html, OutboxMessage message)
+    {
+        if (message.UncertainAttempts > 0)
+        {
+            html.Raw("<p class=\"may-have-been-published\"><strong>May have been published</strong>: ").Text(message.UncertainAttempts)
+                .Raw(" attempt(s) sent without an answer; requeueing may publish it twice.</p>");
+        }
     }
 
     private static void Field(Html html, string label, string value) => html.Raw("<dt>").Text(label).Raw("</dt><dd>").Text(value).Raw("</dd>");

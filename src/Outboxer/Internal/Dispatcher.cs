@@ -577,7 +577,7 @@ internal sealed class Dispatcher
         try
         {
             // False when another claim took the row after this lease ran out: that dispatcher settles it.
-            await _store.ReleaseAsync(message.Id, message.LeaseToken, retryAt, error, cancellationToken).ConfigureAwait(false);
+            await _store.ReleaseAsync(message.Id, message.LeaseToken, retryAt, error, unknown, cancellationToken).ConfigureAwait(false);
         }
 #pragma warning disable CA1031 // Reported; the row comes back after its lease anyway.
         catch (Exception ex)

@@ -17,9 +17,11 @@ public interface IOutboxLeasedWriter : IOutboxWriter
     /// </summary>
     /// <param name="message">The message to enqueue.</param>
     /// <param name="work">Statements to run first in the same transaction, or <see langword="null"/>.</param>
+    /// <param name="now">The caller's current time, from which <paramref name="leaseUntil"/> was computed: a store that keeps leases on
+    /// its database's clock takes the lease's length from the two and starts it at the server's time.</param>
     /// <param name="leaseUntil">Until when the row stays claimed by the caller.</param>
     /// <param name="leaseToken">The token to mark it with; also set on <see cref="OutboxMessage.LeaseToken"/>.</param>
     /// <param name="cancellationToken">A token to cancel the operation.</param>
     /// <returns>The database id of the message, once the transaction committed.</returns>
-    Task<long> AddLeasedWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default);
+    Task<long> AddLeasedWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default);
 }

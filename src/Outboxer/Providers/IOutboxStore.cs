@@ -48,9 +48,13 @@ public interface IOutboxStore : IOutboxWriter
     /// <param name="leaseToken">The <see cref="OutboxMessage.LeaseToken"/> of the claim that returned it.</param>
     /// <param name="retryAt">When the message may be claimed again.</param>
     /// <param name="error">A description of the failure, kept with the row.</param>
+    /// <param name="outcomeUnknown">
+    /// <see langword="true"/> when the publish was sent but not answered, so the broker may have the message: the row counts one more
+    /// <see cref="OutboxMessage.UncertainAttempts"/>, which its dead letter (if it becomes one later) reports.
+    /// </param>
     /// <param name="cancellationToken">A token to cancel the operation.</param>
     /// <returns><see langword="true"/> when the row was updated; <see langword="false"/> when another claim holds it now or it was settled.</returns>
-    Task<bool> ReleaseAsync(long id, long leaseToken, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default);
+    Task<bool> ReleaseAsync(long id, long leaseToken, DateTimeOffset retryAt, string error, bool outcomeUnknown = false, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Moves the message with the given id to the dead letters, where the claim with <paramref name="leaseToken"/> still holds it: it is

@@ -159,7 +159,8 @@ public abstract class OutboxSqlDialect
 
     /// <summary>
     /// Gets the statement that records a failed attempt of a row not dispatched and still held by <c>@token</c>: <c>@id</c>,
-    /// <c>@token</c>, <c>@retry_at</c> (its next claimable time), <c>@error</c>.
+    /// <c>@token</c>, <c>@retry_at</c> (its next claimable time), <c>@error</c>, and <c>@uncertain</c> (1 when the attempt's outcome is
+    /// unknown, else 0) added to <c>uncertain_attempts</c>.
     /// </summary>
     public abstract string ReleaseSql { get; }
 
@@ -184,7 +185,7 @@ public abstract class OutboxSqlDialect
     /// </summary>
     public abstract string DestinationStatisticsSql { get; }
 
-    /// <summary>Gets the query that returns the message columns, <c>last_error</c> and <c>dead_lettered_at</c> of at most <c>@limit</c> dead letters with an id above <c>@after</c>, in id order.</summary>
+    /// <summary>Gets the query that returns the message columns, <c>last_error</c>, <c>dead_lettered_at</c> and <c>uncertain_attempts</c> of at most <c>@limit</c> dead letters with an id above <c>@after</c>, in id order.</summary>
     public abstract string DeadLettersSql { get; }
 
     /// <summary>
@@ -202,18 +203,18 @@ public abstract class OutboxSqlDialect
     public virtual string PurgeDeadLettersSql(string? idList) => $"DELETE FROM {Table} WHERE dead_lettered_at IS NOT NULL{IdFilter(idList)}";
 
     /// <summary>
-    /// Gets the query that returns the message columns, <c>last_error</c>, <c>dead_lettered_at</c>, <c>dispatched</c> and
-    /// <c>dispatched_at</c> of the row whose id is <c>@id</c>. The default is standard SQL.
+    /// Gets the query that returns the message columns, <c>last_error</c>, <c>dead_lettered_at</c>, <c>dispatched</c>,
+    /// <c>dispatched_at</c> and <c>uncertain_attempts</c> of the row whose id is <c>@id</c>. The default is standard SQL.
     /// </summary>
     public virtual string MessageByIdSql =>
-        $"SELECT {MessageColumns}, last_error, dead_lettered_at, dispatched, dispatched_at FROM {Table} WHERE id = @id";
+        $"SELECT {MessageColumns}, last_error, dead_lettered_at, dispatched, dispatched_at, uncertain_attempts FROM {Table} WHERE id = @id";
 
     /// <summary>
     /// Gets the query that returns the same columns as <see cref="MessageByIdSql"/> for the row with the lowest id whose message id is
     /// <c>@message_id</c> (see <see cref="ToDbMessageId"/>). The default is standard SQL.
     /// </summary>
     public virtual string MessageByMessageIdSql =>
-        $"SELECT {MessageColumns}, last_error, dead_lettered_at, dispatched, dispatched_at FROM {Table} WHERE message_id = @message_id ORDER BY id";
+        $"SELECT {MessageColumns}, last_error, dead_lettered_at, dispatched, dispatched_at, uncertain_attempts FROM {Table} WHERE message_id = @message_id ORDER BY id";
 
     /// <summary>Converts a message id to the value the database compares its <c>message_id</c> column with. The default is the text form (<c>D</c>).</summary>
     /// <param name="messageId">The message id.</param>

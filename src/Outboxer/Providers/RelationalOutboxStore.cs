@@ -162,10 +162,10 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
     }
 
     /// <inheritdoc />
-    public Task<long> AddLeasedWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default)
+    public Task<long> AddLeasedWithinTransactionAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(message);
-        var row = Serialize(message) with { LeaseUntil = leaseUntil, LeaseToken = leaseToken };
+        var row = Serialize(message) with { LeasedAt = now, LeaseUntil = leaseUntil, LeaseToken = leaseToken };
         message.LeaseToken = leaseToken;
         message.Attempts = 1;
         return AddWithinTransactionAsync(row, work, cancellationToken);
@@ -250,13 +250,13 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
     }
 
     /// <inheritdoc />
-    public async Task<bool> ReleaseAsync(long id, long leaseToken, DateTimeOffset retryAt, string error, CancellationToken cancellationToken = default)
+    public async Task<bool> ReleaseAsync(long id, long leaseToken, DateTimeOffset retryAt, string error, bool outcomeUnknown = false, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(error);
         return await ExecuteAsync(
             "record a failed attempt",
             _dialect.ReleaseSql,
-            [("@retry_at", _dialect.ToDbTimestamp(retryAt)), ("@error", Truncate(error, MaxErrorLength)), ("@id", id), ("@token", leaseToken)],
+            [("@retry_at", _dialect.ToDbTimestamp(retryAt)), ("@error", Truncate(error, MaxErrorLength)), ("@uncertain", outcomeUnknown ? 1 : 0), ("@id", id), ("@token", leaseToken)],
             cancellationToken).ConfigureAwait(false) > 0;
     }
 
@@ -291,6 +291,7 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
             var message = _dialect.ReadMessage(reader);
             message.LastError = reader.IsDBNull(9) ? null : reader.GetString(9);
             message.DeadLetteredAt = _dialect.ReadTimestamp(reader, 10);
+            message.UncertainAttempts = Convert.ToInt32(reader.GetValue(11), CultureInfo.InvariantCulture);
             return message;
         }, cancellationToken);
     }
@@ -350,6 +351,7 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
             message.DeadLetteredAt = reader.IsDBNull(10) ? null : _dialect.ReadTimestamp(reader, 10);
             message.Dispatched = Convert.ToBoolean(reader.GetValue(11), CultureInfo.InvariantCulture);
             message.DispatchedAt = reader.IsDBNull(12) ? null : _dialect.ReadTimestamp(reader, 12);
+            message.UncertainAttempts = Convert.ToInt32(reader.GetValue(13), CultureInfo.InvariantCulture);
             return message;
         }, cancellationToken).ConfigureAwait(false);
         return rows.Count == 0 ? null : rows[0];

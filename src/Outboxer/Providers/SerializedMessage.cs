@@ -12,6 +12,12 @@ public readonly record struct SerializedMessage(OutboxMessage Message, string? O
     /// </summary>
     public DateTimeOffset? LeaseUntil { get; init; }
 
+    /// <summary>
+    /// Gets, for a row written already claimed, the caller's time when it computed <see cref="LeaseUntil"/>: a store that keeps leases
+    /// on its database's clock writes the lease's length (<see cref="LeaseUntil"/> minus this) from the server's time.
+    /// </summary>
+    public DateTimeOffset? LeasedAt { get; init; }
+
     /// <summary>Gets the token of the claim a row written already claimed belongs to; 0 for an ordinary pending row.</summary>
     public long LeaseToken { get; init; }
 
