@@ -98,6 +98,8 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
     /// The record was not stored. <see cref="OutboxException.IsTransient"/> is <see langword="false"/> when retrying cannot help: an
     /// option of a wrong type or an invalid value, no stream, a record over 1 MiB, a stream that does not exist, refused access; and
     /// <see langword="true"/> when Kinesis throttled the request or failed internally, could not be reached, or no credentials were found.
+    /// <see cref="OutboxException.IsOutcomeUnknown"/> is <see langword="true"/> when the request was (or may have been) sent and no
+    /// response came (a timeout, a connection reset), or the success response could not be read: Kinesis may have stored the record.
     /// </exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public async ValueTask PublishAsync(OutboxMessage message, CancellationToken cancellationToken = default)
@@ -447,8 +449,11 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
         if (response?.Records is not { } outcomes || outcomes.Count != chunk.Count)
         {
             FailAll(new OutboxException(
-                $"Kinesis answered a PutRecords request of {chunk.Count} record(s) for stream '{stream}' with {response?.Records?.Count ?? 0} result(s); the records count as failed and will be retried.",
-                isTransient: true));
+                $"Kinesis answered a PutRecords request of {chunk.Count} record(s) for stream '{stream}' with {response?.Records?.Count ?? 0} result(s): the outcome of each record is unknown (Kinesis may have stored it); they will be retried.",
+                isTransient: true)
+            {
+                IsOutcomeUnknown = true,
+            });
             return chunk.Count;
         }
 
@@ -497,7 +502,10 @@ public sealed class KinesisPublisher : IOutboxBatchPublisher, IAsyncDisposable
         return new OutboxException(
             $"Putting {what} in Kinesis stream '{stream}' failed: {ex.Message}{(ex.IsTransient ? " It will be retried." : string.Empty)}",
             ex.IsTransient,
-            ex);
+            ex)
+        {
+            IsOutcomeUnknown = ex.IsOutcomeUnknown,
+        };
     }
 
     /// <summary>A message's record, checked and ready to send.</summary>

@@ -26,7 +26,8 @@ namespace Outboxer.Nats;
 /// The payload is sent as it is, with the message's <see cref="OutboxMessage.Headers"/> (the trace context the outbox adds among them)
 /// as NATS headers. A message JetStream cannot take (no stream stores its subject, larger than the server's <c>max_payload</c>, an
 /// invalid subject or header, a different stream than <see cref="NatsOptionKeys.ExpectedStream"/>) fails with a non-transient
-/// <see cref="OutboxException"/>; a lost connection or a missing acknowledgement fails transiently. Safe for concurrent use.
+/// <see cref="OutboxException"/>; a lost connection or a missing acknowledgement fails transiently, with
+/// <see cref="OutboxException.IsOutcomeUnknown"/> set when the stream may have stored the message. Safe for concurrent use.
 /// </para>
 /// </remarks>
 public sealed class NatsPublisher : IOutboxBatchPublisher, IAsyncDisposable
@@ -108,6 +109,9 @@ public sealed class NatsPublisher : IOutboxBatchPublisher, IAsyncDisposable
     /// (no stream stores the subject, the message is larger than the server's <c>max_payload</c>, an invalid subject, option or header,
     /// a stream other than the expected one, another refusal of JetStream as a bad request) and <see langword="true"/> otherwise (the
     /// connection lost or not yet open, no acknowledgement in time from a stream that exists, the stream unavailable or full).
+    /// <see cref="OutboxException.IsOutcomeUnknown"/> is <see langword="true"/> when no acknowledgement came from a stream that stores the
+    /// subject (or the streams could not be listed), or the client failed otherwise after the message may have been sent: JetStream may
+    /// have stored it, and the retry is deduplicated within the stream's duplicate window.
     /// </exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public async ValueTask PublishAsync(OutboxMessage message, CancellationToken cancellationToken = default)
@@ -368,23 +372,34 @@ public sealed class NatsPublisher : IOutboxBatchPublisher, IAsyncDisposable
             case NatsException when ex.GetType() == typeof(NatsException) && ex.Message.Contains("invalid", StringComparison.OrdinalIgnoreCase):
                 // The client's own checks (a subject or header it would not send) throw the base type before anything is sent.
                 return new OutboxException($"The NATS client refused message {message.MessageId} to subject '{subject}': {ex.Message}", isTransient: false, ex);
-            case OperationCanceledException or NatsTimeoutException or NatsJSTimeoutException:
-                // Not the caller's token: the client gave up (a publish while disconnected, or no answer in time).
-                return new OutboxException(
-                    $"NATS did not take or acknowledge message {message.MessageId} to subject '{subject}' in time (the connection is {_connection.ConnectionState}); it will be retried.",
-                    isTransient: true,
-                    ex);
+            case NatsException when ex.GetType() == typeof(NatsException) && ex.Message.StartsWith("can not connect", StringComparison.OrdinalIgnoreCase):
+                // The first connection could not be opened: nothing was sent.
+                return new OutboxException($"Message {message.MessageId} to NATS subject '{subject}' was not sent: {ex.Message}; it will be retried.", isTransient: true, ex);
             default:
-                return new OutboxException($"Publishing message {message.MessageId} to NATS subject '{subject}' failed: {ex.Message}; it will be retried.", isTransient: true, ex);
+                // Not the caller's token: the client gave up waiting (no answer in time, a connection lost after the message was
+                // written or while it waited to be), or the connection failed. The client does not say whether the message left, so
+                // JetStream may have stored it; the retry is deduplicated (Nats-Msg-Id) within the stream's duplicate window.
+                return new OutboxException(
+                    $"The outcome of publishing message {message.MessageId} to NATS subject '{subject}' is unknown: no acknowledgement came ({ex.GetType().Name}: {ex.Message.TrimEnd('.')}; the connection is {_connection.ConnectionState}). JetStream may have stored it; it will be retried.",
+                    isTransient: true,
+                    ex)
+                {
+                    IsOutcomeUnknown = true,
+                };
         }
     }
 
     /// <summary>
     /// Tells a subject no stream stores (which fails for good) from a stream that did not answer in time (which may pass), by asking
-    /// JetStream which streams store the subject.
+    /// JetStream which streams store the subject. The client reports an acknowledgement that never came (the request timed out, each
+    /// retry too) as it reports "no responders": when a stream stores the subject, or the look-up fails, the message may have been
+    /// stored and the outcome is unknown.
     /// </summary>
     private async Task<OutboxException> NoAcknowledgementAsync(Exception ex, OutboxMessage message, string subject, CancellationToken cancellationToken)
     {
+        // The server answers "no responders" itself, so a bare one says the message reached no stream; the JetStream exception
+        // covers timeouts too.
+        var unknown = ex is not NatsNoRespondersException;
         var streams = new List<string>();
         try
         {
@@ -400,9 +415,12 @@ public sealed class NatsPublisher : IOutboxBatchPublisher, IAsyncDisposable
 #pragma warning restore CA1031
         {
             return new OutboxException(
-                $"JetStream did not acknowledge message {message.MessageId} on subject '{subject}' ({ex.Message}), and listing the streams of the subject failed too ({lookup.Message}): JetStream may be unavailable. It will be retried.",
+                $"JetStream did not acknowledge message {message.MessageId} on subject '{subject}' ({ex.Message}), and listing the streams of the subject failed too ({lookup.Message}): JetStream may be unavailable.{(unknown ? " The outcome is unknown: it may have been stored." : string.Empty)} It will be retried.",
                 isTransient: true,
-                ex);
+                ex)
+            {
+                IsOutcomeUnknown = unknown,
+            };
         }
 
         if (streams.Count == 0)
@@ -414,8 +432,11 @@ public sealed class NatsPublisher : IOutboxBatchPublisher, IAsyncDisposable
         }
 
         return new OutboxException(
-            $"JetStream stream '{string.Join("', '", streams)}' did not acknowledge message {message.MessageId} on subject '{subject}' in time ({ex.Message}); it will be retried.",
+            $"JetStream stream '{string.Join("', '", streams)}' did not acknowledge message {message.MessageId} on subject '{subject}' in time ({ex.Message}).{(unknown ? " The outcome is unknown: it may have been stored." : string.Empty)} It will be retried.",
             isTransient: true,
-            ex);
+            ex)
+        {
+            IsOutcomeUnknown = unknown,
+        };
     }
 }

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Runtime.ExceptionServices;
 using Google.Apis.Auth.OAuth2;
 using Google.Cloud.PubSub.V1;
@@ -172,6 +173,8 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
     /// The message was not confirmed. <see cref="OutboxException.IsTransient"/> is <see langword="false"/> when retrying cannot help (an
     /// option or header Pub/Sub cannot take, a message over the size limit, a topic that does not exist, a request Pub/Sub refused as
     /// invalid or not permitted) and <see langword="true"/> otherwise (the service unreachable, overloaded, or failing internally).
+    /// <see cref="OutboxException.IsOutcomeUnknown"/> is <see langword="true"/> when the request was (or may have been) sent and no answer
+    /// came (the connection lost, the deadline passed, <c>UNAVAILABLE</c>, <c>INTERNAL</c>, <c>UNKNOWN</c>): Pub/Sub may have the message.
     /// </exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public async ValueTask PublishAsync(OutboxMessage message, CancellationToken cancellationToken = default)
@@ -421,8 +424,11 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
             }
 
             failure = new OutboxException(
-                $"Pub/Sub answered a request of {request.Count} messages to topic '{topic}' with {response.MessageIds.Count} message ids; the messages will be published again.",
-                isTransient: true);
+                $"Pub/Sub answered a request of {request.Count} messages to topic '{topic}' with {response.MessageIds.Count} message ids: the outcome of each is unknown (Pub/Sub may have them); the messages will be published again.",
+                isTransient: true)
+            {
+                IsOutcomeUnknown = true,
+            };
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.InvalidArgument && request.Count > 1)
         {
@@ -460,9 +466,27 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Translates a failed publish request. A status Pub/Sub answered with is a known failure; a request that was (or may have been)
+    /// sent without an answer (the connection lost, the deadline passed, an unreadable answer) has an unknown outcome, unless the
+    /// connection could not be opened at all.
+    /// </summary>
     private static OutboxException Translate(Exception ex, string topic, int count)
     {
         var what = count == 1 ? "the message" : $"{count} messages";
+        var noAnswer = ex is not RpcException || ((RpcException)ex).StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Cancelled or StatusCode.Unknown or StatusCode.Internal;
+        if (noAnswer && !NeverConnected(ex))
+        {
+            var reason = ex is RpcException status ? $"{status.StatusCode} ({status.Status.Detail})" : ex.Message;
+            return new OutboxException(
+                $"The outcome of publishing {what} to Pub/Sub topic '{topic}' is unknown: the request was (or may have been) sent and no answer came: {reason}. Pub/Sub may have them; it will be retried.",
+                isTransient: true,
+                ex)
+            {
+                IsOutcomeUnknown = true,
+            };
+        }
+
         if (ex is not RpcException rpc)
         {
             return new OutboxException($"Publishing {what} to Pub/Sub topic '{topic}' failed: {ex.Message}", isTransient: true, ex);
@@ -482,6 +506,22 @@ public sealed class PubSubPublisher : IOutboxBatchPublisher, IAsyncDisposable
             _ => new OutboxException(
                 $"Publishing {what} to Pub/Sub topic '{topic}' failed: {rpc.StatusCode} ({detail}); it will be retried.", isTransient: true, ex),
         };
+    }
+
+    /// <summary>Tells whether <paramref name="ex"/> (or the exception behind its gRPC status) says the connection could not be opened, so nothing was sent.</summary>
+    private static bool NeverConnected(Exception ex)
+    {
+        for (Exception? current = ex; current is not null; current = current is RpcException rpc ? rpc.Status.DebugException : current.InnerException)
+        {
+            // HttpClient says so with its error kind; gRPC's subchannels ("Error connecting to subchannel.") with the socket's.
+            if (current is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError }
+                or SocketException { SocketErrorCode: SocketError.ConnectionRefused or SocketError.HostNotFound or SocketError.HostUnreachable or SocketError.NetworkUnreachable or SocketError.TryAgain or SocketError.AddressNotAvailable })
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>A message ready to publish: its index in the batch, its topic, its Pub/Sub form and its size in a publish request.</summary>

@@ -22,7 +22,8 @@ namespace Outboxer.RabbitMQ;
 /// broker closed (for example after a publish to a missing exchange) is replaced on the next publish. Exchanges are declared on a
 /// second channel, once each, so that a declaration the broker refuses does not fail the messages in flight. After a lost connection,
 /// RabbitMQ.Client's automatic recovery reconnects; until then publishes fail with a transient <see cref="OutboxException"/> and the
-/// outbox retries them.
+/// outbox retries them. A message whose confirm was lost with its channel or connection fails with
+/// <see cref="OutboxException.IsOutcomeUnknown"/> set: the broker may have it.
 /// </para>
 /// <para>
 /// Messages are published as mandatory and persistent by default, with the message id, the creation time (as the AMQP timestamp),
@@ -161,6 +162,10 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
     /// The message was not confirmed. <see cref="OutboxException.IsTransient"/> is <see langword="false"/> when retrying cannot help:
     /// an option or header of a wrong type, an unroutable message, an exchange that exists with other settings; and
     /// <see langword="true"/> when the connection or channel was lost or the broker refused the message (a nack).
+    /// <see cref="OutboxException.IsOutcomeUnknown"/> is <see langword="true"/> when the broker may have the message although no confirm
+    /// came: the connection was lost, or the channel or connection was closed (by the broker, the client library, or disposing this
+    /// publisher) after the message was handed to the connection; it is <see langword="false"/> for a nack, a return, a channel the broker
+    /// closed because of this message (its exchange, its size), and any failure before the message was handed to the connection.
     /// </exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public async ValueTask PublishAsync(OutboxMessage message, CancellationToken cancellationToken = default)
@@ -170,6 +175,10 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
 
         var route = ReadRoute(message);
         var properties = CreateProperties(message, route.ContentType);
+
+        // Whether the message may have been written to the connection: from the publish call on, a failure without the broker's
+        // answer (a nack, a return, a channel error about this message) leaves the outcome unknown.
+        var sent = false;
         try
         {
             if (route.Declare)
@@ -178,11 +187,12 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
             }
 
             var channel = await GetChannelAsync(publishing: true, cancellationToken).ConfigureAwait(false);
+            sent = true;
             await channel.BasicPublishAsync(route.Exchange.Name, route.RoutingKey, _options.Mandatory, properties, message.Payload.AsMemory(), cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception ex) when (!(ex is OperationCanceledException && cancellationToken.IsCancellationRequested) && Volatile.Read(ref _disposed) == 0)
+        catch (Exception ex) when (!(ex is OperationCanceledException && cancellationToken.IsCancellationRequested) && (sent || Volatile.Read(ref _disposed) == 0))
         {
-            var failure = ex as OutboxException ?? TranslatePublishFailure(ex, message, route);
+            var failure = ex as OutboxException ?? TranslatePublishFailure(ex, message, route, sent);
             if (failure is null)
             {
                 throw;
@@ -483,7 +493,7 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
         return Task.CompletedTask;
     }
 
-    private OutboxException? TranslatePublishFailure(Exception ex, OutboxMessage message, Route route)
+    private OutboxException? TranslatePublishFailure(Exception ex, OutboxMessage message, Route route, bool sent)
     {
         var target = $"exchange '{route.Exchange.Name}' with routing key '{route.RoutingKey}'";
         switch (ex)
@@ -496,20 +506,28 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
             case PublishException:
                 return new OutboxException($"RabbitMQ refused (nacked) message {message.MessageId} published to {target}; it will be retried.", isTransient: true, ex);
             case OperationInterruptedException { ShutdownReason: { } reason }:
-                return TranslateShutdown(ex, reason, message, route, target);
+                return TranslateShutdown(ex, reason, message, route, target, sent);
             case RabbitMQClientException or IOException or SocketException or TimeoutException or ObjectDisposedException or OperationCanceledException:
-                return new OutboxException($"Publishing message {message.MessageId} to RabbitMQ {target} failed: {ex.Message}", isTransient: true, ex);
+                return sent
+                    ? OutcomeUnknown(ex, message, target, $"the publish failed after the message was handed to the connection and before the broker answered ({ex.Message})")
+                    : new OutboxException($"Publishing message {message.MessageId} to RabbitMQ {target} failed: {ex.Message}", isTransient: true, ex);
             default:
                 return null;
         }
     }
 
-    private OutboxException TranslateShutdown(Exception ex, ShutdownEventArgs reason, OutboxMessage message, Route route, string target)
+    /// <summary>
+    /// Tells a channel the broker closed because of this message (known: the broker did not take it) from a channel or connection that
+    /// closed while the message was on its way or awaited its confirm (unknown: the broker may have it).
+    /// </summary>
+    private OutboxException TranslateShutdown(Exception ex, ShutdownEventArgs reason, OutboxMessage message, Route route, string target, bool sent)
     {
-        var aboutThisExchange = route.Exchange.Name.Length > 0 && reason.ReplyText.Contains($"exchange '{route.Exchange.Name}'", StringComparison.Ordinal);
-        if (_connection is { IsOpen: true } && reason.Initiator == ShutdownInitiator.Peer && aboutThisExchange)
+        if (_connection is { IsOpen: true } && reason.Initiator == ShutdownInitiator.Peer)
         {
-            if (reason.ReplyCode == Constants.NotFound)
+            // A channel error names what it is about: this message's exchange (missing, refused, other settings), or its size. The
+            // broker closes the channel on such a publish and takes no message of it afterwards, so this one was not taken.
+            var aboutThisExchange = route.Exchange.Name.Length > 0 && reason.ReplyText.Contains($"exchange '{route.Exchange.Name}'", StringComparison.Ordinal);
+            if (aboutThisExchange && reason.ReplyCode == Constants.NotFound)
             {
                 // Declaring again (the cache was cleared when the channel closed) fixes it, unless declaring is switched off.
                 return new OutboxException(
@@ -518,17 +536,40 @@ public sealed class RabbitMQPublisher : IOutboxPublisher, IAsyncDisposable
                     ex);
             }
 
-            if (reason.ReplyCode == Constants.AccessRefused)
+            if (aboutThisExchange && reason.ReplyCode is Constants.AccessRefused or Constants.PreconditionFailed)
             {
                 return new OutboxException($"RabbitMQ refused message {message.MessageId} for {target}: {reason.ReplyText}.", isTransient: false, ex);
             }
+
+            if (reason.ReplyCode == Constants.PreconditionFailed
+                && reason.ReplyText.Contains($"message size {message.Payload.Length} is larger than", StringComparison.Ordinal))
+            {
+                return new OutboxException(
+                    $"RabbitMQ refused message {message.MessageId} for {target}: its payload of {message.Payload.Length} bytes is larger than the broker's max_message_size ({reason.ReplyText}).",
+                    isTransient: false,
+                    ex);
+            }
+        }
+
+        if (sent)
+        {
+            // A lost connection, a broker that closed the connection (shutting down, a forced close), the library or this publisher
+            // closing it, or a channel error caused by another message published on the same channel: the message may have been
+            // routed before the channel closed, and its confirm is lost.
+            return OutcomeUnknown(ex, message, target, $"the channel or connection closed after the message was handed to the connection and before the broker confirmed it ({Describe(reason)})");
         }
 
         return new OutboxException(
-            $"The RabbitMQ channel or connection closed before message {message.MessageId} to {target} was confirmed ({Describe(reason)}); it will be retried.",
+            $"The RabbitMQ channel or connection closed before message {message.MessageId} to {target} was sent ({Describe(reason)}); it will be retried.",
             isTransient: true,
             ex);
     }
+
+    private static OutboxException OutcomeUnknown(Exception ex, OutboxMessage message, string target, string what) =>
+        new($"The outcome of publishing message {message.MessageId} to RabbitMQ {target} is unknown: {what}. The broker may have it; it will be retried.", isTransient: true, ex)
+        {
+            IsOutcomeUnknown = true,
+        };
 
     private static string Describe(ShutdownEventArgs? reason) =>
         reason is null ? "no reason given" : $"{reason.ReplyCode} {reason.ReplyText}, initiated by {reason.Initiator}";

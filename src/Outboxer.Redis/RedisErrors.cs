@@ -46,7 +46,11 @@ internal static class RedisErrors
             transient);
     }
 
-    /// <summary>The failure of a whole script call; <see langword="null"/> when the exception is not Redis's or the network's.</summary>
+    /// <summary>
+    /// The failure of a whole script call; <see langword="null"/> when the exception is not Redis's or the network's. A connection
+    /// failure or timeout after the command was sent (StackExchange.Redis reports its <see cref="CommandStatus"/>) has an unknown
+    /// outcome: the script may have run.
+    /// </summary>
     public static OutboxException? Translate(Exception ex, string stream, int count)
     {
         var what = count == 1 ? "1 message" : $"{count} messages";
@@ -56,10 +60,20 @@ internal static class RedisErrors
                 $"Redis refused to append {what}: the key '{stream}' holds a value that is not a stream ({server.Message}).", isTransient: false, ex),
             RedisServerException server => new OutboxException(
                 $"Redis refused to append {what} to stream '{stream}': {server.Message}", IsTransient(server.Message), ex),
-            RedisConnectionException or RedisTimeoutException or TimeoutException or IOException or SocketException or ObjectDisposedException => new OutboxException(
-                $"Appending {what} to Redis stream '{stream}' failed before Redis replied: {ex.Message}; Redis may have appended them, and the retry is deduplicated within the window.",
+            RedisConnectionException { CommandStatus: CommandStatus.WaitingToBeSent or CommandStatus.WaitingInBacklog }
+                or RedisTimeoutException { Commandstatus: CommandStatus.WaitingToBeSent or CommandStatus.WaitingInBacklog }
+                or ObjectDisposedException => new OutboxException(
+                $"Appending {what} to Redis stream '{stream}' failed before the command was sent: {ex.Message}; it will be retried.",
                 isTransient: true,
                 ex),
+            RedisConnectionException or RedisTimeoutException or TimeoutException or IOException or SocketException => new OutboxException(
+                $"The outcome of appending {what} to Redis stream '{stream}' is unknown: the command was (or may have been) sent and Redis did not reply ({ex.Message}). " +
+                "Redis may have appended them; the retry is deduplicated within the window.",
+                isTransient: true,
+                ex)
+            {
+                IsOutcomeUnknown = true,
+            },
             RedisCommandException => new OutboxException($"Appending {what} to Redis stream '{stream}' failed: {ex.Message}", isTransient: false, ex),
             RedisException => new OutboxException($"Appending {what} to Redis stream '{stream}' failed: {ex.Message}", isTransient: true, ex),
             _ => null,

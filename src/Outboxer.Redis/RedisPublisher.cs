@@ -164,6 +164,8 @@ public sealed class RedisPublisher : IOutboxBatchPublisher, IAsyncDisposable
     /// option of a wrong type or out of range (the message names the key and value), no stream, a key that is not a stream
     /// (<c>WRONGTYPE</c>, naming the key), a message larger than <see cref="RedisPublisherOptions.MaxMessageSize"/>; and
     /// <see langword="true"/> when Redis could not be reached, timed out, or is out of memory, loading or failing over.
+    /// <see cref="OutboxException.IsOutcomeUnknown"/> is <see langword="true"/> when the connection failed or timed out after the command
+    /// was sent: Redis may have appended the message.
     /// </exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public async ValueTask PublishAsync(OutboxMessage message, CancellationToken cancellationToken = default)

@@ -40,8 +40,26 @@ internal static class SqsErrors
     /// Translates a failed request. <paramref name="operation"/> describes it and names the queue, such as
     /// <c>Sending message 1234 to SQS queue 'orders'</c>.
     /// </summary>
-    public static OutboxException Translate(Exception ex, string operation)
+    /// <param name="ex">What the SDK threw.</param>
+    /// <param name="operation">What failed, naming the queue.</param>
+    /// <param name="sending">
+    /// <see langword="null"/> for a request that sends no message (a lookup); otherwise the client that sent messages: a failure
+    /// without an answer from SQS then has an unknown outcome, unless no attempt could have reached SQS (the connection could not be
+    /// opened, and the client makes no retries, so no earlier attempt was sent either).
+    /// </param>
+    public static OutboxException Translate(Exception ex, string operation, IAmazonService? sending = null)
     {
+        if (sending is not null && IsWithoutAnswer(ex) && !(NeverConnected(ex) && sending.Config.MaxErrorRetry == 0))
+        {
+            return new OutboxException(
+                $"The outcome of {char.ToLowerInvariant(operation[0])}{operation[1..]} is unknown: the request was (or may have been) sent and no answer came ({ex.GetType().Name}: {ex.Message.TrimEnd('.')}). SQS may have the message; it will be retried.",
+                isTransient: true,
+                ex)
+            {
+                IsOutcomeUnknown = true,
+            };
+        }
+
         switch (ex)
         {
             case OutboxException outbox:
@@ -58,6 +76,30 @@ internal static class SqsErrors
             default:
                 return new OutboxException($"{operation} failed unexpectedly ({ex.GetType().Name}: {ex.Message}); it will be retried.", isTransient: true, ex);
         }
+    }
+
+    /// <summary>Whether <paramref name="ex"/> is a failure without an answer from SQS (a network error or timeout), not an error response.</summary>
+    private static bool IsWithoutAnswer(Exception ex) => ex switch
+    {
+        OutboxException => false,
+        AmazonServiceException service when (int)service.StatusCode > 0 => false,
+        AmazonServiceException { InnerException: { } inner } => IsWithoutAnswer(inner),
+        AmazonClientException or HttpRequestException or IOException or SocketException or WebException or TimeoutException or OperationCanceledException => true,
+        _ => false,
+    };
+
+    /// <summary>Whether <paramref name="ex"/> (or an exception inside it) says the connection could not be opened, so this attempt sent nothing.</summary>
+    private static bool NeverConnected(Exception ex)
+    {
+        for (Exception? current = ex; current is not null; current = current.InnerException)
+        {
+            if (current is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError })
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Translates an entry that a <c>SendMessageBatch</c> response lists as failed.</summary>

@@ -75,7 +75,9 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
     /// SQS did not accept the message. <see cref="OutboxException.IsTransient"/> is <see langword="false"/> when retrying cannot help:
     /// an option or header SQS does not accept (the message names it), a missing queue, a message larger than
     /// <see cref="SqsPublisherOptions.MaxMessageSize"/>, or a request SQS refused as the sender's fault; and <see langword="true"/>
-    /// when SQS could not be reached, throttled the request, or failed itself.
+    /// when SQS could not be reached, throttled the request, or failed itself. <see cref="OutboxException.IsOutcomeUnknown"/> is
+    /// <see langword="true"/> when the request was (or may have been) sent and no answer came (a timeout, a connection reset): SQS may
+    /// have the message.
     /// </exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public async ValueTask PublishAsync(OutboxMessage message, CancellationToken cancellationToken = default)
@@ -341,7 +343,7 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
         }
         catch (Exception ex) when (!(ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
         {
-            var failure = SqsErrors.Translate(ex, $"Sending {(messages.Count == 1 ? "1 message" : $"{messages.Count} messages")} to SQS queue '{unit.Display}'");
+            var failure = SqsErrors.Translate(ex, $"Sending {(messages.Count == 1 ? "1 message" : $"{messages.Count} messages")} to SQS queue '{unit.Display}'", _client);
             ForgetIfMissing(ex, unit.Name);
             Log.BatchRequestFailed(_logger, failure, messages.Count, unit.Display);
             foreach (var message in messages)
@@ -376,8 +378,11 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
             if (!answered.Contains(message.Index))
             {
                 results[message.Index] = new OutboxException(
-                    $"SQS did not report on message {message.Message.MessageId} in its answer to a SendMessageBatch request to queue '{unit.Display}'; it will be retried.",
-                    isTransient: true);
+                    $"SQS did not report on message {message.Message.MessageId} in its answer to a SendMessageBatch request to queue '{unit.Display}': its outcome is unknown (SQS may have it); it will be retried.",
+                    isTransient: true)
+                {
+                    IsOutcomeUnknown = true,
+                };
             }
         }
 
@@ -417,7 +422,7 @@ public sealed class SqsPublisher : IOutboxBatchPublisher, IAsyncDisposable
         catch (Exception ex) when (!(ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
         {
             ForgetIfMissing(ex, message.Queue.IsUrl ? null : message.Queue.Reference);
-            throw SqsErrors.Translate(ex, $"Sending message {message.Message.MessageId} to SQS queue '{message.Queue.Reference}'");
+            throw SqsErrors.Translate(ex, $"Sending message {message.Message.MessageId} to SQS queue '{message.Queue.Reference}'", _client);
         }
     }
 

@@ -1,4 +1,5 @@
 using Npgsql;
+using Outboxer.Testing;
 using Outboxer.Testing.Servers;
 using Xunit;
 

@@ -50,6 +50,15 @@ public abstract class KinesisConformanceTestsBase : OutboxPublisherConformanceTe
     protected override Task<IOutboxPublisher> CreatePublisherAsync() =>
         Task.FromResult<IOutboxPublisher>(new KinesisPublisher(KinesisServer.Options(UseEnvelope)));
 
+    protected override int? BrokerPort => KinesisServer.Url.Port;
+
+    protected override Task<IOutboxPublisher> CreatePublisherAsync(int port)
+    {
+        var options = KinesisServer.Options(UseEnvelope);
+        options.ServiceUrl = new UriBuilder(KinesisServer.Url) { Port = port }.Uri;
+        return Task.FromResult<IOutboxPublisher>(new KinesisPublisher(options));
+    }
+
     protected override void Route(OutboxMessage message) => message.Options[KinesisOptionKeys.StreamName] = Stream;
 
     protected override string? ExpectedDestinationName => Stream;

@@ -42,6 +42,7 @@ public sealed class KinesisErrorMappingTests
             Assert.Contains(code, failure.Message, StringComparison.Ordinal);
             Assert.Contains(messages[index].MessageId.ToString(), failure.Message, StringComparison.Ordinal);
             Assert.Equal(index is 1 or 3 or 4, failure.IsTransient);
+            Assert.False(failure.IsOutcomeUnknown);
         }
     }
 
@@ -67,6 +68,8 @@ public sealed class KinesisErrorMappingTests
 
         Assert.All(results, r => Assert.Equal(transient, Assert.IsType<OutboxException>(r).IsTransient));
         Assert.Equal(transient, single.IsTransient);
+        Assert.All(results, r => Assert.False(Assert.IsType<OutboxException>(r).IsOutcomeUnknown));
+        Assert.False(single.IsOutcomeUnknown);
         Assert.Contains("'orders'", single.Message, StringComparison.Ordinal);
         Assert.Contains(((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture), single.Message, StringComparison.Ordinal);
         if (type is not null)
@@ -92,21 +95,46 @@ public sealed class KinesisErrorMappingTests
     }
 
     [Fact]
-    public async Task A_lost_connection_fails_the_messages_transiently()
+    public async Task A_connection_that_could_not_be_opened_fails_the_messages_transiently_with_a_known_outcome()
     {
-        var (publisher, _) = Create(_ => throw new HttpRequestException("Connection refused (kinesis.test:443)"));
+        var (publisher, _) = Create(_ => throw new HttpRequestException(HttpRequestError.ConnectionError, "Connection refused (kinesis.test:443)"));
         await using var __ = publisher;
 
         var results = await publisher.PublishBatchAsync(Messages(2), Ct);
         var single = await Assert.ThrowsAsync<OutboxException>(async () => await publisher.PublishAsync(Messages(1)[0], Ct));
 
         Assert.All(results, r => Assert.True(Assert.IsType<OutboxException>(r).IsTransient));
+        Assert.All(results, r => Assert.False(Assert.IsType<OutboxException>(r).IsOutcomeUnknown));
         Assert.True(single.IsTransient);
+        Assert.False(single.IsOutcomeUnknown);
         Assert.Contains("Connection refused", single.Message, StringComparison.Ordinal);
     }
 
+    public static TheoryData<string> NoAnswerAfterSending => ["reset", "ended", "timeout"];
+
+    [Theory]
+    [MemberData(nameof(NoAnswerAfterSending))]
+    public async Task A_request_sent_without_an_answer_fails_the_messages_with_an_unknown_outcome(string how)
+    {
+        var (publisher, _) = Create(_ => throw (how switch
+        {
+            "reset" => new HttpRequestException("An error occurred while sending the request.", new IOException("Connection reset by peer")),
+            "ended" => new HttpRequestException(HttpRequestError.ResponseEnded, "The response ended prematurely."),
+            _ => new TaskCanceledException("The request was canceled due to the configured HttpClient.Timeout.", new TimeoutException()),
+        }));
+        await using var __ = publisher;
+
+        var results = await publisher.PublishBatchAsync(Messages(2), Ct);
+        var single = await Assert.ThrowsAsync<OutboxException>(async () => await publisher.PublishAsync(Messages(1)[0], Ct));
+
+        Assert.All(results, r => Assert.True(Assert.IsType<OutboxException>(r).IsOutcomeUnknown));
+        Assert.True(single.IsOutcomeUnknown);
+        Assert.True(single.IsTransient);
+        Assert.Contains("unknown", single.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
-    public async Task An_answer_with_the_wrong_number_of_results_fails_the_messages_transiently()
+    public async Task An_answer_with_the_wrong_number_of_results_fails_the_messages_with_an_unknown_outcome()
     {
         var (publisher, _) = Create(_ => StubHandler.Json(HttpStatusCode.OK, """{"FailedRecordCount":0,"Records":[{"ShardId":"shardId-000000000000","SequenceNumber":"1"}]}"""));
         await using var __ = publisher;
@@ -114,6 +142,7 @@ public sealed class KinesisErrorMappingTests
         var results = await publisher.PublishBatchAsync(Messages(2), Ct);
 
         Assert.All(results, r => Assert.True(Assert.IsType<OutboxException>(r).IsTransient));
+        Assert.All(results, r => Assert.True(Assert.IsType<OutboxException>(r).IsOutcomeUnknown));
     }
 
     [Fact]

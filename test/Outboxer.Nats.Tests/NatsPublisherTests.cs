@@ -96,6 +96,11 @@ public sealed class NatsPublisherTests : OutboxPublisherConformanceTests
     protected override Task<IOutboxPublisher> CreatePublisherAsync() =>
         Task.FromResult<IOutboxPublisher>(NatsPublisher.Create(NatsServer.Url));
 
+    protected override int? BrokerPort => new Uri(NatsServer.Url).Port;
+
+    protected override Task<IOutboxPublisher> CreatePublisherAsync(int port) =>
+        Task.FromResult<IOutboxPublisher>(NatsPublisher.Create(new UriBuilder(NatsServer.Url) { Port = port }.Uri.ToString()));
+
     protected override void Route(OutboxMessage message) => message.Options[NatsOptionKeys.Subject] = OrdersSubject;
 
     protected override string? ExpectedDestinationName => OrdersSubject;

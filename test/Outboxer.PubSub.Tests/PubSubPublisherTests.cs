@@ -60,6 +60,11 @@ public sealed class PubSubPublisherTests : OutboxPublisherConformanceTests
     protected override async Task<IOutboxPublisher> CreatePublisherAsync() =>
         await PubSubPublisher.CreateAsync(EmulatorOptions(), cancellationToken: Ct);
 
+    protected override int? BrokerPort => new Uri($"http://{PubSubServer.Host}").Port;
+
+    protected override async Task<IOutboxPublisher> CreatePublisherAsync(int port) =>
+        await PubSubPublisher.CreateAsync(new PubSubPublisherOptions { EmulatorHost = $"127.0.0.1:{port}" }, cancellationToken: Ct);
+
     protected override void Route(OutboxMessage message) => message.Options[PubSubOptionKeys.TopicName] = Topic;
 
     protected override string? ExpectedDestinationName => Topic;
@@ -435,6 +440,10 @@ public sealed class PubSubPublisherTests : OutboxPublisherConformanceTests
         Assert.True(single.IsTransient);
         Assert.Contains(Topic, single.Message, StringComparison.Ordinal);
         Assert.All(results, r => Assert.True(Assert.IsType<OutboxException>(r).IsTransient));
+
+        // The connection was refused: nothing was sent, so the outcome is known.
+        Assert.False(single.IsOutcomeUnknown, single.ToString());
+        Assert.All(results, r => Assert.False(Assert.IsType<OutboxException>(r).IsOutcomeUnknown));
     }
 
     [Fact]

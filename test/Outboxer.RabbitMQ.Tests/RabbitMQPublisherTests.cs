@@ -72,6 +72,11 @@ public sealed class RabbitMQPublisherTests : OutboxPublisherConformanceTests
     protected override async Task<IOutboxPublisher> CreatePublisherAsync() =>
         await RabbitMQPublisher.ConnectAsync(RabbitMQServer.Url, cancellationToken: Ct);
 
+    protected override int? BrokerPort => RabbitMQServer.Url.Port;
+
+    protected override async Task<IOutboxPublisher> CreatePublisherAsync(int port) =>
+        await RabbitMQPublisher.ConnectAsync(new UriBuilder(RabbitMQServer.Url) { Port = port }.Uri, cancellationToken: Ct);
+
     protected override void Route(OutboxMessage message)
     {
         message.Options[RabbitMQOptionKeys.ExchangeName] = _exchange;
@@ -128,6 +133,7 @@ public sealed class RabbitMQPublisherTests : OutboxPublisherConformanceTests
         var ex = await Assert.ThrowsAsync<OutboxException>(async () => await publisher.PublishAsync(message, Ct));
 
         Assert.False(ex.IsTransient);
+        Assert.False(ex.IsOutcomeUnknown);
         Assert.Contains("unroutable", ex.Message, StringComparison.Ordinal);
         Assert.Contains($"'{unbound}'", ex.Message, StringComparison.Ordinal);
         Assert.Contains("'invoices.created'", ex.Message, StringComparison.Ordinal);
@@ -184,6 +190,7 @@ public sealed class RabbitMQPublisherTests : OutboxPublisherConformanceTests
         var ex = await Assert.ThrowsAsync<OutboxException>(async () => await publisher.PublishAsync(ToFullQueue("one too many"), Ct));
 
         Assert.True(ex.IsTransient);
+        Assert.False(ex.IsOutcomeUnknown);
         Assert.Contains("nack", ex.Message, StringComparison.Ordinal);
         await AssertOnlyMarkerArrivesAsync(publisher, new OutboxMessage("none") { MessageId = Guid.NewGuid() });
     }
@@ -271,6 +278,7 @@ public sealed class RabbitMQPublisherTests : OutboxPublisherConformanceTests
         var ex = await Assert.ThrowsAsync<OutboxException>(async () => await publisher.PublishAsync(message, Ct));
 
         Assert.False(ex.IsTransient);
+        Assert.False(ex.IsOutcomeUnknown);
         Assert.Contains($"'{_exchange}'", ex.Message, StringComparison.Ordinal);
         Assert.Contains("PRECONDITION_FAILED", ex.Message, StringComparison.Ordinal);
         await AssertOnlyMarkerArrivesAsync(publisher, message);
@@ -303,6 +311,7 @@ public sealed class RabbitMQPublisherTests : OutboxPublisherConformanceTests
         var ex = await Assert.ThrowsAsync<OutboxException>(async () => await publisher.PublishAsync(message, Ct));
 
         Assert.False(ex.IsTransient);
+        Assert.False(ex.IsOutcomeUnknown);
         Assert.Contains($"'{missing}'", ex.Message, StringComparison.Ordinal);
         Assert.Contains("does not exist", ex.Message, StringComparison.Ordinal);
         await AssertOnlyMarkerArrivesAsync(publisher, message);

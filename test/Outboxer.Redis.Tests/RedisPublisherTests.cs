@@ -53,6 +53,16 @@ public sealed class RedisPublisherTests : OutboxPublisherConformanceTests
 
     protected override Task<IOutboxPublisher> CreatePublisherAsync() => Task.FromResult<IOutboxPublisher>(NewRedisPublisher());
 
+    protected override int? BrokerPort => ConfigurationOptions.Parse(RedisServer.Url).EndPoints[0] switch
+    {
+        System.Net.IPEndPoint ip => ip.Port,
+        System.Net.DnsEndPoint dns => dns.Port,
+        _ => null,
+    };
+
+    protected override async Task<IOutboxPublisher> CreatePublisherAsync(int port) =>
+        await RedisPublisher.ConnectAsync($"127.0.0.1:{port}", new RedisPublisherOptions { DeduplicationKeyPrefix = DedupPrefix }, cancellationToken: Ct);
+
     protected override void Route(OutboxMessage message) => message.Options[RedisOptionKeys.Stream] = _stream;
 
     protected override string? ExpectedDestinationName => _stream;

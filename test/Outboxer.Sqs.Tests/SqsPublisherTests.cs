@@ -64,6 +64,11 @@ public sealed class SqsPublisherTests : OutboxPublisherConformanceTests
 
     protected override Task<IOutboxPublisher> CreatePublisherAsync() => Task.FromResult<IOutboxPublisher>(new SqsPublisher(Client));
 
+    protected override int? BrokerPort => new Uri(SqsServer.Url).Port;
+
+    protected override Task<IOutboxPublisher> CreatePublisherAsync(int port) =>
+        Task.FromResult<IOutboxPublisher>(new SqsPublisher(SqsServer.CreateClient(new UriBuilder(SqsServer.Url) { Port = port }.Uri.ToString())));
+
     protected override void Route(OutboxMessage message) => message.Options[SqsOptionKeys.QueueName] = QueueUrl;
 
     protected override string? ExpectedDestinationName => QueueUrl;
@@ -712,6 +717,11 @@ public sealed class SqsPublisherTests : OutboxPublisherConformanceTests
         Assert.All(results, r => Assert.True(Assert.IsType<OutboxException>(r).IsTransient));
         Assert.True(single.IsTransient);
         Assert.True(lookup.IsTransient);
+
+        // Refused, and the client makes no retries: nothing reached SQS, so the outcome is known.
+        Assert.All(results, r => Assert.False(Assert.IsType<OutboxException>(r).IsOutcomeUnknown, r!.ToString()));
+        Assert.False(single.IsOutcomeUnknown, single.ToString());
+        Assert.False(lookup.IsOutcomeUnknown);
         Assert.Contains("'orders'", lookup.Message, StringComparison.Ordinal);
         Assert.Equal(2, interceptor.CallsTo(nameof(IAmazonSQS.GetQueueUrlAsync)));
     }

@@ -41,6 +41,21 @@ public abstract class OutboxPublisherConformanceTests : IAsyncLifetime
     /// </summary>
     protected abstract Task<IReadOnlyList<ReceivedMessage>> ReceiveAsync(int count, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Gets the port of the broker on 127.0.0.1, for a <see cref="TcpProxy"/> in front of it; <see langword="null"/> (the default) when
+    /// the publisher cannot be pointed at another address, and the tests of lost answers then do nothing.
+    /// </summary>
+    protected virtual int? BrokerPort => null;
+
+    /// <summary>
+    /// Creates a publisher that reaches the broker at 127.0.0.1:<paramref name="port"/> instead of its own address (a
+    /// <see cref="TcpProxy"/> in front of <see cref="BrokerPort"/>). Override it with <see cref="BrokerPort"/>.
+    /// </summary>
+    /// <param name="port">The proxy's port.</param>
+    /// <returns>The publisher; the suite disposes it at the end of the test.</returns>
+    protected virtual Task<IOutboxPublisher> CreatePublisherAsync(int port) =>
+        throw new NotSupportedException($"{GetType().Name} sets {nameof(BrokerPort)} but does not override {nameof(CreatePublisherAsync)}(int).");
+
     /// <summary>Prepares the broker for this test (a destination of its own).</summary>
     public virtual ValueTask InitializeAsync() => ValueTask.CompletedTask;
 
@@ -261,12 +276,115 @@ public abstract class OutboxPublisherConformanceTests : IAsyncLifetime
         Assert.DoesNotContain(messages[2].MessageId.ToString(), received.Select(r => r.MessageId));
     }
 
+    /// <summary>
+    /// The broker got the message (it arrives), but its answer (confirm, acknowledgement, response) was lost with the connection: the
+    /// publisher cannot know whether the broker took it, so it fails with <see cref="OutboxException.IsOutcomeUnknown"/>, which the
+    /// dispatcher retries and counts as a possible duplicate instead of moving the message to the dead letters.
+    /// </summary>
+    [Fact]
+    public async Task A_message_whose_answer_was_lost_with_the_connection_fails_with_an_unknown_outcome()
+    {
+        if (BrokerPort is not { } brokerPort)
+        {
+            return;
+        }
+
+        await using var proxy = new TcpProxy(brokerPort);
+        var publisher = await ConnectedThroughAsync(proxy);
+        var message = NewRoutedMessage("its answer is lost");
+
+        proxy.DropReplies();
+        var publishing = publisher.PublishAsync(message, Ct).AsTask();
+        var failure = await CutAfterArrivalAsync(proxy, publishing, [message]);
+
+        var ex = Assert.IsType<OutboxException>(failure);
+        AssertUnknownOutcome(ex);
+    }
+
+    /// <summary>As <see cref="A_message_whose_answer_was_lost_with_the_connection_fails_with_an_unknown_outcome"/>, through the batch API.</summary>
+    [Fact]
+    public async Task A_batch_whose_answers_were_lost_with_the_connection_fails_with_unknown_outcomes()
+    {
+        if (BrokerPort is not { } brokerPort)
+        {
+            return;
+        }
+
+        await using var proxy = new TcpProxy(brokerPort);
+        if (await ConnectedThroughAsync(proxy) is not IOutboxBatchPublisher publisher)
+        {
+            return;
+        }
+
+        var messages = Enumerable.Range(0, 3).Select(i => NewRoutedMessage($"batch answer {i} is lost")).ToList();
+
+        proxy.DropReplies();
+        var publishing = publisher.PublishBatchAsync(messages, Ct);
+        var failure = await CutAfterArrivalAsync(proxy, publishing, messages);
+
+        if (failure is null)
+        {
+            Assert.All(publishing.Result, result => AssertUnknownOutcome(Assert.IsType<OutboxException>(result)));
+        }
+        else
+        {
+            // Throwing fails every message of the batch with that exception.
+            AssertUnknownOutcome(Assert.IsType<OutboxException>(failure));
+        }
+    }
+
     /// <summary>Creates a publisher that the suite disposes at the end of the test.</summary>
     protected async Task<IOutboxPublisher> NewPublisherAsync()
     {
         var publisher = await CreatePublisherAsync();
         _publishers.Add(publisher);
         return publisher;
+    }
+
+    /// <summary>Checks that <paramref name="ex"/> says the broker may have taken the message: unknown outcome, transient, and says so.</summary>
+    protected static void AssertUnknownOutcome(OutboxException ex)
+    {
+        ArgumentNullException.ThrowIfNull(ex);
+        Assert.True(ex.IsOutcomeUnknown, $"Expected an unknown outcome, got: {ex}");
+        Assert.True(ex.IsTransient, ex.ToString());
+        Assert.Contains("unknown", ex.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>Creates a publisher through <paramref name="proxy"/> and publishes one message through it, so that it is connected.</summary>
+    private async Task<IOutboxPublisher> ConnectedThroughAsync(TcpProxy proxy)
+    {
+        var publisher = await CreatePublisherAsync(proxy.Port);
+        _publishers.Add(publisher);
+        var first = NewRoutedMessage("through the proxy");
+        await publisher.PublishAsync(first, Ct);
+        Assert.Equal(first.MessageId.ToString(), Assert.Single(await ReceiveExactlyAsync(1)).MessageId);
+        return publisher;
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="messages"/> arrived at the destination while <paramref name="publishing"/> still waits for the answers
+    /// the proxy drops, then cuts the connections (refusing new ones for a few seconds, so a client that retries does not get through)
+    /// and returns what <paramref name="publishing"/> failed with, or <see langword="null"/> when it completed.
+    /// </summary>
+    private async Task<Exception?> CutAfterArrivalAsync(TcpProxy proxy, Task publishing, IReadOnlyList<OutboxMessage> messages)
+    {
+        var received = await ReceiveExactlyAsync(messages.Count);
+        Assert.Equal(messages.Select(m => m.MessageId.ToString()).Order(), received.Select(r => r.MessageId).Order());
+        Assert.False(publishing.IsCompleted, $"The publish completed although its answer was dropped: {publishing.Exception}");
+
+        var cut = proxy.CutAsync(TimeSpan.FromSeconds(5), Ct);
+        Exception? failure = null;
+        try
+        {
+            await publishing.WaitAsync(TimeSpan.FromSeconds(60), Ct);
+        }
+        catch (Exception ex) when (ex is not TimeoutException)
+        {
+            failure = ex;
+        }
+
+        await cut;
+        return failure;
     }
 
     /// <summary>Creates a message with the id and creation time an <see cref="Outbox"/> would assign, routed to this test's destination.</summary>

@@ -102,8 +102,17 @@ internal sealed class KinesisClient : IDisposable
         }
         catch (Exception ex) when (ex is HttpRequestException or IOException or OperationCanceledException)
         {
-            // A timeout of the HttpClient (not the caller's token), a refused or broken connection, a failed TLS handshake.
-            throw new KinesisServiceException(operation, $"Kinesis {operation} to {Endpoint} got no response: {ex.Message}", isTransient: true, innerException: ex);
+            // A timeout of the HttpClient (not the caller's token), a refused or broken connection, a failed TLS handshake. Only a
+            // connection that could not be opened says the request was not sent; otherwise Kinesis may have taken it.
+            var notSent = ex is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError };
+            throw new KinesisServiceException(
+                operation,
+                notSent
+                    ? $"Kinesis {operation} to {Endpoint} could not be sent: {ex.Message}"
+                    : $"The outcome of Kinesis {operation} to {Endpoint} is unknown: the request was (or may have been) sent and no response came ({ex.Message}); Kinesis may have taken it.",
+                isTransient: true,
+                innerException: ex,
+                isOutcomeUnknown: !notSent);
         }
 
         if ((int)status is >= 200 and < 300)
@@ -119,7 +128,13 @@ internal sealed class KinesisClient : IDisposable
             }
             catch (JsonException ex)
             {
-                throw new KinesisServiceException(operation, $"Kinesis {operation} answered HTTP {(int)status} with a body that is not the expected JSON: {ex.Message}", isTransient: true, statusCode: status, innerException: ex);
+                throw new KinesisServiceException(
+                    operation,
+                    $"The outcome of Kinesis {operation} is unknown: it answered HTTP {(int)status} with a body that is not the expected JSON: {ex.Message}",
+                    isTransient: true,
+                    statusCode: status,
+                    innerException: ex,
+                    isOutcomeUnknown: true);
             }
         }
 

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Outboxer.Providers;
+using Outboxer.Testing;
 
 namespace Outboxer.Guarantees.Tests;
 

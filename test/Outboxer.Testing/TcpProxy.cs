@@ -2,13 +2,18 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 
-namespace Outboxer.Guarantees.Tests;
+namespace Outboxer.Testing;
 
 /// <summary>
 /// A TCP forwarder on 127.0.0.1:&lt;ephemeral&gt; to 127.0.0.1:<c>targetPort</c> that can cut every connection (reset) and refuse new
-/// ones (accept, then reset) for a while, as a network partition between the dispatcher and a server would.
+/// ones (accept, then reset) for a while, as a network partition between the dispatcher and a server would; and that can drop what
+/// the server answers while still forwarding what the client sends, so that a request reaches the server and its answer is lost.
 /// </summary>
-internal sealed class TcpProxy : IAsyncDisposable
+/// <remarks>
+/// Used by the guarantee scenarios (partitions) and by <see cref="OutboxPublisherConformanceTests"/> (a publish whose answer never
+/// arrives). Plain sockets, no server driver: it fits this driver-free project.
+/// </remarks>
+public sealed class TcpProxy : IAsyncDisposable
 {
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly int _targetPort;
@@ -17,7 +22,11 @@ internal sealed class TcpProxy : IAsyncDisposable
     private readonly Task _accepting;
     private int _nextPair;
     private volatile bool _refusing;
+    private volatile bool _droppingReplies;
+    private long _droppedReplyBytes;
 
+    /// <summary>Starts listening on an ephemeral port of 127.0.0.1 and forwarding each connection to 127.0.0.1:<paramref name="targetPort"/>.</summary>
+    /// <param name="targetPort">The server's port.</param>
     public TcpProxy(int targetPort)
     {
         _targetPort = targetPort;
@@ -26,16 +35,37 @@ internal sealed class TcpProxy : IAsyncDisposable
         _accepting = Task.Run(AcceptLoopAsync);
     }
 
+    /// <summary>Gets the port clients connect to instead of the server's.</summary>
     public int Port { get; }
 
+    /// <summary>Gets how many times <see cref="CutAsync"/> ran.</summary>
     public int Cuts { get; private set; }
 
+    /// <summary>Gets how many connections the cuts reset.</summary>
     public int ConnectionsCut { get; private set; }
 
+    /// <summary>Gets how many bytes from the server were dropped since <see cref="DropReplies"/>.</summary>
+    public long DroppedReplyBytes => Interlocked.Read(ref _droppedReplyBytes);
+
+    /// <summary>
+    /// From now until the next <see cref="CutAsync"/>, forwards what clients send but drops what the server sends back, on the open
+    /// connections and on new ones: requests reach the server, and their answers (confirms, acknowledgements, responses) never arrive.
+    /// </summary>
+    public void DropReplies()
+    {
+        Interlocked.Exchange(ref _droppedReplyBytes, 0);
+        _droppingReplies = true;
+    }
+
     /// <summary>Resets every open connection, refuses new ones for <paramref name="refuseFor"/>, then accepts again.</summary>
+    /// <remarks>Ends <see cref="DropReplies"/>: connections made after the cut forward both ways again.</remarks>
+    /// <param name="refuseFor">How long new connections are refused after the cut.</param>
+    /// <param name="cancellationToken">A token to stop waiting (connections are accepted again then).</param>
+    /// <returns>A task that completes when the proxy accepts connections again.</returns>
     public async Task CutAsync(TimeSpan refuseFor, CancellationToken cancellationToken)
     {
         _refusing = true;
+        _droppingReplies = false;
         Cuts++;
         foreach (var (id, pair) in _pairs)
         {
@@ -57,6 +87,8 @@ internal sealed class TcpProxy : IAsyncDisposable
         }
     }
 
+    /// <summary>Stops listening and resets every open connection.</summary>
+    /// <returns>A task that completes when the proxy stopped.</returns>
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
@@ -120,10 +152,10 @@ internal sealed class TcpProxy : IAsyncDisposable
 
         var id = Interlocked.Increment(ref _nextPair);
         _pairs[id] = (client, server);
-        await Task.WhenAll(PumpAsync(id, client, server), PumpAsync(id, server, client));
+        await Task.WhenAll(PumpAsync(id, client, server, fromServer: false), PumpAsync(id, server, client, fromServer: true));
     }
 
-    private async Task PumpAsync(int id, Socket from, Socket to)
+    private async Task PumpAsync(int id, Socket from, Socket to, bool fromServer)
     {
         var buffer = new byte[64 * 1024];
         try
@@ -134,6 +166,12 @@ internal sealed class TcpProxy : IAsyncDisposable
                 if (read == 0)
                 {
                     break;
+                }
+
+                if (fromServer && _droppingReplies)
+                {
+                    Interlocked.Add(ref _droppedReplyBytes, read);
+                    continue;
                 }
 
                 var sent = 0;
