@@ -69,7 +69,11 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         // While this process's dispatcher listens, enqueues wake it in memory; the transaction-local setting tells the trigger not to
         // NOTIFY (a notifying commit holds a global lock through its disk flush, which serializes concurrent enqueuing commits).
         _quietSql = $"set_config('{QuietSettingFor(Channel)}', 'on', true)";
-        _insertQuietSql = $"INSERT INTO {_table} ({Columns}) SELECT @message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination WHERE {_quietSql} = 'on' RETURNING id";
+        // The quiet insert also takes a shared transaction-scoped advisory lock on (this table, this session's backend): the process's
+        // commit watcher waits for that lock, which PostgreSQL releases the moment the transaction commits or rolls back, and so
+        // wakes the dispatcher right after a commit it did not make (the application's own) without polling for it.
+        CommitWatchKey = (int)(_lockKey >> 32);
+        _insertQuietSql = $"INSERT INTO {_table} ({Columns}) SELECT @message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination FROM (SELECT pg_advisory_xact_lock_shared({CommitWatchKey.ToString(CultureInfo.InvariantCulture)}, pg_backend_pid())) AS commit_watch WHERE {_quietSql} = 'on' RETURNING id";
 
         // A row written already claimed by the committing process (send after commit) needs no one woken: that process publishes it,
         // and others find it by polling once its lease runs out. So it never notifies, and its commit takes no notify lock.
@@ -183,6 +187,21 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
 
     /// <summary>Gets a value indicating whether a dispatcher in this process listens, so that enqueues need not notify.</summary>
     private bool Quiet => _notifyOnCommit && Volatile.Read(ref _localListeners) > 0;
+
+    /// <summary>Gets the first key of the advisory lock a quiet insert takes with its backend's process id (see <see cref="Inserted"/>).</summary>
+    public int CommitWatchKey { get; }
+
+    /// <summary>Gets or sets where <see cref="Inserted"/> reports the backend of a transaction that inserted quietly: the listening store's commit watcher.</summary>
+    public Action<int>? WatchCommit { get; set; }
+
+    /// <summary>Hands the backend of the caller's transaction to the commit watcher, when this insert was a quiet one (a listener runs).</summary>
+    public override void Inserted(DbConnection connection, DbTransaction transaction)
+    {
+        if (Quiet && WatchCommit is { } watch && connection is NpgsqlConnection npgsql)
+        {
+            watch(npgsql.ProcessID);
+        }
+    }
 
     /// <summary>Counts a listener of this process in (<paramref name="delta"/> 1) or out (-1).</summary>
     public void Listening(int delta) => Interlocked.Add(ref _localListeners, delta);

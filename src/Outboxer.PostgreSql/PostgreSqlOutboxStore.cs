@@ -99,17 +99,32 @@ public sealed class PostgreSqlOutboxStore : RelationalOutboxStore, IOutboxWakeUp
                 }
 
                 wakeUp();
+                using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                var watcher = new CommitWatcher((NpgsqlDataSource)DataSource, _dialect.CommitWatchKey, wakeUp);
+                _dialect.WatchCommit = watcher.Watch;
                 _dialect.Listening(1);
+                var watching = watcher.RunAsync(stop.Token);
                 try
                 {
-                    while (true)
+                    while (!watching.IsCompleted)
                     {
-                        await connection.WaitAsync(cancellationToken).ConfigureAwait(false);
+                        await connection.WaitAsync(stop.Token).ConfigureAwait(false);
                     }
+
+                    await watching.ConfigureAwait(false);
                 }
                 finally
                 {
                     _dialect.Listening(-1);
+                    _dialect.WatchCommit = null;
+                    await stop.CancelAsync().ConfigureAwait(false);
+                    try
+                    {
+                        await watching.ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                    {
+                    }
                 }
             }
         }

@@ -1,3 +1,4 @@
+using System.Threading.Channels;
 using Npgsql;
 using Outboxer.Testing;
 using Outboxer.Testing.Servers;
@@ -92,6 +93,60 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
 
         Assert.Equal(2, notifications);
         Assert.Contains("CREATE OR REPLACE TRIGGER", PostgreSqlOutboxStore.GetCreateScript(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_applications_own_commit_of_a_quiet_enqueue_wakes_the_listener_through_a_lock_the_commit_releases()
+    {
+        var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema };
+        var store = new PostgreSqlOutboxStore(_dataSource, options);
+        await store.MigrateAsync(Ct);
+        var wakes = Channel.CreateUnbounded<bool>();
+        using var stopListening = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var listening = store.ListenAsync(() => wakes.Writer.TryWrite(true), stopListening.Token);
+        await wakes.Reader.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct); // the wake-up when listening starts
+
+        foreach (var commit in new[] { true, false })
+        {
+            await using var connection = await _dataSource.OpenConnectionAsync(Ct);
+            await using var transaction = await connection.BeginTransactionAsync(Ct);
+            await store.AddAsync(transaction, NewMessage(), Ct);
+
+            // The watcher waits for this transaction's lock (so it has not woken anyone), and no NOTIFY is on its way (a quiet insert).
+            await WaitForWatcherAsync(connection.ProcessID);
+            Assert.False(wakes.Reader.TryRead(out _));
+
+            if (commit)
+            {
+                await transaction.CommitAsync(Ct);
+            }
+            else
+            {
+                await transaction.RollbackAsync(Ct);
+            }
+
+            await wakes.Reader.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        }
+
+        await stopListening.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => listening);
+    }
+
+    private async Task WaitForWatcherAsync(int backend)
+    {
+        var deadline = TimeProvider.System.GetTimestamp();
+        while (true)
+        {
+            await using var command = _dataSource.CreateCommand(
+                $"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = {backend} AND objsubid = 2");
+            if ((long)(await command.ExecuteScalarAsync(Ct))! > 0)
+            {
+                return;
+            }
+
+            Assert.True(TimeProvider.System.GetElapsedTime(deadline) < Bound, "No commit watcher waited for the enqueuing transaction.");
+            await Task.Yield();
+        }
     }
 
     [Fact]

@@ -106,6 +106,18 @@ public abstract class OutboxSqlDialect
     public virtual Task PrepareAsync(DbCommand command, CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>
+    /// Called after a message was inserted with <see cref="CreateInsertCommand"/> in the caller's <paramref name="transaction"/>, before
+    /// that transaction ends: a dialect whose database can tell when another session's transaction ends starts watching for its commit
+    /// here (PostgreSQL: an advisory lock the insert took), so that the dispatcher learns of the commit without polling. The default
+    /// does nothing.
+    /// </summary>
+    /// <param name="connection">The caller's connection.</param>
+    /// <param name="transaction">The caller's transaction, still open.</param>
+    public virtual void Inserted(DbConnection connection, DbTransaction transaction)
+    {
+    }
+
+    /// <summary>
     /// Inserts validated messages within the caller's transaction. The default runs <see cref="CreateInsertCommand"/> once per message
     /// and assigns each <see cref="OutboxMessage.Id"/>; a dialect with a bulk path (a binary <c>COPY</c>) replaces it.
     /// </summary>

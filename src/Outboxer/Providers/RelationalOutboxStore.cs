@@ -665,6 +665,11 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
                 return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
             }
         }).ConfigureAwait(false);
+        if (transaction is not null && row.LeaseUntil is null)
+        {
+            _dialect.Inserted(connection, transaction);
+        }
+
         row.Message.Id = id;
         return id;
     }
