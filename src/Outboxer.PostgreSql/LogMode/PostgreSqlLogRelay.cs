@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -7,6 +8,7 @@ using Npgsql.Replication;
 using Npgsql.Replication.PgOutput;
 using Npgsql.Replication.PgOutput.Messages;
 using NpgsqlTypes;
+using Outboxer.Internal;
 using Outboxer.Providers;
 
 namespace Outboxer.PostgreSql;
@@ -42,6 +44,15 @@ namespace Outboxer.PostgreSql;
 /// <b>One consumer per slot.</b> PostgreSQL lets one connection at a time consume a slot; a relay that finds the slot in use stands by and
 /// tries again every <see cref="PostgreSqlLogRelayOptions.TakeoverInterval"/>, and takes over when the active relay's connection ends.
 /// </para>
+/// <para>
+/// <b>Telemetry.</b> The relay uses the outbox's <see cref="OutboxerTelemetry.ActivitySourceName"/> and
+/// <see cref="OutboxerTelemetry.MeterName"/> as the table dispatcher does: a <c>send {destination}</c> span per publish call, linked to the
+/// creation context the message carries; <c>messaging.client.sent.messages</c>, <c>messaging.client.operation.duration</c>,
+/// <c>outboxer.messages.failed</c>, <c>outboxer.messages.retried</c>, <c>outboxer.messages.dead_lettered</c> and
+/// <c>outboxer.messages.possible_duplicates</c> (messages confirmed but not yet acknowledged on the slot when a session ended, and
+/// publishes with an unknown outcome); and the gauge <c>outboxer.log.slot.lag</c> (bytes, tag <c>outboxer.log.slot</c>): the server's end
+/// of the log as last reported on the replication stream, less the position the relay acknowledged, while the relay is active.
+/// </para>
 /// </remarks>
 public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
 {
@@ -56,12 +67,15 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly NpgsqlDataSource _dataSource;
     private readonly string _heartbeatPrefix;
+    private readonly Telemetry _telemetry;
     private CancellationTokenSource? _stopping;
     private Task? _loop;
     private volatile bool _active;
     private long _published;
     private long _deadLettered;
     private ulong _acknowledged;
+    private ulong _serverWalEnd;
+    private long _unacknowledged;
 
     /// <summary>Initializes a relay of the outbox whose slot is in the database that <paramref name="connectionString"/> names.</summary>
     /// <param name="connectionString">
@@ -73,6 +87,10 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
     /// <param name="relayOptions">Batching, retries, takeover and heartbeat; <see langword="null"/> for the defaults.</param>
     /// <param name="loggerFactory">Where the relay logs (category <c>Outboxer.PostgreSql.LogRelay</c>); <see langword="null"/> for none.</param>
     /// <param name="timeProvider">The clock for retries, takeovers and heartbeats; <see langword="null"/> for the system clock.</param>
+    /// <param name="meterFactory">
+    /// Where the relay's meter comes from (the host's, with dependency injection); <see langword="null"/> for a meter the relay owns and
+    /// disposes with itself.
+    /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="connectionString"/> or <paramref name="publisher"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">The connection string is empty or invalid, or an option is invalid (the message names it).</exception>
     public PostgreSqlLogRelay(
@@ -81,7 +99,8 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
         PostgreSqlLogOptions? options = null,
         PostgreSqlLogRelayOptions? relayOptions = null,
         ILoggerFactory? loggerFactory = null,
-        TimeProvider? timeProvider = null)
+        TimeProvider? timeProvider = null,
+        IMeterFactory? meterFactory = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
         ArgumentNullException.ThrowIfNull(publisher);
@@ -105,7 +124,6 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             HeartbeatInterval = relay.HeartbeatInterval,
         }.Validate();
         _connectionString = connectionString;
-        _publisher = publisher;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Outboxer.PostgreSql.LogRelay");
         _time = timeProvider ?? TimeProvider.System;
         _heartbeatPrefix = _options.Prefix + ".heartbeat";
@@ -118,6 +136,15 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             // Npgsql's message can quote the connection string; this one names no value of it.
             throw new ArgumentException("The connection string is not a valid Npgsql connection string.", nameof(connectionString), ex.InnerException);
         }
+
+        // The table dispatcher's spans and instruments (Telemetry.Instrument wraps the publisher), plus the slot's lag.
+        _telemetry = new Telemetry(meterFactory, publisher, _time);
+        _publisher = _telemetry.Instrument(publisher);
+        _telemetry.Meter.CreateObservableGauge(
+            "outboxer.log.slot.lag",
+            ObserveLag,
+            "By",
+            "Bytes of write-ahead log between the server's end, as last reported on the replication stream, and the position the log relay acknowledged on its slot.");
     }
 
     /// <summary>Gets a value indicating whether this relay consumes the slot now (the others stand by).</summary>
@@ -175,6 +202,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
         await StopAsync(CancellationToken.None).ConfigureAwait(false);
         _stopping?.Dispose();
         await _dataSource.DisposeAsync().ConfigureAwait(false);
+        _telemetry.Dispose();
     }
 
     private async Task RunAsync(CancellationToken stopping)
@@ -274,6 +302,12 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                 _active = false;
                 await session.CancelAsync().ConfigureAwait(false);
                 await Task.WhenAll(read, publish, watch).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
+
+                // Confirmed by the broker but not acknowledged on the slot: the next session (here or in a standby) publishes them again.
+                if (Interlocked.Exchange(ref _unacknowledged, 0) is > 0 and var unacknowledged)
+                {
+                    _telemetry.PossibleDuplicates.Add(unacknowledged);
+                }
             }
         }
     }
@@ -288,6 +322,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             var buffer = new MemoryStream();
             await foreach (var message in connection.StartReplication(slot, options, cancellationToken).ConfigureAwait(false))
             {
+                Volatile.Write(ref _serverWalEnd, (ulong)message.WalEnd);
                 switch (message)
                 {
                     case LogicalDecodingMessage { Flags: 1 } decoded when string.Equals(decoded.Prefix, _options.Prefix, StringComparison.Ordinal):
@@ -367,15 +402,18 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
         {
             batch.Clear();
             ulong commit = 0;
+            var afterCommit = 0;
             while (batch.Count < _relay.BatchSize && reader.TryRead(out var entry))
             {
                 if (entry.CommitEnd != 0)
                 {
                     commit = entry.CommitEnd;
+                    afterCommit = 0;
                 }
                 else
                 {
                     batch.Add(entry);
+                    afterCommit++;
                 }
             }
 
@@ -389,6 +427,9 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                 connection.SetReplicationStatus(new NpgsqlLogSequenceNumber(commit));
                 await connection.SendStatusUpdate(cancellationToken).ConfigureAwait(false);
                 Interlocked.Exchange(ref _acknowledged, commit);
+
+                // What the batch holds after its last commit is confirmed but waits for its transaction's commit to be acknowledged.
+                Interlocked.Exchange(ref _unacknowledged, afterCommit);
             }
         }
 
@@ -431,17 +472,24 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                 if (failure is null)
                 {
                     Interlocked.Increment(ref _published);
+                    Interlocked.Increment(ref _unacknowledged);
                     settled.Add(round[i]);
                 }
-                else if (failure is OutboxException { IsTransient: false })
+                else if (failure is OutboxException { IsTransient: false, IsOutcomeUnknown: false })
                 {
                     await DeadLetterAsync(round[i], failure.Message, cancellationToken).ConfigureAwait(false);
                     settled.Add(round[i]);
                 }
                 else if (!ReferenceEquals(failure, s_notAttempted))
                 {
+                    // Retried, as the table dispatcher does; a publish without an answer may have reached the broker.
                     transient ??= failure;
                     failed++;
+                    _telemetry.RetriedMessages.Add(1);
+                    if (failure is OutboxException { IsOutcomeUnknown: true })
+                    {
+                        _telemetry.PossibleDuplicates.Add(1);
+                    }
                 }
             }
 
@@ -552,7 +600,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                     results[index] = ex;
                 }
 
-                stopped = results[index] is not null and not OutboxException { IsTransient: false };
+                stopped = results[index] is not null and not OutboxException { IsTransient: false, IsOutcomeUnknown: false };
             }
         }
     }
@@ -579,6 +627,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                     command.Parameters.Add(new NpgsqlParameter { Value = _time.GetUtcNow(), NpgsqlDbType = NpgsqlDbType.TimestampTz });
                     await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                     Interlocked.Increment(ref _deadLettered);
+                    _telemetry.DeadLetteredMessages.Add(1);
                     LogModeLog.DeadLettered(_logger, messageId, new NpgsqlLogSequenceNumber(entry.Lsn).ToString(), error);
                     return;
                 }
@@ -611,6 +660,19 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                 return reader.IsDBNull(0) ? null : reader.GetInt32(0);
             }
         }
+    }
+
+    /// <summary>The slot's lag as this relay last knew it, while it is active.</summary>
+    private IEnumerable<Measurement<long>> ObserveLag()
+    {
+        var end = Volatile.Read(ref _serverWalEnd);
+        var acknowledged = Interlocked.Read(ref _acknowledged);
+        if (!_active || end == 0 || acknowledged == 0)
+        {
+            return [];
+        }
+
+        return [new Measurement<long>(end > acknowledged ? (long)(end - acknowledged) : 0, new KeyValuePair<string, object?>("outboxer.log.slot", _options.SlotName))];
     }
 
     private TimeSpan Backoff(int failures)
