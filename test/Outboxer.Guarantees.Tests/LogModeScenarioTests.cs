@@ -275,7 +275,12 @@ internal sealed class LogModeRun : IAsyncDisposable
     }
 
     /// <summary>Waits until every committed message arrived and the queue is quiet; computes the report and appends it to artifacts/guarantees.jsonl.</summary>
-    public async Task<GuaranteeReport> VerifyAsync(string faults)
+    /// <param name="faults">What the scenario did.</param>
+    /// <param name="crash">
+    /// Whether a relay process was killed (its count of possible duplicates died with it); without, the report's duplicates may not exceed
+    /// what the relays counted (their "uncertain" lines).
+    /// </param>
+    public async Task<GuaranteeReport> VerifyAsync(string faults, bool crash = true)
     {
         var committed = _sent.Where(s => s.Value.Outcome == Outcome.Committed).Select(s => s.Key).ToHashSet();
         var problems = new List<string>();
@@ -347,7 +352,7 @@ internal sealed class LogModeRun : IAsyncDisposable
         var deadLetters = (await new PostgreSqlLogSetup(_data, _options).GetStatusAsync(Ct)).DeadLetters;
         var report = new GuaranteeReport(
             Scenario,
-            Crash: true,
+            Crash: crash,
             committed.Count,
             _sent.Count(s => s.Value.Outcome == Outcome.RolledBack),
             _sent.Count(s => s.Value.Outcome == Outcome.Ambiguous),
@@ -361,7 +366,7 @@ internal sealed class LogModeRun : IAsyncDisposable
             Math.Round(maxDelay, 1),
             (long)_elapsed.Elapsed.TotalMilliseconds,
             $"log mode (pg_logical_emit_message + pgoutput slot, RabbitMQ); {faults}",
-            problems) { DeadLettered = deadLetters };
+            problems) { DeadLettered = deadLetters, Uncertain = _relays.Sum(r => r.Uncertain) };
         GuaranteeRun.AppendLine(Path.Combine(Directory.CreateDirectory(Path.Combine(Repository.Root, "artifacts")).FullName, "guarantees.jsonl"), report);
         TestContext.Current.TestOutputHelper?.WriteLine(JsonSerializer.Serialize(report));
         return report;
@@ -429,10 +434,14 @@ internal sealed class LogRelayProcess : IAsyncDisposable
     private readonly StringBuilder _output = new();
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _active = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _uncertain;
 
     private LogRelayProcess(Process process) => _process = process;
 
     public int Id => _process.Id;
+
+    /// <summary>Gets the possible duplicates this relay counted (the sum of its "uncertain &lt;n&gt;" lines).</summary>
+    public int Uncertain => Volatile.Read(ref _uncertain);
 
     public string Output
     {
@@ -517,7 +526,11 @@ internal sealed class LogRelayProcess : IAsyncDisposable
             _output.AppendLine(line);
         }
 
-        if (line == "ready")
+        if (line.StartsWith("uncertain ", StringComparison.Ordinal))
+        {
+            Interlocked.Add(ref _uncertain, int.Parse(line.AsSpan("uncertain ".Length), System.Globalization.CultureInfo.InvariantCulture));
+        }
+        else if (line == "ready")
         {
             _ready.TrySetResult();
         }

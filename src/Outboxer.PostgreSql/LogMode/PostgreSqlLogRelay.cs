@@ -49,8 +49,9 @@ namespace Outboxer.PostgreSql;
 /// <see cref="OutboxerTelemetry.MeterName"/> as the table dispatcher does: a <c>send {destination}</c> span per publish call, linked to the
 /// creation context the message carries; <c>messaging.client.sent.messages</c>, <c>messaging.client.operation.duration</c>,
 /// <c>outboxer.messages.failed</c>, <c>outboxer.messages.retried</c>, <c>outboxer.messages.dead_lettered</c> and
-/// <c>outboxer.messages.possible_duplicates</c> (messages confirmed but not yet acknowledged on the slot when a session ended, and
-/// publishes with an unknown outcome); and the gauge <c>outboxer.log.slot.lag</c> (bytes, tag <c>outboxer.log.slot</c>): the server's end
+/// <c>outboxer.messages.possible_duplicates</c> (messages confirmed but not yet acknowledged on the slot when a session ended, publishes
+/// with an unknown outcome or cut off by the end of a session, and messages of transactions this relay had acknowledged that the server streams again after it lost the
+/// slot's position, as a crash does); and the gauge <c>outboxer.log.slot.lag</c> (bytes, tag <c>outboxer.log.slot</c>): the server's end
 /// of the log as last reported on the replication stream, less the position the relay acknowledged, while the relay is active.
 /// </para>
 /// </remarks>
@@ -76,6 +77,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
     private ulong _acknowledged;
     private ulong _serverWalEnd;
     private long _unacknowledged;
+    private ulong _replayBelow;
 
     /// <summary>Initializes a relay of the outbox whose slot is in the database that <paramref name="connectionString"/> names.</summary>
     /// <param name="connectionString">
@@ -267,6 +269,9 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             return;
         }
 
+        // Transactions that committed before what this relay acknowledged were published already: the server streams them again when
+        // it lost the slot's last position (a crash keeps the slot as of the last checkpoint), and each is counted as a duplicate.
+        Volatile.Write(ref _replayBelow, Interlocked.Read(ref _acknowledged));
         var connection = new LogicalReplicationConnection(_connectionString);
         await using (connection.ConfigureAwait(false))
         {
@@ -320,15 +325,20 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             var slot = new PgOutputReplicationSlot(_options.SlotName);
             var options = new PgOutputReplicationOptions(_options.PublicationName, PgOutputProtocolVersion.V1, binary: null, streamingMode: null, messages: true, twoPhase: null);
             var buffer = new MemoryStream();
+            var replayBelow = Volatile.Read(ref _replayBelow);
+            var replayed = false;
             await foreach (var message in connection.StartReplication(slot, options, cancellationToken).ConfigureAwait(false))
             {
                 Volatile.Write(ref _serverWalEnd, (ulong)message.WalEnd);
                 switch (message)
                 {
+                    case BeginMessage begin:
+                        replayed = (ulong)begin.TransactionFinalLsn < replayBelow;
+                        break;
                     case LogicalDecodingMessage { Flags: 1 } decoded when string.Equals(decoded.Prefix, _options.Prefix, StringComparison.Ordinal):
                         buffer.SetLength(0);
                         await decoded.Data.CopyToAsync(buffer, cancellationToken).ConfigureAwait(false);
-                        await writer.WriteAsync(Entry.Decode(buffer.ToArray(), (ulong)decoded.MessageLsn), cancellationToken).ConfigureAwait(false);
+                        await writer.WriteAsync(Entry.Decode(buffer.ToArray(), (ulong)decoded.MessageLsn, replayed), cancellationToken).ConfigureAwait(false);
                         break;
                     case CommitMessage commit:
                         await writer.WriteAsync(Entry.Commit((ulong)commit.TransactionEndLsn), cancellationToken).ConfigureAwait(false);
@@ -462,7 +472,18 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             // A batch publisher gets the next message of each key (and every message without one); per message, each key's messages go
             // one after the other within the round.
             var round = _publisher is IOutboxBatchPublisher ? Heads(pending) : pending;
-            var results = await PublishRoundAsync(round, cancellationToken).ConfigureAwait(false);
+            Exception?[] results;
+            try
+            {
+                results = await PublishRoundAsync(round, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The session ended with a batch call in flight: the broker may have any of its messages.
+                _telemetry.PossibleDuplicates.Add(round.Count);
+                throw;
+            }
+
             var settled = new HashSet<Entry>(ReferenceEqualityComparer.Instance);
             Exception? transient = null;
             var failed = 0;
@@ -474,11 +495,21 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                     Interlocked.Increment(ref _published);
                     Interlocked.Increment(ref _unacknowledged);
                     settled.Add(round[i]);
+                    if (round[i].Replayed)
+                    {
+                        _telemetry.PossibleDuplicates.Add(1);
+                    }
                 }
                 else if (failure is OutboxException { IsTransient: false, IsOutcomeUnknown: false })
                 {
                     await DeadLetterAsync(round[i], failure.Message, cancellationToken).ConfigureAwait(false);
                     settled.Add(round[i]);
+                }
+                else if (failure is OperationCanceledException && cancellationToken.IsCancellationRequested)
+                {
+                    // The session ended with this publish in flight: the broker may have it, and the next session publishes it again.
+                    _telemetry.PossibleDuplicates.Add(1);
+                    transient ??= failure;
                 }
                 else if (!ReferenceEquals(failure, s_notAttempted))
                 {
@@ -532,7 +563,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             }
             catch (OperationCanceledException ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
-                failure = new OutboxException($"The event stream did not confirm a batch of {pending.Count} messages within {_relay.PublishTimeout}.", isTransient: true, ex);
+                failure = new OutboxException($"The event stream did not confirm a batch of {pending.Count} messages within {_relay.PublishTimeout}.", isTransient: true, ex) { IsOutcomeUnknown = true };
             }
 #pragma warning disable CA1031 // A failing batch is retried (or dead-lettered); it must not end the relay.
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
@@ -591,7 +622,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                 }
                 catch (OperationCanceledException ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
-                    results[index] = new OutboxException($"The event stream did not confirm message {pending[index].Message!.MessageId} within {_relay.PublishTimeout}.", isTransient: true, ex);
+                    results[index] = new OutboxException($"The event stream did not confirm message {pending[index].Message!.MessageId} within {_relay.PublishTimeout}.", isTransient: true, ex) { IsOutcomeUnknown = true };
                 }
 #pragma warning disable CA1031 // A failing message is retried (or dead-lettered); it must not end the relay.
                 catch (Exception ex)
@@ -691,13 +722,14 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
     /// <summary>One item of the decoded stream: an outbox message (or an envelope that could not be read), or a commit.</summary>
     private sealed class Entry
     {
-        private Entry(byte[] envelope, ulong lsn, OutboxMessage? message, string? error, ulong commitEnd)
+        private Entry(byte[] envelope, ulong lsn, OutboxMessage? message, string? error, ulong commitEnd, bool replayed = false)
         {
             Envelope = envelope;
             Lsn = lsn;
             Message = message;
             Error = error;
             CommitEnd = commitEnd;
+            Replayed = replayed;
         }
 
         public byte[] Envelope { get; }
@@ -711,13 +743,16 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
         /// <summary>The end of the committed transaction, for a commit; 0 for a message.</summary>
         public ulong CommitEnd { get; }
 
+        /// <summary>Gets a value indicating whether this relay published the message before and acknowledged it: the server streams it again.</summary>
+        public bool Replayed { get; }
+
         public static Entry Commit(ulong end) => new([], 0, null, null, end);
 
-        public static Entry Decode(byte[] envelope, ulong lsn)
+        public static Entry Decode(byte[] envelope, ulong lsn, bool replayed)
         {
             try
             {
-                return new Entry(envelope, lsn, LogEnvelope.Read(envelope, (long)lsn), null, 0);
+                return new Entry(envelope, lsn, LogEnvelope.Read(envelope, (long)lsn), null, 0, replayed);
             }
             catch (Exception ex) when (ex is FormatException or ArgumentException)
             {
