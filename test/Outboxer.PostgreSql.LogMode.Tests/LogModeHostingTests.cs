@@ -2,7 +2,9 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
+using Npgsql;
 using Outboxer.RabbitMQ;
+using Outboxer.Testing;
 using Outboxer.Testing.Servers;
 using RabbitMQ.Client;
 using Xunit;
@@ -70,6 +72,33 @@ public sealed class LogModeHostingTests
         var status = await world.Setup.GetStatusAsync(Ct);
         Assert.False(status.Active, "no relay consumes the slot");
         Assert.True(status.LagBytes > 0, $"the message waits in the slot (lag {status.LagBytes})");
+        await host.StopAsync(Ct);
+    }
+
+    [Fact]
+    public async Task Without_a_connection_string_the_outbox_writes_through_the_container_data_source_and_its_relay_publishes()
+    {
+        await using var world = await LogModeWorld.CreateAsync();
+        var publisher = new RecordingPublisher();
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Services.AddSingleton(_ => NpgsqlDataSource.Create(PostgreSqlServer.ConnectionString));
+        builder.Services.AddOutboxer()
+            .UsePostgreSqlLog(o =>
+            {
+                o.Prefix = world.Options.Prefix;
+                o.SlotName = world.Options.SlotName;
+                o.PublicationName = world.Options.PublicationName;
+                o.SchemaName = world.Options.SchemaName;
+            })
+            .UsePublisher(_ => publisher);
+        using var host = builder.Build();
+        await host.StartAsync(Ct);
+
+        var message = new OutboxMessage("through the container's data source");
+        await host.Services.GetRequiredService<Outbox>().SendAsync(message, Ct);
+
+        await LogModeWorld.WaitUntilAsync(() => publisher.Published.Count == 1, "the hosted relay published the message");
+        Assert.Equal(message.MessageId, publisher.Published[0].MessageId);
         await host.StopAsync(Ct);
     }
 
