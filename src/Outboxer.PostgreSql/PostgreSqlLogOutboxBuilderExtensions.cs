@@ -29,6 +29,7 @@ public static class PostgreSqlLogOutboxBuilderExtensions
     /// <param name="configureRelay">Changes to the relay's settings (batch size, retries, takeover, heartbeat).</param>
     /// <returns>The same builder instance so that multiple calls can be chained.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="builder"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">An option is invalid; <see cref="ArgumentException.ParamName"/> names it.</exception>
     /// <remarks>
     /// The relay opens its replication connection with the data source's <see cref="NpgsqlDataSource.ConnectionString"/>, which Npgsql
     /// gives without the password unless the connection string says <c>Persist Security Info=true</c>: with password authentication,
@@ -54,7 +55,7 @@ public static class PostgreSqlLogOutboxBuilderExtensions
     /// <param name="configureRelay">Changes to the relay's settings (batch size, retries, takeover, heartbeat).</param>
     /// <returns>The same builder instance so that multiple calls can be chained.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="builder"/> is <see langword="null"/>.</exception>
-    /// <exception cref="ArgumentException"><paramref name="connectionString"/> is empty.</exception>
+    /// <exception cref="ArgumentException"><paramref name="connectionString"/> is empty, or an option is invalid (the message names it).</exception>
     public static IOutboxBuilder UsePostgreSqlLog(
         this IOutboxBuilder builder,
         string connectionString,
@@ -110,6 +111,7 @@ public static class PostgreSqlLogOutboxBuilderExtensions
         Action<PostgreSqlLogOptions>? configure,
         Action<PostgreSqlLogRelayOptions>? configureRelay)
     {
+        // The options are read once, here, so that a bad name or setting fails where the outbox is registered.
         var name = builder.Name;
         var services = builder.Services;
         var options = new PostgreSqlLogOptions();
