@@ -103,6 +103,16 @@ public sealed class LogModeHostingTests
     }
 
     [Fact]
+    public void A_bad_log_mode_option_fails_where_the_outbox_is_registered_naming_the_option()
+    {
+        var services = new ServiceCollection();
+
+        var ex = Assert.ThrowsAny<ArgumentException>(() => services.AddOutboxer().UsePostgreSqlLog(PostgreSqlServer.ConnectionString, o => o.SlotName = "Not A Slot"));
+
+        Assert.Contains("SlotName", ex.ParamName ?? ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_node_that_runs_the_dispatcher_without_a_publisher_fails_naming_what_is_missing()
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
