@@ -2,9 +2,12 @@
 //
 //   dotnet Outboxer.LogRelay.dll <postgres connection string> <amqp uri> <slot> <publication> <prefix> <dead-letter schema>
 //
-// Prints "ready" once the relay runs (active or standing by), "active" when it holds the slot, then relays until a line arrives on
+// Prints "ready" once the relay runs (active or standing by), "active" when it holds the slot, "uncertain <n>" for each addition to
+// outboxer.messages.possible_duplicates, then relays until a line arrives on
 // standard input (or standard input closes), stops gracefully and prints "published <n>". The guarantee tests start two and kill
 // the active one with SIGKILL: the standby takes the slot over and resumes from its acknowledged position.
+using System.Diagnostics.Metrics;
+using System.Globalization;
 using Outboxer.PostgreSql;
 using Outboxer.RabbitMQ;
 
@@ -28,6 +31,21 @@ await using var relay = new PostgreSqlLogRelay(
         TakeoverInterval = TimeSpan.FromMilliseconds(200),
         HeartbeatInterval = TimeSpan.FromSeconds(1),
     });
+
+// Each addition to the counter outboxer.messages.possible_duplicates (this process runs one relay) as a line "uncertain <n>": the
+// guarantee scenarios add them up and compare them with the duplicates that arrived.
+using var possibleDuplicates = new MeterListener
+{
+    InstrumentPublished = (instrument, listener) =>
+    {
+        if (instrument.Meter.Name == "Outboxer" && instrument.Name == "outboxer.messages.possible_duplicates")
+        {
+            listener.EnableMeasurementEvents(instrument);
+        }
+    },
+};
+possibleDuplicates.SetMeasurementEventCallback<long>((_, count, _, _) => Console.WriteLine($"uncertain {count.ToString(CultureInfo.InvariantCulture)}"));
+possibleDuplicates.Start();
 
 await relay.StartAsync();
 Console.WriteLine("ready");

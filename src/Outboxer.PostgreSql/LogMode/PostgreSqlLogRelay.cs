@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -7,6 +8,7 @@ using Npgsql.Replication;
 using Npgsql.Replication.PgOutput;
 using Npgsql.Replication.PgOutput.Messages;
 using NpgsqlTypes;
+using Outboxer.Internal;
 using Outboxer.Providers;
 
 namespace Outboxer.PostgreSql;
@@ -42,6 +44,16 @@ namespace Outboxer.PostgreSql;
 /// <b>One consumer per slot.</b> PostgreSQL lets one connection at a time consume a slot; a relay that finds the slot in use stands by and
 /// tries again every <see cref="PostgreSqlLogRelayOptions.TakeoverInterval"/>, and takes over when the active relay's connection ends.
 /// </para>
+/// <para>
+/// <b>Telemetry.</b> The relay uses the outbox's <see cref="OutboxerTelemetry.ActivitySourceName"/> and
+/// <see cref="OutboxerTelemetry.MeterName"/> as the table dispatcher does: a <c>send {destination}</c> span per publish call, linked to the
+/// creation context the message carries; <c>messaging.client.sent.messages</c>, <c>messaging.client.operation.duration</c>,
+/// <c>outboxer.messages.failed</c>, <c>outboxer.messages.retried</c>, <c>outboxer.messages.dead_lettered</c> and
+/// <c>outboxer.messages.possible_duplicates</c> (messages confirmed but not yet acknowledged on the slot when a session ended, publishes
+/// with an unknown outcome or cut off by the end of a session, and messages of transactions this relay had acknowledged that the server streams again after it lost the
+/// slot's position, as a crash does); and the gauge <c>outboxer.log.slot.lag</c> (bytes, tag <c>outboxer.log.slot</c>): the server's end
+/// of the log as last reported on the replication stream, less the position the relay acknowledged, while the relay is active.
+/// </para>
 /// </remarks>
 public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
 {
@@ -56,12 +68,16 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly NpgsqlDataSource _dataSource;
     private readonly string _heartbeatPrefix;
+    private readonly Telemetry _telemetry;
     private CancellationTokenSource? _stopping;
     private Task? _loop;
     private volatile bool _active;
     private long _published;
     private long _deadLettered;
     private ulong _acknowledged;
+    private ulong _serverWalEnd;
+    private long _unacknowledged;
+    private ulong _replayBelow;
 
     /// <summary>Initializes a relay of the outbox whose slot is in the database that <paramref name="connectionString"/> names.</summary>
     /// <param name="connectionString">
@@ -73,6 +89,10 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
     /// <param name="relayOptions">Batching, retries, takeover and heartbeat; <see langword="null"/> for the defaults.</param>
     /// <param name="loggerFactory">Where the relay logs (category <c>Outboxer.PostgreSql.LogRelay</c>); <see langword="null"/> for none.</param>
     /// <param name="timeProvider">The clock for retries, takeovers and heartbeats; <see langword="null"/> for the system clock.</param>
+    /// <param name="meterFactory">
+    /// Where the relay's meter comes from (the host's, with dependency injection); <see langword="null"/> for a meter the relay owns and
+    /// disposes with itself.
+    /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="connectionString"/> or <paramref name="publisher"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">The connection string is empty or invalid, or an option is invalid (the message names it).</exception>
     public PostgreSqlLogRelay(
@@ -81,7 +101,8 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
         PostgreSqlLogOptions? options = null,
         PostgreSqlLogRelayOptions? relayOptions = null,
         ILoggerFactory? loggerFactory = null,
-        TimeProvider? timeProvider = null)
+        TimeProvider? timeProvider = null,
+        IMeterFactory? meterFactory = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
         ArgumentNullException.ThrowIfNull(publisher);
@@ -105,7 +126,6 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             HeartbeatInterval = relay.HeartbeatInterval,
         }.Validate();
         _connectionString = connectionString;
-        _publisher = publisher;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Outboxer.PostgreSql.LogRelay");
         _time = timeProvider ?? TimeProvider.System;
         _heartbeatPrefix = _options.Prefix + ".heartbeat";
@@ -118,6 +138,15 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             // Npgsql's message can quote the connection string; this one names no value of it.
             throw new ArgumentException("The connection string is not a valid Npgsql connection string.", nameof(connectionString), ex.InnerException);
         }
+
+        // The table dispatcher's spans and instruments (Telemetry.Instrument wraps the publisher), plus the slot's lag.
+        _telemetry = new Telemetry(meterFactory, publisher, _time);
+        _publisher = _telemetry.Instrument(publisher);
+        _telemetry.Meter.CreateObservableGauge(
+            "outboxer.log.slot.lag",
+            ObserveLag,
+            "By",
+            "Bytes of write-ahead log between the server's end, as last reported on the replication stream, and the position the log relay acknowledged on its slot.");
     }
 
     /// <summary>Gets a value indicating whether this relay consumes the slot now (the others stand by).</summary>
@@ -175,6 +204,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
         await StopAsync(CancellationToken.None).ConfigureAwait(false);
         _stopping?.Dispose();
         await _dataSource.DisposeAsync().ConfigureAwait(false);
+        _telemetry.Dispose();
     }
 
     private async Task RunAsync(CancellationToken stopping)
@@ -239,6 +269,9 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             return;
         }
 
+        // Transactions that committed before what this relay acknowledged were published already: the server streams them again when
+        // it lost the slot's last position (a crash keeps the slot as of the last checkpoint), and each is counted as a duplicate.
+        Volatile.Write(ref _replayBelow, Interlocked.Read(ref _acknowledged));
         var connection = new LogicalReplicationConnection(_connectionString);
         await using (connection.ConfigureAwait(false))
         {
@@ -274,6 +307,12 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                 _active = false;
                 await session.CancelAsync().ConfigureAwait(false);
                 await Task.WhenAll(read, publish, watch).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
+
+                // Confirmed by the broker but not acknowledged on the slot: the next session (here or in a standby) publishes them again.
+                if (Interlocked.Exchange(ref _unacknowledged, 0) is > 0 and var unacknowledged)
+                {
+                    _telemetry.PossibleDuplicates.Add(unacknowledged);
+                }
             }
         }
     }
@@ -286,14 +325,20 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             var slot = new PgOutputReplicationSlot(_options.SlotName);
             var options = new PgOutputReplicationOptions(_options.PublicationName, PgOutputProtocolVersion.V1, binary: null, streamingMode: null, messages: true, twoPhase: null);
             var buffer = new MemoryStream();
+            var replayBelow = Volatile.Read(ref _replayBelow);
+            var replayed = false;
             await foreach (var message in connection.StartReplication(slot, options, cancellationToken).ConfigureAwait(false))
             {
+                Volatile.Write(ref _serverWalEnd, (ulong)message.WalEnd);
                 switch (message)
                 {
+                    case BeginMessage begin:
+                        replayed = (ulong)begin.TransactionFinalLsn < replayBelow;
+                        break;
                     case LogicalDecodingMessage { Flags: 1 } decoded when string.Equals(decoded.Prefix, _options.Prefix, StringComparison.Ordinal):
                         buffer.SetLength(0);
                         await decoded.Data.CopyToAsync(buffer, cancellationToken).ConfigureAwait(false);
-                        await writer.WriteAsync(Entry.Decode(buffer.ToArray(), (ulong)decoded.MessageLsn), cancellationToken).ConfigureAwait(false);
+                        await writer.WriteAsync(Entry.Decode(buffer.ToArray(), (ulong)decoded.MessageLsn, replayed), cancellationToken).ConfigureAwait(false);
                         break;
                     case CommitMessage commit:
                         await writer.WriteAsync(Entry.Commit((ulong)commit.TransactionEndLsn), cancellationToken).ConfigureAwait(false);
@@ -367,15 +412,18 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
         {
             batch.Clear();
             ulong commit = 0;
+            var afterCommit = 0;
             while (batch.Count < _relay.BatchSize && reader.TryRead(out var entry))
             {
                 if (entry.CommitEnd != 0)
                 {
                     commit = entry.CommitEnd;
+                    afterCommit = 0;
                 }
                 else
                 {
                     batch.Add(entry);
+                    afterCommit++;
                 }
             }
 
@@ -389,6 +437,9 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                 connection.SetReplicationStatus(new NpgsqlLogSequenceNumber(commit));
                 await connection.SendStatusUpdate(cancellationToken).ConfigureAwait(false);
                 Interlocked.Exchange(ref _acknowledged, commit);
+
+                // What the batch holds after its last commit is confirmed but waits for its transaction's commit to be acknowledged.
+                Interlocked.Exchange(ref _unacknowledged, afterCommit);
             }
         }
 
@@ -421,7 +472,18 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             // A batch publisher gets the next message of each key (and every message without one); per message, each key's messages go
             // one after the other within the round.
             var round = _publisher is IOutboxBatchPublisher ? Heads(pending) : pending;
-            var results = await PublishRoundAsync(round, cancellationToken).ConfigureAwait(false);
+            Exception?[] results;
+            try
+            {
+                results = await PublishRoundAsync(round, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The session ended with a batch call in flight: the broker may have any of its messages.
+                _telemetry.PossibleDuplicates.Add(round.Count);
+                throw;
+            }
+
             var settled = new HashSet<Entry>(ReferenceEqualityComparer.Instance);
             Exception? transient = null;
             var failed = 0;
@@ -431,17 +493,34 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                 if (failure is null)
                 {
                     Interlocked.Increment(ref _published);
+                    Interlocked.Increment(ref _unacknowledged);
                     settled.Add(round[i]);
+                    if (round[i].Replayed)
+                    {
+                        _telemetry.PossibleDuplicates.Add(1);
+                    }
                 }
-                else if (failure is OutboxException { IsTransient: false })
+                else if (failure is OutboxException { IsTransient: false, IsOutcomeUnknown: false })
                 {
                     await DeadLetterAsync(round[i], failure.Message, cancellationToken).ConfigureAwait(false);
                     settled.Add(round[i]);
                 }
+                else if (failure is OperationCanceledException && cancellationToken.IsCancellationRequested)
+                {
+                    // The session ended with this publish in flight: the broker may have it, and the next session publishes it again.
+                    _telemetry.PossibleDuplicates.Add(1);
+                    transient ??= failure;
+                }
                 else if (!ReferenceEquals(failure, s_notAttempted))
                 {
+                    // Retried, as the table dispatcher does; a publish without an answer may have reached the broker.
                     transient ??= failure;
                     failed++;
+                    _telemetry.RetriedMessages.Add(1);
+                    if (failure is OutboxException { IsOutcomeUnknown: true })
+                    {
+                        _telemetry.PossibleDuplicates.Add(1);
+                    }
                 }
             }
 
@@ -484,7 +563,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
             }
             catch (OperationCanceledException ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
-                failure = new OutboxException($"The event stream did not confirm a batch of {pending.Count} messages within {_relay.PublishTimeout}.", isTransient: true, ex);
+                failure = new OutboxException($"The event stream did not confirm a batch of {pending.Count} messages within {_relay.PublishTimeout}.", isTransient: true, ex) { IsOutcomeUnknown = true };
             }
 #pragma warning disable CA1031 // A failing batch is retried (or dead-lettered); it must not end the relay.
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
@@ -543,7 +622,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                 }
                 catch (OperationCanceledException ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
-                    results[index] = new OutboxException($"The event stream did not confirm message {pending[index].Message!.MessageId} within {_relay.PublishTimeout}.", isTransient: true, ex);
+                    results[index] = new OutboxException($"The event stream did not confirm message {pending[index].Message!.MessageId} within {_relay.PublishTimeout}.", isTransient: true, ex) { IsOutcomeUnknown = true };
                 }
 #pragma warning disable CA1031 // A failing message is retried (or dead-lettered); it must not end the relay.
                 catch (Exception ex)
@@ -552,7 +631,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                     results[index] = ex;
                 }
 
-                stopped = results[index] is not null and not OutboxException { IsTransient: false };
+                stopped = results[index] is not null and not OutboxException { IsTransient: false, IsOutcomeUnknown: false };
             }
         }
     }
@@ -579,6 +658,7 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
                     command.Parameters.Add(new NpgsqlParameter { Value = _time.GetUtcNow(), NpgsqlDbType = NpgsqlDbType.TimestampTz });
                     await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                     Interlocked.Increment(ref _deadLettered);
+                    _telemetry.DeadLetteredMessages.Add(1);
                     LogModeLog.DeadLettered(_logger, messageId, new NpgsqlLogSequenceNumber(entry.Lsn).ToString(), error);
                     return;
                 }
@@ -613,6 +693,19 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
         }
     }
 
+    /// <summary>The slot's lag as this relay last knew it, while it is active.</summary>
+    private IEnumerable<Measurement<long>> ObserveLag()
+    {
+        var end = Volatile.Read(ref _serverWalEnd);
+        var acknowledged = Interlocked.Read(ref _acknowledged);
+        if (!_active || end == 0 || acknowledged == 0)
+        {
+            return [];
+        }
+
+        return [new Measurement<long>(end > acknowledged ? (long)(end - acknowledged) : 0, new KeyValuePair<string, object?>("outboxer.log.slot", _options.SlotName))];
+    }
+
     private TimeSpan Backoff(int failures)
     {
         var delay = _relay.RetryDelay * Math.Pow(2, Math.Min(failures, 30));
@@ -629,13 +722,14 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
     /// <summary>One item of the decoded stream: an outbox message (or an envelope that could not be read), or a commit.</summary>
     private sealed class Entry
     {
-        private Entry(byte[] envelope, ulong lsn, OutboxMessage? message, string? error, ulong commitEnd)
+        private Entry(byte[] envelope, ulong lsn, OutboxMessage? message, string? error, ulong commitEnd, bool replayed = false)
         {
             Envelope = envelope;
             Lsn = lsn;
             Message = message;
             Error = error;
             CommitEnd = commitEnd;
+            Replayed = replayed;
         }
 
         public byte[] Envelope { get; }
@@ -649,13 +743,16 @@ public sealed class PostgreSqlLogRelay : IHostedService, IAsyncDisposable
         /// <summary>The end of the committed transaction, for a commit; 0 for a message.</summary>
         public ulong CommitEnd { get; }
 
+        /// <summary>Gets a value indicating whether this relay published the message before and acknowledged it: the server streams it again.</summary>
+        public bool Replayed { get; }
+
         public static Entry Commit(ulong end) => new([], 0, null, null, end);
 
-        public static Entry Decode(byte[] envelope, ulong lsn)
+        public static Entry Decode(byte[] envelope, ulong lsn, bool replayed)
         {
             try
             {
-                return new Entry(envelope, lsn, LogEnvelope.Read(envelope, (long)lsn), null, 0);
+                return new Entry(envelope, lsn, LogEnvelope.Read(envelope, (long)lsn), null, 0, replayed);
             }
             catch (Exception ex) when (ex is FormatException or ArgumentException)
             {

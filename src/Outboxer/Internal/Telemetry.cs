@@ -82,6 +82,9 @@ internal sealed class Telemetry : IDisposable
         _meter.CreateObservableGauge("outboxer.dead_letters", () => Observe(s => s.DeadLettered), "{message}", "Messages in the dead letters.");
     }
 
+    /// <summary>The meter of the instruments above, for a relay that adds instruments of its own (the log mode's slot lag).</summary>
+    public Meter Meter => _meter;
+
     public Counter<long> SentMessages { get; }
 
     public Histogram<double> OperationDuration { get; }
