@@ -268,13 +268,19 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// messages without an ordering key are written already claimed and published from memory once the caller reports the commit;
     /// the others are written pending, and the report wakes the dispatcher for them.
     /// </summary>
-    internal async ValueTask<SendAfterCommit> EnqueueManyForCommitAsync(DbTransaction transaction, IEnumerable<OutboxMessage> messages, CancellationToken cancellationToken)
+    /// <param name="transaction">The caller's open transaction.</param>
+    /// <param name="messages">The messages.</param>
+    /// <param name="reportsCommit">Whether the caller will surely learn of the commit; when not, every message is written pending and the
+    /// dispatcher is woken now, as <see cref="EnqueueManyAsync"/> does, in case the commit comes unreported.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    internal async ValueTask<SendAfterCommit> EnqueueManyForCommitAsync(DbTransaction transaction, IEnumerable<OutboxMessage> messages, bool reportsCommit, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(transaction);
         var list = PrepareAll(messages);
-        if (BeginLease() is not { } lease)
+        if (!reportsCommit || BeginLease() is not { } lease)
         {
             await InsertManyAsync(list, (Writer: _writer, Transaction: transaction), static (s, l, ct) => s.Writer.AddRangeAsync(s.Transaction, l, ct), cancellationToken).ConfigureAwait(false);
+            _dispatcher?.Wake(committed: false);
             return new SendAfterCommit(_dispatcher, [], 0, wake: true);
         }
 
