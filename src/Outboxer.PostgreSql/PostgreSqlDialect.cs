@@ -235,7 +235,9 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
 
     /// <summary>
     /// The most rows <see cref="InsertRangeAsync"/> writes with one <c>INSERT ... SELECT FROM unnest(...)</c>; a longer list goes
-    /// through one binary <c>COPY</c>, which costs two more round trips but writes the rows in bulk (see the README's benchmark).
+    /// through one binary <c>COPY</c>, which costs two more round trips but writes the rows in bulk. Measured (median client time of a
+    /// list in its transaction, 256-byte payloads, busy 2-core machine): 10 rows 5.6 ms against COPY's 15.6, 100 rows 5.7 against 12.1,
+    /// 200 rows 9.7 against 14.3, but 400 rows 23.5 against 15.5 and 800 rows 38.6 against 23.5.
     /// </summary>
     internal const int MaxRowsPerInsert = 200;
 
