@@ -336,6 +336,27 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Many_messages_written_already_claimed_in_the_callers_transaction_get_ids_and_wait_for_their_lease_beyond_the_statement_limit()
+    {
+        var store = CreateStore();
+        var messages = Enumerable.Range(0, RowsPerInsertStatement + 3).Select(i => NewMessage($"leased {i}")).ToList();
+        await using (var connection = await OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync(Ct))
+        {
+            Assert.Equal(messages.Count, await store.AddLeasedRangeAsync(transaction, messages, T0.AddSeconds(30), 42, Ct));
+            await transaction.CommitAsync(Ct);
+        }
+
+        // Marked by id with the token, so every id is there, even where a long list of pending rows would go by bulk copy.
+        Assert.All(messages, m => Assert.True(m.Id > 0 && m.LeaseToken == 42 && m.Attempts == 1));
+        Assert.Equal(messages.Count, messages.Select(m => m.Id).Distinct().Count());
+        Assert.Empty(await store.ClaimAsync(500, T0.AddSeconds(29), T0.AddSeconds(59), Ct));
+        Assert.Equal(messages.Count - 1, await store.MarkDispatchedAsync([.. messages.Skip(1).Select(m => m.Id)], 42, T0.AddSeconds(1), Ct));
+        var late = Assert.Single(await store.ClaimAsync(500, T0.AddSeconds(30), T0.AddSeconds(60), Ct));
+        Assert.Equal((messages[0].Id, messages[0].MessageId, 2), (late.Id, late.MessageId, late.Attempts));
+    }
+
+    [Fact]
     public async Task A_message_written_already_claimed_in_a_transaction_that_rolls_back_is_not_written()
     {
         var store = CreateStore();
