@@ -241,10 +241,12 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     }
 
     /// <summary>
-    /// Enqueues many messages within <paramref name="transaction"/> in as few round trips as the store allows (one bulk copy, where the
-    /// database has one), for imports and fan-outs. Every message is checked before anything is written. Assigns
+    /// Enqueues many messages within <paramref name="transaction"/> in as few round trips as the store allows: the relational stores
+    /// write a short list with one multi-row <c>INSERT</c> (PostgreSQL up to 200 messages, then one bulk <c>COPY</c>; MySQL and SQLite
+    /// in chunks of one statement each), for a transaction's handful of events as for imports and fan-outs. Every message is checked
+    /// before anything is written, so a message that cannot be stored leaves the transaction usable. Assigns
     /// <see cref="OutboxMessage.MessageId"/> and <see cref="OutboxMessage.CreatedAt"/> when unset; <see cref="OutboxMessage.Id"/> is
-    /// assigned by stores that insert row by row and stays zero after a bulk copy.
+    /// assigned from the insert, except after a bulk copy, which leaves it zero.
     /// </summary>
     /// <param name="transaction">An open transaction on the outbox's database.</param>
     /// <param name="messages">The messages to enqueue, in order.</param>
