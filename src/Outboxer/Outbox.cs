@@ -225,7 +225,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
             id = await EnqueueCoreAsync(
                 message,
                 (Lease: lease, Connection: connection),
-                static (_, m, s, ct) => s.Lease.Writer.AddLeasedAsync(s.Connection, m, s.Lease.Until, s.Lease.Token, ct),
+                static (_, m, s, ct) => s.Lease.Writer.AddLeasedAsync(s.Connection, m, s.Lease.Now, s.Lease.Until, s.Lease.Token, ct),
                 committed: null,
                 cancellationToken).ConfigureAwait(false);
             send = new SendAfterCommit(lease.Dispatcher, [message.SnapshotForPublish()], lease.Started, wake: false);
@@ -290,7 +290,7 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         OutboxMessage[] keyed = [.. list.Where(m => m.OrderingKey is not null)];
         if (free.Length > 0)
         {
-            await InsertManyAsync(free, (Lease: lease, Transaction: transaction), static (s, l, ct) => s.Lease.Writer.AddLeasedRangeAsync(s.Transaction, l, s.Lease.Until, s.Lease.Token, ct), cancellationToken).ConfigureAwait(false);
+            await InsertManyAsync(free, (Lease: lease, Transaction: transaction), static (s, l, ct) => s.Lease.Writer.AddLeasedRangeAsync(s.Transaction, l, s.Lease.Now, s.Lease.Until, s.Lease.Token, ct), cancellationToken).ConfigureAwait(false);
         }
 
         if (keyed.Length > 0)
@@ -399,7 +399,8 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
 
         // The timestamp first: the lease, stamped a moment later, ends no earlier than the dispatcher reckons from it.
         var started = _time.GetTimestamp();
-        return new Lease(dispatcher, writer, _time.GetUtcNow() + _options.LeaseDuration, started);
+        var now = _time.GetUtcNow();
+        return new Lease(dispatcher, writer, now, now + _options.LeaseDuration, started);
     }
 
     /// <summary>
@@ -728,8 +729,11 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     private Cleanup RequireCleanup() =>
         _cleanup ?? throw new InvalidOperationException($"This outbox only enqueues: {_writer.GetType().Name} is not an IOutboxStore, so there is nothing to clean up.");
 
-    /// <summary>The lease of a send after commit: the dispatcher that sends, the writer, the end of the lease, and the timestamp taken before it.</summary>
-    private readonly record struct Lease(Dispatcher Dispatcher, IOutboxLeasedWriter Writer, DateTimeOffset Until, long Started)
+    /// <summary>
+    /// The lease of a send after commit: the dispatcher that sends, the writer, the time the lease was computed from and its end, and the
+    /// timestamp taken before it.
+    /// </summary>
+    private readonly record struct Lease(Dispatcher Dispatcher, IOutboxLeasedWriter Writer, DateTimeOffset Now, DateTimeOffset Until, long Started)
     {
         public long Token => Dispatcher.CommittedLeaseToken;
     }

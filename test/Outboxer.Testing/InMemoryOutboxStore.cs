@@ -117,11 +117,11 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOu
 
     /// <summary>Like <see cref="AddAsync(DbConnection, OutboxMessage, CancellationToken)"/>, with the row written already claimed.</summary>
     /// <inheritdoc cref="IOutboxLeasedWriter.AddLeasedAsync" path="/param"/>
-    public ValueTask<long> AddLeasedAsync(DbConnection connection, OutboxMessage message, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default) =>
+    public ValueTask<long> AddLeasedAsync(DbConnection connection, OutboxMessage message, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default) =>
         new(AddInAmbient(message, leaseUntil, leaseToken));
 
     /// <inheritdoc />
-    public ValueTask<int> AddLeasedRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default) =>
+    public ValueTask<int> AddLeasedRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default) =>
         throw new NotSupportedException("The in-memory store has no transactions.");
 
     private long AddInAmbient(OutboxMessage message, DateTimeOffset? leaseUntil, long leaseToken)

@@ -343,7 +343,7 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         await using (var connection = await OpenConnectionAsync())
         await using (var transaction = await connection.BeginTransactionAsync(Ct))
         {
-            Assert.Equal(messages.Count, await store.AddLeasedRangeAsync(transaction, messages, T0.AddSeconds(30), 42, Ct));
+            Assert.Equal(messages.Count, await store.AddLeasedRangeAsync(transaction, messages, T0, T0.AddSeconds(30), 42, Ct));
             await transaction.CommitAsync(Ct);
         }
 

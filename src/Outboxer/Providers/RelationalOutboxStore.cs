@@ -107,10 +107,11 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
     }
 
     /// <inheritdoc />
-    public ValueTask<long> AddLeasedAsync(DbConnection connection, OutboxMessage message, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default)
+    public ValueTask<long> AddLeasedAsync(DbConnection connection, OutboxMessage message, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(message);
+        ArgumentOutOfRangeException.ThrowIfLessThan(leaseUntil, now);
         var row = Serialize(message) with { LeaseUntil = leaseUntil, LeaseToken = leaseToken };
         message.LeaseToken = leaseToken;
         message.Attempts = 1;
@@ -153,8 +154,11 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
         AddRangeAsync(transaction, messages, null, 0, cancellationToken);
 
     /// <inheritdoc />
-    public ValueTask<int> AddLeasedRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default) =>
-        AddRangeAsync(transaction, messages, leaseUntil, leaseToken, cancellationToken);
+    public ValueTask<int> AddLeasedRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(leaseUntil, now);
+        return AddRangeAsync(transaction, messages, leaseUntil, leaseToken, cancellationToken);
+    }
 
     private async ValueTask<int> AddRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, DateTimeOffset? leaseUntil, long leaseToken, CancellationToken cancellationToken)
     {
