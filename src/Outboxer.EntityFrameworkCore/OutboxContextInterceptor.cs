@@ -5,6 +5,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Storage;
+using Outboxer.Internal;
 
 namespace Outboxer.EntityFrameworkCore;
 
@@ -20,18 +21,26 @@ namespace Outboxer.EntityFrameworkCore;
 /// <c>Always</c>, so that EF begins its own transaction even for a single statement, and the messages are written in that transaction
 /// just before EF commits it (<see cref="TransactionCommittingAsync"/>). EF begins that transaction inside its execution strategy, so a
 /// retrying strategy (<c>EnableRetryOnFailure</c>) retries the messages together with the rows. They leave the queue when it has committed,
-/// and the dispatcher is woken. A save that had no row to write writes the messages in a transaction of its own.
+/// and are sent after the commit (see below). A save that had no row to write writes the messages in a transaction of its own.
 /// </description></item>
 /// <item><description>
 /// <b>The application's transaction</b> (<c>Database.BeginTransaction</c> or <c>UseTransaction</c>). The messages are written before EF's
 /// statements, after a savepoint of their own; a failed save rolls back to it, so the transaction holds neither the save's rows nor its
-/// messages. They leave the queue when the save succeeds, and the dispatcher is woken when that transaction commits through the context.
+/// messages. They leave the queue when the save succeeds, and are sent after the commit when that transaction commits through the context.
 /// </description></item>
 /// <item><description>
 /// <b>An ambient <see cref="System.Transactions.Transaction"/></b> (<c>TransactionScope</c>). The messages are written before EF's statements
-/// on the context's enlisted connection and belong to that transaction from then on; the dispatcher is woken when it commits.
+/// on the context's enlisted connection and belong to that transaction from then on; they are sent after it commits.
 /// </description></item>
 /// </list>
+/// <para>
+/// <b>Send after commit.</b> The interceptor learns of the commit (EF's <c>TransactionCommitted</c>, or the ambient transaction's
+/// <see cref="System.Transactions.Transaction.TransactionCompleted"/>). While the outbox's dispatcher runs in this process, the messages
+/// without an ordering key are written already claimed by it (<see cref="Providers.IOutboxLeasedWriter"/>) and handed to it right after the
+/// commit, so it publishes them from memory without a claim; if the process dies first, they are claimed once their lease runs out.
+/// A rollback sends nothing. Messages with an ordering key, and every message while no dispatcher runs here, are written pending and the
+/// commit wakes the dispatcher.
+/// </para>
 /// </remarks>
 internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTransactionInterceptor, IResettableService
 {
@@ -48,7 +57,10 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
     private OutboxMessage[]? _writing;
     private bool _savepoint;
     private bool _raisedAutoTransactions;
+    private SendAfterCommit? _send;
+    private DbTransaction? _begunHere;
     private DbTransaction? _wakeOnCommit;
+    private readonly List<SendAfterCommit> _sendsOnCommit = [];
     private DbTransaction? _poisoned;
 
     public OutboxContextInterceptor(ICurrentDbContext currentContext, IDbContextOptions options)
@@ -291,7 +303,9 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
 
             try
             {
-                await Outbox.EnqueueManyAsync(transaction, batch, cancellationToken).ConfigureAwait(false);
+                // A transaction begun through the context commits through it, so the commit is reported here; one the application
+                // handed over (UseTransaction) may be committed behind EF's back, so its messages are written pending.
+                _send = await Outbox.EnqueueManyForCommitAsync(transaction, batch, reportsCommit: ReferenceEquals(transaction, _begunHere), cancellationToken).ConfigureAwait(false);
             }
             catch
             {
@@ -349,7 +363,17 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
                     }
 
                     Dequeue(_writing);
+                    if (!ReferenceEquals(_wakeOnCommit, _transaction))
+                    {
+                        _sendsOnCommit.Clear();
+                    }
+
                     _wakeOnCommit = _transaction;
+                    if (_send is not null)
+                    {
+                        _sendsOnCommit.Add(_send);
+                    }
+
                     break;
 
                 case Phase.Implicit:
@@ -420,6 +444,12 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
 
     private void OnTransactionStarted(TransactionEndEventData eventData, DbTransaction transaction)
     {
+        if (IsOurs(eventData.Context))
+        {
+            // Begun through the context (not handed over with UseTransaction): its commit goes through the context too.
+            _begunHere = transaction;
+        }
+
         if (_phase == Phase.Implicit && IsOurs(eventData.Context))
         {
             // The transaction EF begins for this save (again on each retry of its execution strategy).
@@ -437,7 +467,7 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
         if (_phase == Phase.Implicit && ReferenceEquals(transaction, _transaction) && _queue.Count > 0)
         {
             var batch = _queue.ToArray();
-            await Outbox.EnqueueManyAsync(transaction, batch, cancellationToken).ConfigureAwait(false);
+            _send = await Outbox.EnqueueManyForCommitAsync(transaction, batch, reportsCommit: true, cancellationToken).ConfigureAwait(false);
             _writing = batch;
         }
         else if (_phase == Phase.UserTransaction && ReferenceEquals(transaction, _transaction))
@@ -453,12 +483,19 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
         {
             Dequeue(_writing);
             _writing = null;
-            Outbox.Wake();
+            var send = _send;
+            _send = null;
+            send?.Committed();
         }
         else if (ReferenceEquals(transaction, _wakeOnCommit))
         {
             _wakeOnCommit = null;
-            Outbox.Wake();
+            SendAfterCommit[] sends = [.. _sendsOnCommit];
+            _sendsOnCommit.Clear();
+            foreach (var send in sends)
+            {
+                send.Committed();
+            }
         }
     }
 
@@ -469,6 +506,7 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
         if (ReferenceEquals(transaction, _wakeOnCommit))
         {
             _wakeOnCommit = null;
+            _sendsOnCommit.Clear();
         }
 
         if (ReferenceEquals(transaction, _poisoned))
@@ -495,9 +533,10 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
                     await using (transaction.ConfigureAwait(false))
                     {
                         var batch = _queue.ToArray();
-                        await Outbox.EnqueueManyAsync(transaction.GetDbTransaction(), batch, ct).ConfigureAwait(false);
+                        var send = await Outbox.EnqueueManyForCommitAsync(transaction.GetDbTransaction(), batch, reportsCommit: true, ct).ConfigureAwait(false);
                         await transaction.CommitAsync(ct).ConfigureAwait(false);
                         Dequeue(batch);
+                        send.Committed();
                     }
                 },
                 cancellationToken).ConfigureAwait(false);
@@ -508,13 +547,12 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
             {
                 using var transaction = database.BeginTransaction();
                 var batch = _queue.ToArray();
-                Block(Outbox.EnqueueManyAsync(transaction.GetDbTransaction(), batch, CancellationToken.None));
+                var send = Block(Outbox.EnqueueManyForCommitAsync(transaction.GetDbTransaction(), batch, reportsCommit: true, CancellationToken.None));
                 transaction.Commit();
                 Dequeue(batch);
+                send.Committed();
             });
         }
-
-        Outbox.Wake();
     }
 
     private async ValueTask WriteInAmbientTransactionAsync(OutboxMessage[] batch, bool async, CancellationToken cancellationToken)
@@ -532,10 +570,11 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
 
         try
         {
+            // Each message is sent after the ambient transaction commits (or the dispatcher woken), as Outbox.EnqueueAsync does.
             var connection = database.GetDbConnection();
             foreach (var message in batch)
             {
-                await Outbox.EnqueueAsync(connection, message, cancellationToken).ConfigureAwait(false);
+                await Outbox.EnqueueInScopeAsync(ambient, connection, message, cancellationToken).ConfigureAwait(false);
             }
         }
         finally
@@ -550,14 +589,6 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
             }
         }
 
-        var outbox = Outbox;
-        ambient.TransactionCompleted += (_, e) =>
-        {
-            if (e.Transaction?.TransactionInformation.Status == TransactionStatus.Committed)
-            {
-                outbox.Wake();
-            }
-        };
         Dequeue(batch);
     }
 
@@ -655,6 +686,8 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
         {
             Clear();
             _wakeOnCommit = null;
+            _sendsOnCommit.Clear();
+            _begunHere = null;
             _poisoned = null;
             _raisedAutoTransactions = false;
         }
@@ -666,6 +699,7 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
         _phase = Phase.Idle;
         _transaction = null;
         _writing = null;
+        _send = null;
         _savepoint = false;
     }
 
@@ -686,14 +720,6 @@ internal sealed class OutboxContextInterceptor : ISaveChangesInterceptor, IDbTra
         task.AsTask().GetAwaiter().GetResult();
     }
 
-    private static void Block<T>(ValueTask<T> task)
-    {
-        if (task.IsCompletedSuccessfully)
-        {
-            _ = task.Result;
-            return;
-        }
-
-        _ = task.AsTask().GetAwaiter().GetResult();
-    }
+    private static T Block<T>(ValueTask<T> task) =>
+        task.IsCompletedSuccessfully ? task.Result : task.AsTask().GetAwaiter().GetResult();
 }

@@ -42,6 +42,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
     private readonly string _claimSql;
     private readonly string _claimUpdateLease;
     private readonly bool _databaseClock;
+    private readonly string _leasedUntil;
     private readonly OutboxMigration[] _migrations;
 
     public MySqlDialect(MySqlOutboxStoreOptions options, string? database)
@@ -57,6 +58,7 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
         var leasedUntil = _databaseClock ? "TIMESTAMPADD(MICROSECOND, @lease_us, UTC_TIMESTAMP(6))" : "@lease_until";
         var now = _databaseClock ? "UTC_TIMESTAMP(6)" : "@now";
         _claimUpdateLease = leasedUntil;
+        _leasedUntil = leasedUntil;
 
         // MySQL has no INSERT ... RETURNING (MariaDB has); LAST_INSERT_ID() is per session, so the second statement reads this insert's id.
         _insertSql = $"INSERT INTO {_table} (message_id, payload, options, headers, created_at, ordering_key, destination) VALUES (@message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination); SELECT LAST_INSERT_ID()";
@@ -155,6 +157,108 @@ internal sealed partial class MySqlDialect : OutboxSqlDialect
 
         return command;
     }
+
+    /// <summary>The most rows one multi-row <c>INSERT</c> of <see cref="InsertRangeAsync"/> takes.</summary>
+    internal const int MaxRowsPerInsert = 500;
+
+    /// <summary>
+    /// The most bytes of values one multi-row <c>INSERT</c> carries before the list goes on in another: well under the smallest
+    /// <c>max_allowed_packet</c> (4 MB on MySQL 5.7, 16 MB on MariaDB, 64 MB on MySQL 8), counting a payload twice (the text
+    /// protocol escapes binary) and text three times (UTF-8). A message larger than this goes alone, as a single enqueue would.
+    /// </summary>
+    private const int MaxBytesPerInsert = 1 << 20;
+
+    /// <summary>
+    /// Inserts the messages within the caller's transaction with multi-row <c>INSERT ... VALUES</c>, up to <see cref="MaxRowsPerInsert"/>
+    /// rows and about <see cref="MaxBytesPerInsert"/> bytes each, and assigns every <see cref="OutboxMessage.Id"/>: a multi-row
+    /// <c>INSERT</c> is a "simple insert", which InnoDB gives consecutive auto-increment values in every lock mode, so the ids are
+    /// <c>LAST_INSERT_ID()</c> (the first) plus steps of <c>@@auto_increment_increment</c>, read in the same round trip.
+    /// </summary>
+    public override async Task<int> InsertRangeAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<SerializedMessage> rows, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var start = 0;
+        while (start < rows.Count)
+        {
+            var count = 0;
+            long bytes = 0;
+            while (start + count < rows.Count && count < MaxRowsPerInsert)
+            {
+                var size = EstimatedSize(rows[start + count]);
+                if (count > 0 && bytes + size > MaxBytesPerInsert)
+                {
+                    break;
+                }
+
+                bytes += size;
+                count++;
+            }
+
+            await InsertChunkAsync(connection, transaction, rows, start, count, cancellationToken).ConfigureAwait(false);
+            start += count;
+        }
+
+        return rows.Count;
+    }
+
+    private async Task InsertChunkAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<SerializedMessage> rows, int start, int count, CancellationToken cancellationToken)
+    {
+        var lease = rows[start].LeaseUntil;
+        var sql = new StringBuilder(128 + (count * 100));
+        sql.Append("INSERT INTO ").Append(_table).Append(" (message_id, payload, options, headers, created_at, ordering_key, destination")
+            .Append(lease is null ? ") VALUES " : ", locked_until, lease_token, attempts) VALUES ");
+        var command = Command(connection, transaction, string.Empty);
+        await using (command.ConfigureAwait(false))
+        {
+            if (lease is { } leaseUntil)
+            {
+                // Rows written already claimed (send after commit) share one lease.
+                AddLease(command, rows[start].LeasedAt ?? leaseUntil, leaseUntil);
+                Add(command, "@token", MySqlDbType.Int64, rows[start].LeaseToken);
+            }
+
+            for (var i = 0; i < count; i++)
+            {
+                var row = rows[start + i];
+                var message = row.Message;
+                var n = i.ToString(CultureInfo.InvariantCulture);
+                sql.Append(i == 0 ? "(" : ", (")
+                    .Append("@m").Append(n).Append(", @p").Append(n).Append(", @o").Append(n).Append(", @h").Append(n)
+                    .Append(", @c").Append(n).Append(", @k").Append(n).Append(", @d").Append(n).Append(lease is null ? ")" : $", {_leasedUntil}, @token, 1)");
+                Add(command, "@m" + n, MySqlDbType.VarChar, message.MessageId.ToString("D"));
+                Add(command, "@p" + n, MySqlDbType.LongBlob, message.Payload);
+                Add(command, "@o" + n, MySqlDbType.JSON, row.OptionsJson);
+                Add(command, "@h" + n, MySqlDbType.JSON, row.HeadersJson);
+                Add(command, "@c" + n, MySqlDbType.DateTime, ToDb(message.CreatedAt));
+                Add(command, "@k" + n, MySqlDbType.VarChar, message.OrderingKey);
+                Add(command, "@d" + n, MySqlDbType.VarChar, message.Destination);
+            }
+
+            command.CommandText = sql.Append("; SELECT LAST_INSERT_ID(), @@auto_increment_increment").ToString();
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                // The INSERT's result first (no rows), then the ids.
+                while (reader.FieldCount == 0 && await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
+                {
+                }
+
+                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    var first = Convert.ToInt64(reader.GetValue(0), CultureInfo.InvariantCulture);
+                    var step = Convert.ToInt64(reader.GetValue(1), CultureInfo.InvariantCulture);
+                    for (var i = 0; i < count; i++)
+                    {
+                        rows[start + i].Message.Id = first + (i * step);
+                    }
+                }
+            }
+        }
+    }
+
+    private static long EstimatedSize(SerializedMessage row) =>
+        64 + (2L * row.Message.Payload.Length)
+        + (3L * ((row.OptionsJson?.Length ?? 0) + (row.HeadersJson?.Length ?? 0) + (row.Message.OrderingKey?.Length ?? 0) + (row.Message.Destination?.Length ?? 0)));
 
     /// <summary>
     /// Claims in one <c>READ COMMITTED</c> transaction (no gap locks, so enqueues never wait on a claim): a locking select of the

@@ -73,7 +73,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         // commit watcher waits for that lock, which PostgreSQL releases the moment the transaction commits or rolls back, and so
         // wakes the dispatcher right after a commit it did not make (the application's own) without polling for it.
         CommitWatchKey = (int)(_lockKey >> 32);
-        _insertQuietSql = $"INSERT INTO {_table} ({Columns}) SELECT @message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination FROM (SELECT pg_advisory_xact_lock_shared({CommitWatchKey.ToString(CultureInfo.InvariantCulture)}, pg_backend_pid())) AS commit_watch WHERE {_quietSql} = 'on' RETURNING id";
+        _insertQuietSql = $"INSERT INTO {_table} ({Columns}) SELECT @message_id, @payload, @options, @headers, @created_at, @ordering_key, @destination FROM {CommitWatchLockSql} AS commit_watch WHERE {_quietSql} = 'on' RETURNING id";
 
         // A row written already claimed by the committing process (send after commit) needs no one woken: that process publishes it,
         // and others find it by polling once its lease runs out. So it never notifies, and its commit takes no notify lock.
@@ -188,6 +188,9 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
     /// <summary>Gets a value indicating whether a dispatcher in this process listens, so that enqueues need not notify.</summary>
     private bool Quiet => _notifyOnCommit && Volatile.Read(ref _localListeners) > 0;
 
+    /// <summary>The shared lock a quiet insert takes for the commit watcher, as a one-row subquery to put in its FROM.</summary>
+    private string CommitWatchLockSql => $"(SELECT pg_advisory_xact_lock_shared({CommitWatchKey.ToString(CultureInfo.InvariantCulture)}, pg_backend_pid()))";
+
     /// <summary>Gets the first key of the advisory lock a quiet insert takes with its backend's process id (see <see cref="Inserted"/>).</summary>
     public int CommitWatchKey { get; }
 
@@ -271,13 +274,181 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         return _prepare ? command.PrepareAsync(cancellationToken) : Task.CompletedTask;
     }
 
-    /// <summary>Inserts the messages with one binary <c>COPY</c> within the caller's transaction. <see cref="OutboxMessage.Id"/> stays zero.</summary>
+    /// <summary>
+    /// The most rows <see cref="InsertRangeAsync"/> writes with one <c>INSERT ... SELECT FROM unnest(...)</c>; a longer list goes
+    /// through one binary <c>COPY</c>, which costs two more round trips but writes the rows in bulk. Measured (median client time of a
+    /// list in its transaction, 256-byte payloads, busy 2-core machine): 10 rows 5.6 ms against COPY's 15.6, 100 rows 5.7 against 12.1,
+    /// 200 rows 9.7 against 14.3, but 400 rows 23.5 against 15.5 and 800 rows 38.6 against 23.5.
+    /// </summary>
+    internal const int MaxRowsPerInsert = 200;
+
+    private string? _insertManySql;
+    private string? _insertManyQuietSql;
+    private string? _insertManyLeasedSql;
+
+    // Set when the caller's data source cannot write arrays (a slim data source without EnableArrays()): from then on lists go row by row.
+    private bool _noArrays;
+
+    /// <summary>
+    /// Inserts the messages within the caller's transaction: up to <see cref="MaxRowsPerInsert"/> with one <c>INSERT</c> whose values
+    /// travel as seven arrays (one statement, one round trip, one trigger call, and every <see cref="OutboxMessage.Id"/> from its
+    /// <c>RETURNING</c>); more with one binary <c>COPY</c>, after which <see cref="OutboxMessage.Id"/> stays zero. Rows written already
+    /// claimed (send after commit) are marked by id, so they always go by <c>INSERT</c>, <see cref="MaxRowsPerInsert"/> at a time. A data
+    /// source that cannot write arrays (a slim one without <c>EnableArrays()</c>) inserts row by row instead; its refusal comes before
+    /// anything reaches the server, so the caller's transaction is untouched.
+    /// </summary>
     public override async Task<int> InsertRangeAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<SerializedMessage> rows, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(rows);
+        var leased = rows.Count > 0 && rows[0].LeaseUntil is not null;
+        if (rows.Count > MaxRowsPerInsert && !leased)
+        {
+            return await CopyRangeAsync(connection, transaction, rows, cancellationToken).ConfigureAwait(false);
+        }
 
+        for (var start = 0; start < rows.Count; start += MaxRowsPerInsert)
+        {
+            var count = Math.Min(MaxRowsPerInsert, rows.Count - start);
+            if (Volatile.Read(ref _noArrays) || !await InsertUnnestAsync(connection, transaction, rows, start, count, cancellationToken).ConfigureAwait(false))
+            {
+                await base.InsertRangeAsync(connection, transaction, [.. rows.Skip(start)], cancellationToken).ConfigureAwait(false);
+                break;
+            }
+        }
+
+        return rows.Count;
+    }
+
+    /// <summary>Inserts <paramref name="count"/> rows from <paramref name="start"/> with one statement; false when the data source cannot write arrays (nothing sent).</summary>
+    private async Task<bool> InsertUnnestAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<SerializedMessage> rows, int start, int count, CancellationToken cancellationToken)
+    {
+        var messageIds = new Guid[count];
+        var payloads = new byte[count][];
+        var options = new string?[count];
+        var headers = new string?[count];
+        var createdAt = new DateTime[count];
+        var orderingKeys = new string?[count];
+        var destinations = new string?[count];
+        for (var i = 0; i < count; i++)
+        {
+            var row = rows[start + i];
+            var message = row.Message;
+            messageIds[i] = message.MessageId;
+            payloads[i] = message.Payload;
+            options[i] = row.OptionsJson;
+            headers[i] = row.HeadersJson;
+            createdAt[i] = message.CreatedAt.UtcDateTime;
+            orderingKeys[i] = message.OrderingKey;
+            destinations[i] = message.Destination;
+        }
+
+        var lease = rows[start].LeaseUntil;
+        var command = Command(connection, null, InsertManySql(lease is not null ? 2 : Quiet ? 1 : 0));
+        await using (command.ConfigureAwait(false))
+        {
+            SetTransaction(command, transaction);
+            command.Parameters.Add(new NpgsqlParameter("message_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { Value = messageIds });
+            command.Parameters.Add(new NpgsqlParameter("payloads", NpgsqlDbType.Array | NpgsqlDbType.Bytea) { Value = payloads });
+            command.Parameters.Add(new NpgsqlParameter("options", NpgsqlDbType.Array | NpgsqlDbType.Jsonb) { Value = options });
+            command.Parameters.Add(new NpgsqlParameter("headers", NpgsqlDbType.Array | NpgsqlDbType.Jsonb) { Value = headers });
+            command.Parameters.Add(new NpgsqlParameter("created_ats", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { Value = createdAt });
+            command.Parameters.Add(new NpgsqlParameter("ordering_keys", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = orderingKeys });
+            command.Parameters.Add(new NpgsqlParameter("destinations", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = destinations });
+            if (lease is { } leaseUntil)
+            {
+                if (_databaseClock)
+                {
+                    // The lease's length, from the server's time when the rows are written.
+                    Add(command, "lease", leaseUntil - (rows[start].LeasedAt ?? leaseUntil));
+                }
+                else
+                {
+                    Add(command, "lease_until", leaseUntil.ToUniversalTime());
+                }
+
+                command.Parameters.Add(new NpgsqlParameter<long>("token", rows[start].LeaseToken));
+            }
+
+            var ids = new List<long>(count);
+            try
+            {
+                if (_prepare)
+                {
+                    await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        ids.Add(reader.GetInt64(0));
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is NotSupportedException or InvalidCastException && ids.Count == 0 && LacksArrays(ex))
+            {
+                // Refused while binding the parameters, before anything was sent.
+                Volatile.Write(ref _noArrays, true);
+                return false;
+            }
+
+            // The identity hands out ascending values in the order unnest produces the rows, which is the arrays' order; RETURNING
+            // itself promises no order, so sort.
+            ids.Sort();
+            for (var i = 0; i < ids.Count && i < count; i++)
+            {
+                rows[start + i].Message.Id = ids[i];
+            }
+
+            return true;
+        }
+    }
+
+    // Npgsql names the missing plugin in its message or its inner exception's ("EnableArrays"); any other refusal is a real error.
+    private static bool LacksArrays(Exception? ex)
+    {
+        for (; ex is not null; ex = ex.InnerException)
+        {
+            if (ex.Message.Contains("EnableArrays", StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The statement of <see cref="InsertUnnestAsync"/>: 0 plain, 1 quiet (no NOTIFY), 2 already claimed (never notifies, like <c>_insertLeasedSql</c>).</summary>
+    private string InsertManySql(int kind) => kind switch
+    {
+        0 => _insertManySql ??= $"INSERT INTO {_table} ({ManyColumns}) SELECT * FROM {ManyValues} RETURNING id",
+        1 => _insertManyQuietSql ??= $"INSERT INTO {_table} ({ManyColumns}) SELECT u.* FROM {ManyValues} AS u, {CommitWatchLockSql} AS commit_watch WHERE {_quietSql} = 'on' RETURNING id",
+        _ => _insertManyLeasedSql ??= $"INSERT INTO {_table} ({ManyColumns}, locked_until, lease_token, attempts) SELECT u.*, {(_databaseClock ? "clock_timestamp() + @lease" : "@lease_until")}, @token, 1 FROM {ManyValues} AS u WHERE {_quietSql} = 'on' RETURNING id",
+    };
+
+    private const string ManyColumns = "message_id, payload, options, headers, created_at, ordering_key, destination";
+
+    private const string ManyValues = "unnest(@message_ids, @payloads, @options, @headers, @created_ats, @ordering_keys, @destinations)";
+
+    private static void SetTransaction(NpgsqlCommand command, DbTransaction transaction)
+    {
+        try
+        {
+            command.Transaction = (NpgsqlTransaction)transaction;
+        }
+        catch (InvalidOperationException ex)
+        {
+            // Npgsql keeps a committed transaction's Connection (other providers clear it), and refuses it here instead.
+            throw new ArgumentException("The transaction is already committed or rolled back; enqueue inside an open transaction.", nameof(transaction), ex);
+        }
+    }
+
+    /// <summary>Inserts the messages with one binary <c>COPY</c> within the caller's transaction. <see cref="OutboxMessage.Id"/> stays zero.</summary>
+    private async Task<int> CopyRangeAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<SerializedMessage> rows, CancellationToken cancellationToken)
+    {
         // COPY runs in whatever transaction the connection has; make sure it is the caller's, still open, and not autocommit.
-        using (var probe = Command(connection, null, "SELECT " + _quietSql))
+        using (var probe = Command(connection, null, $"SELECT {_quietSql} FROM {CommitWatchLockSql} AS commit_watch"))
         {
             try
             {

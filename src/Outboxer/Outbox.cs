@@ -188,6 +188,13 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// Enqueues <paramref name="message"/> on <paramref name="connection"/> inside an ambient <see cref="TransactionScope"/>: the message
     /// commits when the scope completes and is discarded when it does not. Open the connection inside the scope so that it enlists.
     /// </summary>
+    /// <remarks>
+    /// The outbox learns of the commit from the ambient transaction (<see cref="Transaction.TransactionCompleted"/>). While this process's
+    /// dispatcher runs and the store can (<see cref="IOutboxLeasedWriter"/>), a message without an ordering key is written already claimed
+    /// by the dispatcher and published from memory right after the commit, without a claim (send after commit); an aborted or in-doubt
+    /// transaction sends nothing, and a message whose process dies first is claimed as usual once its lease runs out. Otherwise the
+    /// dispatcher is woken when the transaction commits.
+    /// </remarks>
     /// <param name="connection">An open connection to the outbox's database, enlisted in the ambient transaction.</param>
     /// <param name="message">The message to enqueue.</param>
     /// <param name="cancellationToken">A token to cancel the operation.</param>
@@ -199,21 +206,47 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public ValueTask<long> EnqueueAsync(DbConnection connection, OutboxMessage message, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        if (Transaction.Current is null)
-        {
-            throw new InvalidOperationException(
-                "There is no ambient transaction (TransactionScope), so the message would commit on its own. Enqueue inside a TransactionScope " +
-                "created with TransactionScopeAsyncFlowOption.Enabled, or pass the DbTransaction.");
-        }
-
-        return EnqueueCoreAsync(message, connection, static (store, m, c, ct) => store.AddAsync(c, m, ct), committed: false, cancellationToken);
+        var ambient = Transaction.Current ?? throw new InvalidOperationException(
+            "There is no ambient transaction (TransactionScope), so the message would commit on its own. Enqueue inside a TransactionScope " +
+            "created with TransactionScopeAsyncFlowOption.Enabled, or pass the DbTransaction.");
+        return EnqueueInScopeAsync(ambient, connection, message, cancellationToken);
     }
 
     /// <summary>
-    /// Enqueues many messages within <paramref name="transaction"/> in as few round trips as the store allows (one bulk copy, where the
-    /// database has one), for imports and fan-outs. Every message is checked before anything is written. Assigns
+    /// The ambient-transaction enqueue: written already claimed where it can be, then sent (or the dispatcher woken) when
+    /// <paramref name="ambient"/>, which <paramref name="connection"/> is enlisted in, commits. Also the EF Core integration's.
+    /// </summary>
+    internal async ValueTask<long> EnqueueInScopeAsync(Transaction ambient, DbConnection connection, OutboxMessage message, CancellationToken cancellationToken)
+    {
+        long id;
+        SendAfterCommit send;
+        if (message is { OrderingKey: null } && BeginLease() is { } lease)
+        {
+            id = await EnqueueCoreAsync(
+                message,
+                (Lease: lease, Connection: connection),
+                static (_, m, s, ct) => s.Lease.Writer.AddLeasedAsync(s.Connection, m, s.Lease.Now, s.Lease.Until, s.Lease.Token, ct),
+                committed: null,
+                cancellationToken).ConfigureAwait(false);
+            send = new SendAfterCommit(lease.Dispatcher, [message.SnapshotForPublish()], lease.Started, wake: false);
+        }
+        else
+        {
+            id = await EnqueueCoreAsync(message, connection, static (store, m, c, ct) => store.AddAsync(c, m, ct), committed: false, cancellationToken).ConfigureAwait(false);
+            send = new SendAfterCommit(_dispatcher, [], 0, wake: true);
+        }
+
+        send.OnCommitOf(ambient);
+        return id;
+    }
+
+    /// <summary>
+    /// Enqueues many messages within <paramref name="transaction"/> in as few round trips as the store allows: the relational stores
+    /// write a short list with one multi-row <c>INSERT</c> (PostgreSQL up to 200 messages, then one bulk <c>COPY</c>; MySQL and SQLite
+    /// in chunks of one statement each), for a transaction's handful of events as for imports and fan-outs. Every message is checked
+    /// before anything is written, so a message that cannot be stored leaves the transaction usable. Assigns
     /// <see cref="OutboxMessage.MessageId"/> and <see cref="OutboxMessage.CreatedAt"/> when unset; <see cref="OutboxMessage.Id"/> is
-    /// assigned by stores that insert row by row and stays zero after a bulk copy.
+    /// assigned from the insert, except after a bulk copy, which leaves it zero.
     /// </summary>
     /// <param name="transaction">An open transaction on the outbox's database.</param>
     /// <param name="messages">The messages to enqueue, in order.</param>
@@ -225,18 +258,69 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     public async ValueTask<int> EnqueueManyAsync(DbTransaction transaction, IEnumerable<OutboxMessage> messages, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(transaction);
+        var list = PrepareAll(messages);
+        var count = await InsertManyAsync(list, (Writer: _writer, Transaction: transaction), static (s, l, ct) => s.Writer.AddRangeAsync(s.Transaction, l, ct), cancellationToken).ConfigureAwait(false);
+        _dispatcher?.Wake(committed: false);
+        return count;
+    }
+
+    /// <summary>
+    /// Enqueues <paramref name="messages"/> within <paramref name="transaction"/>, which the caller commits and then reports through the
+    /// returned <see cref="SendAfterCommit"/> (the EF Core integration): while this process's dispatcher runs and the store can, the
+    /// messages without an ordering key are written already claimed and published from memory once the caller reports the commit;
+    /// the others are written pending, and the report wakes the dispatcher for them.
+    /// </summary>
+    /// <param name="transaction">The caller's open transaction.</param>
+    /// <param name="messages">The messages.</param>
+    /// <param name="reportsCommit">Whether the caller will surely learn of the commit; when not, every message is written pending and the
+    /// dispatcher is woken now, as <see cref="EnqueueManyAsync"/> does, in case the commit comes unreported.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    internal async ValueTask<SendAfterCommit> EnqueueManyForCommitAsync(DbTransaction transaction, IEnumerable<OutboxMessage> messages, bool reportsCommit, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        var list = PrepareAll(messages);
+        if (!reportsCommit || BeginLease() is not { } lease)
+        {
+            await InsertManyAsync(list, (Writer: _writer, Transaction: transaction), static (s, l, ct) => s.Writer.AddRangeAsync(s.Transaction, l, ct), cancellationToken).ConfigureAwait(false);
+            _dispatcher?.Wake(committed: false);
+            return new SendAfterCommit(_dispatcher, [], 0, wake: true);
+        }
+
+        OutboxMessage[] free = [.. list.Where(m => m.OrderingKey is null)];
+        OutboxMessage[] keyed = [.. list.Where(m => m.OrderingKey is not null)];
+        if (free.Length > 0)
+        {
+            await InsertManyAsync(free, (Lease: lease, Transaction: transaction), static (s, l, ct) => s.Lease.Writer.AddLeasedRangeAsync(s.Transaction, l, s.Lease.Now, s.Lease.Until, s.Lease.Token, ct), cancellationToken).ConfigureAwait(false);
+        }
+
+        if (keyed.Length > 0)
+        {
+            // An ordering key goes through a claim, which keeps its messages in order.
+            await InsertManyAsync(keyed, (Writer: _writer, Transaction: transaction), static (s, l, ct) => s.Writer.AddRangeAsync(s.Transaction, l, ct), cancellationToken).ConfigureAwait(false);
+        }
+
+        return new SendAfterCommit(lease.Dispatcher, [.. free.Select(m => m.SnapshotForPublish())], lease.Started, wake: keyed.Length > 0);
+    }
+
+    private List<OutboxMessage> PrepareAll(IEnumerable<OutboxMessage> messages)
+    {
         ArgumentNullException.ThrowIfNull(messages);
-        var list = messages as IReadOnlyList<OutboxMessage> ?? [.. messages];
+        List<OutboxMessage> list = [.. messages];
         for (var i = 0; i < list.Count; i++)
         {
             Prepare(list[i] ?? throw new ArgumentException($"messages[{i}] is null.", nameof(messages)));
         }
 
+        return list;
+    }
+
+    private async ValueTask<int> InsertManyAsync<TState>(IReadOnlyList<OutboxMessage> list, TState state, Func<TState, IReadOnlyList<OutboxMessage>, CancellationToken, ValueTask<int>> insert, CancellationToken cancellationToken)
+    {
         using var activity = _telemetry.StartEnqueue(list);
         int count;
         try
         {
-            count = await _writer.AddRangeAsync(transaction, list, cancellationToken).ConfigureAwait(false);
+            count = await insert(state, list, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -245,7 +329,6 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
         }
 
         _telemetry.Enqueued(count);
-        _dispatcher?.Wake(committed: false);
         return count;
     }
 
@@ -288,21 +371,36 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
     /// </summary>
     private async Task<long> CommitAndSendAsync(OutboxMessage message, Func<DbTransaction, CancellationToken, Task>? work, CancellationToken cancellationToken)
     {
-        if (_dispatcher is { } dispatcher && _writer is IOutboxLeasedWriter leased && message is { OrderingKey: null } && IsDispatcherRunning)
+        if (message is { OrderingKey: null } && BeginLease() is { } lease)
         {
-            var started = _time.GetTimestamp();
-            var now = _time.GetUtcNow();
             var id = await EnqueueCoreAsync(
                 message,
-                (Leased: leased, Work: work, Now: now, Until: now + _options.LeaseDuration, Token: dispatcher.CommittedLeaseToken),
-                static (_, m, s, ct) => new ValueTask<long>(s.Leased.AddLeasedWithinTransactionAsync(m, s.Work, s.Now, s.Until, s.Token, ct)),
+                (Lease: lease, Work: work),
+                static (_, m, s, ct) => new ValueTask<long>(s.Lease.Writer.AddLeasedWithinTransactionAsync(m, s.Work, s.Lease.Now, s.Lease.Until, s.Lease.Token, ct)),
                 committed: null,
                 cancellationToken).ConfigureAwait(false);
-            dispatcher.SendCommitted(message.SnapshotForPublish(), started);
+            lease.Dispatcher.SendCommitted(message.SnapshotForPublish(), lease.Started);
             return id;
         }
 
         return await EnqueueCoreAsync(message, work, static (store, m, w, ct) => new ValueTask<long>(store.AddWithinTransactionAsync(m, w, ct)), committed: true, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Begins a send after commit: while this process's dispatcher runs and the store can write rows already claimed
+    /// (<see cref="IOutboxLeasedWriter"/>), the lease to write them with, taken now; otherwise <see langword="null"/>.
+    /// </summary>
+    private Lease? BeginLease()
+    {
+        if (_dispatcher is not { } dispatcher || _writer is not IOutboxLeasedWriter writer || !IsDispatcherRunning)
+        {
+            return null;
+        }
+
+        // The timestamp first: the lease, stamped a moment later, ends no earlier than the dispatcher reckons from it.
+        var started = _time.GetTimestamp();
+        var now = _time.GetUtcNow();
+        return new Lease(dispatcher, writer, now, now + _options.LeaseDuration, started);
     }
 
     /// <summary>
@@ -630,6 +728,15 @@ public sealed class Outbox : IHostedService, IAsyncDisposable
 
     private Cleanup RequireCleanup() =>
         _cleanup ?? throw new InvalidOperationException($"This outbox only enqueues: {_writer.GetType().Name} is not an IOutboxStore, so there is nothing to clean up.");
+
+    /// <summary>
+    /// The lease of a send after commit: the dispatcher that sends, the writer, the time the lease was computed from and its end, and the
+    /// timestamp taken before it.
+    /// </summary>
+    private readonly record struct Lease(Dispatcher Dispatcher, IOutboxLeasedWriter Writer, DateTimeOffset Now, DateTimeOffset Until, long Started)
+    {
+        public long Token => Dispatcher.CommittedLeaseToken;
+    }
 
     /// <summary>
     /// One running loop with its two tokens: stopping (no new work) and abort (drop the work in flight). Every stop of a loop waits for

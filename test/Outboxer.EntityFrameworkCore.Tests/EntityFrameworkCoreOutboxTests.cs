@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Time.Testing;
 using Outboxer.Testing;
 using Xunit;
 
@@ -11,7 +12,10 @@ namespace Outboxer.EntityFrameworkCore.Tests;
 public abstract class EntityFrameworkCoreOutboxTests<TDatabase> : IAsyncLifetime
     where TDatabase : TestDatabase, new()
 {
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+    private static readonly DateTimeOffset T0 = new(2026, 1, 1, 12, 0, 0, TimeSpan.Zero);
     private readonly RecordingPublisher _publisher = new();
+    private readonly List<Outbox> _started = [];
 
     protected TDatabase Database { get; } = new();
 
@@ -29,6 +33,11 @@ public abstract class EntityFrameworkCoreOutboxTests<TDatabase> : IAsyncLifetime
 
     public async ValueTask DisposeAsync()
     {
+        foreach (var outbox in _started)
+        {
+            await outbox.DisposeAsync();
+        }
+
         await Outbox.DisposeAsync();
         await Database.DisposeAsync();
     }
@@ -472,6 +481,122 @@ public abstract class EntityFrameworkCoreOutboxTests<TDatabase> : IAsyncLifetime
     }
 
     [Fact]
+    public async Task While_the_dispatcher_runs_a_saved_message_is_published_right_after_the_commit_without_a_claim()
+    {
+        var (outbox, proxy) = await StartWithCountedClaimsAsync(new FakeTimeProvider(T0));
+        var dispatched = outbox.Dispatched;
+
+        var message = OrderPlaced(1);
+        await using (var context = NewContext(outbox))
+        {
+            context.Orders.Add(new Order { Id = 1, Number = "A-1" });
+            context.AddOutboxMessage(message);
+            await context.SaveChangesAsync(Ct);
+        }
+
+        Assert.Equal(message.MessageId, (await dispatched.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct)).MessageId);
+        Assert.False(proxy.Claims.Reader.TryRead(out _));
+        var published = Assert.Single(Published);
+        Assert.NotEqual(0, published.LeaseToken);
+        Assert.Equal(message.LeaseToken, published.LeaseToken);
+        Assert.Equal(0, await outbox.DispatchPendingAsync(Ct));
+    }
+
+    [Fact]
+    public async Task While_the_dispatcher_runs_messages_saved_in_an_explicit_transaction_are_published_after_its_commit_and_not_after_its_rollback()
+    {
+        var (outbox, proxy) = await StartWithCountedClaimsAsync(new FakeTimeProvider(T0));
+        var dispatched = outbox.Dispatched;
+
+        await using (var context = NewContext(outbox))
+        {
+            await using (var rolledBack = await context.Database.BeginTransactionAsync(Ct))
+            {
+                context.Orders.Add(new Order { Id = 1, Number = "A-1" });
+                context.AddOutboxMessage(OrderPlaced(1));
+                await context.SaveChangesAsync(Ct);
+                await rolledBack.RollbackAsync(Ct);
+            }
+
+            context.ChangeTracker.Clear();
+            await using var transaction = await context.Database.BeginTransactionAsync(Ct);
+            context.Orders.Add(new Order { Id = 2, Number = "A-2" });
+            context.AddOutboxMessage(OrderPlaced(2));
+            await context.SaveChangesAsync(Ct);
+            context.AddOutboxMessage(OrderPlaced(3));
+            await context.SaveChangesAsync(Ct);
+            Assert.Empty(Published);
+            await transaction.CommitAsync(Ct);
+        }
+
+        await dispatched.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        if (Published.Count < 2)
+        {
+            await dispatched.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        }
+
+        Assert.Equal(["order 2", "order 3"], Published.Select(m => System.Text.Encoding.UTF8.GetString(m.Payload)).Order(StringComparer.Ordinal));
+        Assert.False(proxy.Claims.Reader.TryRead(out _));
+        Assert.Equal(0, await outbox.DispatchPendingAsync(Ct));
+    }
+
+    [Fact]
+    public async Task A_message_whose_sender_stopped_before_sending_is_claimed_once_by_another_dispatcher_after_the_lease()
+    {
+        // A short lease on the real clock: a store may keep leases on the database server's clock, which no fake clock moves.
+        var options = new OutboxOptions { CheckInterval = TimeSpan.FromHours(1), LeaseDuration = TimeSpan.FromSeconds(1), PublishTimeout = TimeSpan.FromMilliseconds(500) };
+        var (sender, _) = await StartWithCountedClaimsAsync(TimeProvider.System, options);
+
+        var message = OrderPlaced(1);
+        await using (var context = NewContext(sender))
+        {
+            await using var transaction = await context.Database.BeginTransactionAsync(Ct);
+            context.Orders.Add(new Order { Id = 1, Number = "A-1" });
+            context.AddOutboxMessage(message);
+            await context.SaveChangesAsync(Ct);
+
+            // The sender's dispatcher ends between the write and the commit, as if its process died right after committing.
+            await sender.StopAsync(Ct);
+            await transaction.CommitAsync(Ct);
+        }
+
+        Assert.NotEqual(0, message.LeaseToken);
+        var otherPublisher = new RecordingPublisher();
+        await using var other = new Outbox(Database.CreateStore(), otherPublisher);
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        bound.CancelAfter(Bound);
+        while (await other.DispatchPendingAsync(bound.Token) == 0)
+        {
+            await Task.Delay(100, bound.Token);
+        }
+
+        Assert.Equal(0, await other.DispatchPendingAsync(Ct));
+        Assert.Equal(message.MessageId, Assert.Single(otherPublisher.Published).MessageId);
+        Assert.Equal(2, otherPublisher.Published[0].Attempts);
+        Assert.Empty(Published);
+    }
+
+    [Fact]
+    public async Task A_message_with_an_ordering_key_saved_while_the_dispatcher_runs_still_goes_through_a_claim()
+    {
+        var (outbox, proxy) = await StartWithCountedClaimsAsync(new FakeTimeProvider(T0));
+        var dispatched = outbox.Dispatched;
+
+        var message = OrderPlaced(1);
+        message.OrderingKey = "order-1";
+        await using (var context = NewContext(outbox))
+        {
+            context.Orders.Add(new Order { Id = 1, Number = "A-1" });
+            context.AddOutboxMessage(message);
+            await context.SaveChangesAsync(Ct);
+        }
+
+        Assert.Equal(message.MessageId, (await dispatched.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct)).MessageId);
+        Assert.True(proxy.Claims.Reader.TryRead(out var claimed));
+        Assert.Equal(1, claimed);
+    }
+
+    [Fact]
     public async Task AutoTransactionBehavior_Never_without_a_transaction_is_refused_before_anything_is_written()
     {
         await using (var context = NewContext())
@@ -496,6 +621,22 @@ public abstract class EntityFrameworkCoreOutboxTests<TDatabase> : IAsyncLifetime
         var ex = Assert.Throws<InvalidOperationException>(() => context.AddOutboxMessage(OrderPlaced(1)));
 
         Assert.Contains("UseOutboxer", ex.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Starts an outbox whose dispatcher runs over a store that counts its claims (and cannot LISTEN, so with time standing still
+    /// only this process's wake-ups and sends make it act), after its first, empty claim.
+    /// </summary>
+    protected async Task<(Outbox Outbox, StoreProxy Proxy)> StartWithCountedClaimsAsync(TimeProvider time, OutboxOptions? options = null)
+    {
+        var real = Database.CreateStore();
+        await Assert.IsAssignableFrom<Outboxer.Providers.IOutboxSchema>(real).MigrateAsync(Ct);
+        var (store, proxy) = StoreProxy.WrapLeased(real);
+        var outbox = new Outbox(store, _publisher, options ?? new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) }, timeProvider: time);
+        _started.Add(outbox);
+        outbox.StartDispatcher();
+        Assert.Equal(0, await proxy.Claims.Reader.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct));
+        return (outbox, proxy);
     }
 
     protected static OutboxMessage OrderPlaced(int orderId)

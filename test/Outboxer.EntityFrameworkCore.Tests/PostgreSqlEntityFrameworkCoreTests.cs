@@ -74,6 +74,33 @@ public sealed class PostgreSqlEntityFrameworkCoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task While_the_dispatcher_runs_a_message_saved_inside_a_completed_TransactionScope_is_published_after_its_commit_without_a_claim()
+    {
+        var real = _database.CreateStore();
+        await Assert.IsAssignableFrom<Outboxer.Providers.IOutboxSchema>(real).MigrateAsync(Ct);
+        var (store, proxy) = StoreProxy.WrapLeased(real);
+        await using var outbox = new Outbox(store, _publisher, new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) }, timeProvider: new FakeTimeProvider());
+        var dispatched = outbox.Dispatched;
+        outbox.StartDispatcher();
+        Assert.Equal(0, await NextClaimAsync(proxy));
+
+        var message = new OutboxMessage("order 1");
+        using (var scope = new TransactionScope(TransactionScopeAsyncFlowOption.Enabled))
+        {
+            await using var context = NewContext(outbox);
+            context.Orders.Add(new Order { Id = 1, Number = "A-1" });
+            context.AddOutboxMessage(message);
+            await context.SaveChangesAsync(Ct);
+            scope.Complete();
+        }
+
+        Assert.Equal(message.MessageId, (await dispatched.ReadAsync(Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(30), Ct)).MessageId);
+        Assert.False(proxy.Claims.Reader.TryRead(out _));
+        Assert.Equal(message.LeaseToken, Assert.Single(_publisher.Published).LeaseToken);
+        Assert.Equal(1, await _database.CountOrdersAsync());
+    }
+
+    [Fact]
     public async Task A_message_saved_inside_a_TransactionScope_that_is_not_completed_is_never_published()
     {
         using (new TransactionScope(TransactionScopeAsyncFlowOption.Enabled))

@@ -16,9 +16,23 @@ public class StoreProxy : DispatchProxy
     /// <summary>Gets the number of messages each claim returned, in order.</summary>
     public Channel<int> Claims { get; } = Channel.CreateUnbounded<int>();
 
+    /// <summary>A store that can also write rows already claimed, as the relational stores can (send after commit).</summary>
+    public interface ILeasedStore : IOutboxStore, IOutboxLeasedWriter
+    {
+    }
+
     public static (IOutboxStore Store, StoreProxy Proxy) Wrap(IOutboxStore inner)
     {
         var store = Create<IOutboxStore, StoreProxy>();
+        var proxy = (StoreProxy)(object)store;
+        proxy._inner = inner;
+        return (store, proxy);
+    }
+
+    /// <summary>Like <see cref="Wrap"/>, and the wrapper is an <see cref="IOutboxLeasedWriter"/> too when <paramref name="inner"/> is.</summary>
+    public static (IOutboxStore Store, StoreProxy Proxy) WrapLeased(IOutboxStore inner)
+    {
+        var store = Create<ILeasedStore, StoreProxy>();
         var proxy = (StoreProxy)(object)store;
         proxy._inner = inner;
         return (store, proxy);

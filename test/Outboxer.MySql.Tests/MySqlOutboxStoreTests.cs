@@ -21,6 +21,9 @@ public sealed class MySqlOutboxStoreTests : RowLockingOutboxStoreConformanceTest
 
     protected override string OptionsName => nameof(MySqlOutboxStoreOptions);
 
+    // Up to 500 messages (and about 1 MB of values) go in one multi-row INSERT.
+    protected override int RowsPerInsertStatement => 500;
+
     protected override string DatabaseParameterName => "dataSource";
 
     // Index name suffix -> its columns in order: each ordering key's pending messages, the pending ones by id, the dispatched ones for cleanup.

@@ -35,6 +35,16 @@ public class PostgreSqlOutboxStoreTests : RowLockingOutboxStoreConformanceTests
 
     protected override TimeSpan LockTimeout => PostgreSqlServer.LockTimeout;
 
+    // Up to 200 messages go in one INSERT ... SELECT FROM unnest(...); more in one binary COPY.
+    protected override int RowsPerInsertStatement => 200;
+
+    // jsonb cannot hold U+0000: refused before the server, whose error would abort the caller's transaction.
+    protected override void MakeUnstorable(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        message.Headers["note"] = "nul \u0000 here";
+    }
+
     /// <summary>Gets the <see cref="PostgreSqlOutboxStoreOptions.PrepareStatements"/> of every store the tests create.</summary>
     protected virtual bool PrepareStatements => true;
 
@@ -310,6 +320,19 @@ public class PostgreSqlOutboxStoreTests : RowLockingOutboxStoreConformanceTests
         Assert.Equal(2, second.Attempts);
         Assert.Equal(1, await store.MarkDispatchedAsync([id], second.LeaseToken, T0.AddSeconds(2), Ct));
         Assert.Equal(1, await store.RemoveDispatchedAsync(T0.AddDays(1), 10, Ct));
+
+        // A list goes row by row where arrays cannot be written; the refused array insert never reached the server.
+        var many = Enumerable.Range(0, 3).Select(i => NewMessage($"slim {i}")).ToList();
+        await using (var connection = await slim.OpenConnectionAsync(Ct))
+        await using (var transaction = await connection.BeginTransactionAsync(Ct))
+        {
+            Assert.Equal(3, await store.AddRangeAsync(transaction, many, Ct));
+            Assert.Equal(1, await store.AddRangeAsync(transaction, [NewMessage("slim again")], Ct));
+            await transaction.CommitAsync(Ct);
+        }
+
+        Assert.All(many, m => Assert.True(m.Id > 0));
+        Assert.Equal(4, (await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct)).Count);
     }
 
     private static string NewName(string prefix) => $"{prefix}_{Guid.NewGuid():N}";

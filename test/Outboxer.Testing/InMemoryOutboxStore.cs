@@ -107,6 +107,71 @@ public sealed class InMemoryOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOu
         }
     }
 
+    /// <summary>
+    /// Inserts <paramref name="message"/> in the ambient <see cref="System.Transactions.Transaction"/>: the row exists once that commits
+    /// and never when it aborts. <paramref name="connection"/> is not used (there is no database): pass any connection.
+    /// </summary>
+    /// <inheritdoc cref="IOutboxWriter.AddAsync(DbConnection, OutboxMessage, CancellationToken)" path="/param"/>
+    public ValueTask<long> AddAsync(DbConnection connection, OutboxMessage message, CancellationToken cancellationToken = default) =>
+        new(AddInAmbient(message, null, 0));
+
+    /// <summary>Like <see cref="AddAsync(DbConnection, OutboxMessage, CancellationToken)"/>, with the row written already claimed.</summary>
+    /// <inheritdoc cref="IOutboxLeasedWriter.AddLeasedAsync" path="/param"/>
+    public ValueTask<long> AddLeasedAsync(DbConnection connection, OutboxMessage message, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default) =>
+        new(AddInAmbient(message, leaseUntil, leaseToken));
+
+    /// <inheritdoc />
+    public ValueTask<int> AddLeasedRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException("The in-memory store has no transactions.");
+
+    private long AddInAmbient(OutboxMessage message, DateTimeOffset? leaseUntil, long leaseToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        var ambient = System.Transactions.Transaction.Current
+            ?? throw new InvalidOperationException("The in-memory store writes on a connection only inside a TransactionScope.");
+        _ = message.Options.ToJson();
+        _ = message.Headers.ToJson();
+        Row row;
+        lock (_lock)
+        {
+            message.Id = ++_nextId;
+            row = new Row(message);
+            if (leaseUntil is { } until)
+            {
+                message.Attempts = 1;
+                message.LeaseToken = leaseToken;
+                row.LockedUntil = until;
+                row.LeaseToken = leaseToken;
+                LeasedWrites++;
+            }
+        }
+
+        ambient.EnlistVolatile(new Enlistment(() =>
+        {
+            lock (_lock)
+            {
+                _rows.Add(row);
+            }
+        }), System.Transactions.EnlistmentOptions.None);
+        return message.Id;
+    }
+
+    /// <summary>Adds the row of an ambient transaction when it commits.</summary>
+    private sealed class Enlistment(Action commit) : System.Transactions.IEnlistmentNotification
+    {
+        public void Prepare(System.Transactions.PreparingEnlistment preparingEnlistment) => preparingEnlistment.Prepared();
+
+        public void Commit(System.Transactions.Enlistment enlistment)
+        {
+            commit();
+            enlistment.Done();
+        }
+
+        public void Rollback(System.Transactions.Enlistment enlistment) => enlistment.Done();
+
+        public void InDoubt(System.Transactions.Enlistment enlistment) => enlistment.Done();
+    }
+
     /// <summary>Gets how many messages were written already claimed (sends after commit).</summary>
     public int LeasedWrites { get; private set; }
 

@@ -58,6 +58,19 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
     /// </summary>
     protected virtual int? MaxIndexNameLength => SqlIdentifier.MaxLength;
 
+    /// <summary>
+    /// Gets the most messages the store writes with one insert statement in <see cref="IOutboxWriter.AddRangeAsync"/>; a longer list
+    /// takes several statements or a bulk copy. The tests enqueue lists on both sides of it. The default is 100.
+    /// </summary>
+    protected virtual int RowsPerInsertStatement => 100;
+
+    /// <summary>Changes <paramref name="message"/> so that the store refuses it before anything reaches the server. The default gives it an option of a type no store can write.</summary>
+    protected virtual void MakeUnstorable(OutboxMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        message.Options["socket"] = new object();
+    }
+
     /// <summary>Creates a store over this test's outbox table; each call returns a new instance on the same table.</summary>
     protected RelationalOutboxStore CreateStore() => CreateStore(OutboxTable);
 
@@ -323,6 +336,27 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Many_messages_written_already_claimed_in_the_callers_transaction_get_ids_and_wait_for_their_lease_beyond_the_statement_limit()
+    {
+        var store = CreateStore();
+        var messages = Enumerable.Range(0, RowsPerInsertStatement + 3).Select(i => NewMessage($"leased {i}")).ToList();
+        await using (var connection = await OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync(Ct))
+        {
+            Assert.Equal(messages.Count, await store.AddLeasedRangeAsync(transaction, messages, T0, T0.AddSeconds(30), 42, Ct));
+            await transaction.CommitAsync(Ct);
+        }
+
+        // Marked by id with the token, so every id is there, even where a long list of pending rows would go by bulk copy.
+        Assert.All(messages, m => Assert.True(m.Id > 0 && m.LeaseToken == 42 && m.Attempts == 1));
+        Assert.Equal(messages.Count, messages.Select(m => m.Id).Distinct().Count());
+        Assert.Empty(await store.ClaimAsync(500, T0.AddSeconds(29), T0.AddSeconds(59), Ct));
+        Assert.Equal(messages.Count - 1, await store.MarkDispatchedAsync([.. messages.Skip(1).Select(m => m.Id)], 42, T0.AddSeconds(1), Ct));
+        var late = Assert.Single(await store.ClaimAsync(500, T0.AddSeconds(30), T0.AddSeconds(60), Ct));
+        Assert.Equal((messages[0].Id, messages[0].MessageId, 2), (late.Id, late.MessageId, late.Attempts));
+    }
+
+    [Fact]
     public async Task A_message_written_already_claimed_in_a_transaction_that_rolls_back_is_not_written()
     {
         var store = CreateStore();
@@ -529,6 +563,57 @@ public abstract class OutboxStoreConformanceTests : IAsyncLifetime
         }
 
         Assert.Empty(await store.ClaimAsync(10, T0, T0.AddSeconds(30), Ct));
+    }
+
+    [Fact]
+    public async Task Many_messages_enqueued_at_once_get_their_ids_in_list_order_on_both_sides_of_the_statement_limit()
+    {
+        var store = CreateStore();
+        await using var outbox = new Outbox(store, new RecordingPublisher(), timeProvider: new FakeTimeProvider(T0));
+        foreach (var size in new[] { 1, 7, RowsPerInsertStatement, RowsPerInsertStatement + 1 })
+        {
+            var messages = Enumerable.Range(0, size).Select(i => new OutboxMessage($"{size}/{i}")).ToList();
+            messages[^1].Headers["last"] = true;
+            await using (var connection = await OpenConnectionAsync())
+            await using (var transaction = await connection.BeginTransactionAsync(Ct))
+            {
+                Assert.Equal(size, await outbox.EnqueueManyAsync(transaction, messages, Ct));
+                await transaction.CommitAsync(Ct);
+            }
+
+            // Up to the limit every store fills the ids; above it a bulk copy may leave them all zero, but never some.
+            var filled = size <= RowsPerInsertStatement || messages[0].Id != 0;
+            var claimed = await store.ClaimAsync(size + 10, T0, T0.AddSeconds(30), Ct);
+            Assert.Equal(messages.Select(m => m.MessageId), claimed.Select(m => m.MessageId));
+            Assert.Equal(true, claimed[^1].Headers["last"]);
+            Assert.Equal(filled ? claimed.Select(m => m.Id) : Enumerable.Repeat(0L, size), messages.Select(m => m.Id));
+            Assert.Equal(size, await store.MarkDispatchedAsync([.. claimed.Select(m => m.Id)], claimed[0].LeaseToken, T0, Ct));
+        }
+    }
+
+    [Fact]
+    public async Task An_unstorable_seventh_message_rejects_the_whole_list_before_the_server_and_the_transaction_goes_on()
+    {
+        var store = CreateStore();
+        await using var outbox = new Outbox(store, new RecordingPublisher(), timeProvider: new FakeTimeProvider(T0));
+        var messages = Enumerable.Range(0, 10).Select(i => new OutboxMessage($"m{i}")).ToList();
+        MakeUnstorable(messages[6]);
+        var good = new OutboxMessage("after the refusal");
+
+        await using (var connection = await OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync(Ct))
+        {
+            await ExecuteAsync(connection, transaction, $"INSERT INTO {BusinessTable} (id, name) VALUES (1, 'kept')");
+            await Assert.ThrowsAsync<ArgumentException>(async () => await outbox.EnqueueManyAsync(transaction, messages, Ct));
+            Assert.All(messages, m => Assert.Equal(0, m.Id));
+
+            // The refusal reached no server: the transaction still works and commits everything else.
+            Assert.Equal(1, await outbox.EnqueueManyAsync(transaction, [good], Ct));
+            await transaction.CommitAsync(Ct);
+        }
+
+        Assert.Equal([good.MessageId], (await store.ClaimAsync(20, T0, T0.AddSeconds(30), Ct)).Select(m => m.MessageId));
+        Assert.Equal(1L, await CountBusinessRowsAsync());
     }
 
     [Fact]

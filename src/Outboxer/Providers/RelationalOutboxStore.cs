@@ -99,10 +99,27 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
     }
 
     /// <inheritdoc />
-    public async ValueTask<long> AddAsync(DbConnection connection, OutboxMessage message, CancellationToken cancellationToken = default)
+    public ValueTask<long> AddAsync(DbConnection connection, OutboxMessage message, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(message);
+        return AddOnEnlistedAsync(connection, Serialize(message), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public ValueTask<long> AddLeasedAsync(DbConnection connection, OutboxMessage message, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentOutOfRangeException.ThrowIfLessThan(leaseUntil, now);
+        var row = Serialize(message) with { LeasedAt = now, LeaseUntil = leaseUntil, LeaseToken = leaseToken };
+        message.LeaseToken = leaseToken;
+        message.Attempts = 1;
+        return AddOnEnlistedAsync(connection, row, cancellationToken);
+    }
+
+    private async ValueTask<long> AddOnEnlistedAsync(DbConnection connection, SerializedMessage row, CancellationToken cancellationToken)
+    {
         if (!_dialect.SupportsAmbientTransactions)
         {
             throw new NotSupportedException($"The outbox store of {TableDisplayName} cannot join an ambient transaction (TransactionScope): its database provider does not enlist; enqueue within a DbTransaction instead.");
@@ -121,7 +138,6 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
             throw new ArgumentException($"The connection is {connection.State}; open it inside the transaction scope first.", nameof(connection));
         }
 
-        var row = Serialize(message);
         using (new TransactionScope(TransactionScopeOption.Suppress, TransactionScopeAsyncFlowOption.Enabled))
         {
             // The store's own connection must not enlist in the caller's ambient transaction.
@@ -134,7 +150,17 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
 #pragma warning restore RS0026
 
     /// <inheritdoc />
-    public async ValueTask<int> AddRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, CancellationToken cancellationToken = default)
+    public ValueTask<int> AddRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, CancellationToken cancellationToken = default) =>
+        AddRangeAsync(transaction, messages, null, null, 0, cancellationToken);
+
+    /// <inheritdoc />
+    public ValueTask<int> AddLeasedRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(leaseUntil, now);
+        return AddRangeAsync(transaction, messages, now, leaseUntil, leaseToken, cancellationToken);
+    }
+
+    private async ValueTask<int> AddRangeAsync(DbTransaction transaction, IReadOnlyList<OutboxMessage> messages, DateTimeOffset? now, DateTimeOffset? leaseUntil, long leaseToken, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(transaction);
         ArgumentNullException.ThrowIfNull(messages);
@@ -142,7 +168,16 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
         var rows = new SerializedMessage[messages.Count];
         for (var i = 0; i < rows.Length; i++)
         {
-            rows[i] = Serialize(messages[i] ?? throw new ArgumentException($"messages[{i}] is null.", nameof(messages)));
+            rows[i] = Serialize(messages[i] ?? throw new ArgumentException($"messages[{i}] is null.", nameof(messages))) with { LeasedAt = now, LeaseUntil = leaseUntil, LeaseToken = leaseToken };
+        }
+
+        if (leaseUntil is not null)
+        {
+            foreach (var message in messages)
+            {
+                message.LeaseToken = leaseToken;
+                message.Attempts = 1;
+            }
         }
 
         if (rows.Length == 0)
@@ -151,7 +186,13 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
         }
 
         await EnsureSchemaForCallerAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
-        return await WrapAsync("insert the messages", () => _dialect.InsertRangeAsync(connection, transaction, rows, cancellationToken)).ConfigureAwait(false);
+        var inserted = await WrapAsync("insert the messages", () => _dialect.InsertRangeAsync(connection, transaction, rows, cancellationToken)).ConfigureAwait(false);
+        if (leaseUntil is null)
+        {
+            _dialect.Inserted(connection, transaction);
+        }
+
+        return inserted;
     }
 
     /// <inheritdoc />
