@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Npgsql;
 
@@ -6,14 +5,14 @@ namespace Outboxer.PostgreSql;
 
 /// <summary>
 /// Learns when the application commits a transaction that enqueued through this process's outbox, without polling: such an insert took
-/// a shared transaction-scoped advisory lock on (the table's key, its backend's process id), and a watcher waits for that lock in
+/// a shared transaction-scoped advisory lock on (the table's key, a random key of that transaction), and a watcher waits for that lock in
 /// exclusive mode on a connection of its own. PostgreSQL grants it the moment the transaction commits or rolls back; the watcher's
 /// statement ends (releasing it at once) and the dispatcher is woken. A rollback wakes it for nothing, which costs one empty claim.
 /// </summary>
 /// <remarks>
 /// Two watchers run, so that one long transaction delays the wake-up of at most the transactions queued behind it on the same watcher;
-/// the dispatcher's polls stay the safety net. A watcher's pending request is queued ahead of later shared requests on the same key,
-/// so a new transaction on the same backend waits for the watcher to take and drop the lock: the instant after the commit it watched.
+/// the dispatcher's polls stay the safety net. Each transaction has a key of its own, so a watcher never waits for a later transaction
+/// of the same session, and no enqueuing transaction ever waits for a watcher.
 /// </remarks>
 internal sealed class CommitWatcher
 {
@@ -22,8 +21,7 @@ internal sealed class CommitWatcher
     private readonly NpgsqlDataSource _dataSource;
     private readonly int _key;
     private readonly Action _wakeUp;
-    private readonly Channel<int> _backends = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleWriter = false, SingleReader = false });
-    private readonly ConcurrentDictionary<int, byte> _queued = new();
+    private readonly Channel<int> _transactions = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleWriter = false, SingleReader = false });
 
     public CommitWatcher(NpgsqlDataSource dataSource, int key, Action wakeUp)
     {
@@ -32,14 +30,8 @@ internal sealed class CommitWatcher
         _wakeUp = wakeUp;
     }
 
-    /// <summary>Queues the backend whose open transaction just inserted, unless it is queued already (each message of a transaction inserts).</summary>
-    public void Watch(int backendProcessId)
-    {
-        if (_queued.TryAdd(backendProcessId, 0))
-        {
-            _backends.Writer.TryWrite(backendProcessId);
-        }
-    }
+    /// <summary>Queues the key of a transaction that just inserted and is still open (the dialect reports each transaction once).</summary>
+    public void Watch(int transactionKey) => _transactions.Writer.TryWrite(transactionKey);
 
     /// <summary>Runs the watchers until <paramref name="cancellationToken"/> is cancelled or a watcher's connection fails.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -59,17 +51,15 @@ internal sealed class CommitWatcher
         await using (connection.ConfigureAwait(false))
         {
             // Autocommit: the lock is taken when the watched transaction ends and released when this statement ends, in the server.
-            var wait = PostgreSqlDialect.Command(connection, null, "SELECT pg_advisory_xact_lock(@key, @backend)");
+            var wait = PostgreSqlDialect.Command(connection, null, "SELECT pg_advisory_xact_lock(@key, @transaction)");
             await using (wait.ConfigureAwait(false))
             {
-                var backend = new NpgsqlParameter<int>("backend", 0);
+                var transaction = new NpgsqlParameter<int>("transaction", 0);
                 wait.Parameters.Add(new NpgsqlParameter<int>("key", _key));
-                wait.Parameters.Add(backend);
-                await foreach (var pid in _backends.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                wait.Parameters.Add(transaction);
+                await foreach (var key in _transactions.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    // Unqueued before waiting: an insert of the next transaction on that backend, during the wait, queues it again.
-                    _queued.TryRemove(pid, out _);
-                    backend.TypedValue = pid;
+                    transaction.TypedValue = key;
                     await wait.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                     _wakeUp();
                 }

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Data.Common;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -48,6 +49,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
     private readonly string _claimSql;
     private readonly string _markSql;
     private readonly OutboxMigration[] _migrations;
+    private readonly ConditionalWeakTable<DbTransaction, CommitWatch> _commitWatches = new();
     private int _localListeners;
     private ClaimStatement? _claimSqlForSize;
 
@@ -69,7 +71,8 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         // While this process's dispatcher listens, enqueues wake it in memory; the transaction-local setting tells the trigger not to
         // NOTIFY (a notifying commit holds a global lock through its disk flush, which serializes concurrent enqueuing commits).
         _quietSql = $"set_config('{QuietSettingFor(Channel)}', 'on', true)";
-        // The quiet insert also takes a shared transaction-scoped advisory lock on (this table, this session's backend): the process's
+
+        // The quiet insert also takes a shared transaction-scoped advisory lock on (this table, a random key of the transaction): the process's
         // commit watcher waits for that lock, which PostgreSQL releases the moment the transaction commits or rolls back, and so
         // wakes the dispatcher right after a commit it did not make (the application's own) without polling for it.
         CommitWatchKey = (int)(_lockKey >> 32);
@@ -189,22 +192,28 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
     private bool Quiet => _notifyOnCommit && Volatile.Read(ref _localListeners) > 0;
 
     /// <summary>The shared lock a quiet insert takes for the commit watcher, as a one-row subquery to put in its FROM.</summary>
-    private string CommitWatchLockSql => $"(SELECT pg_advisory_xact_lock_shared({CommitWatchKey.ToString(CultureInfo.InvariantCulture)}, pg_backend_pid()))";
+    private string CommitWatchLockSql => $"(SELECT pg_advisory_xact_lock_shared({CommitWatchKey.ToString(CultureInfo.InvariantCulture)}, @commit_watch))";
 
     /// <summary>Gets the first key of the advisory lock a quiet insert takes with its backend's process id (see <see cref="Inserted"/>).</summary>
     public int CommitWatchKey { get; }
 
-    /// <summary>Gets or sets where <see cref="Inserted"/> reports the backend of a transaction that inserted quietly: the listening store's commit watcher.</summary>
+    /// <summary>Gets or sets where <see cref="Inserted"/> reports the key of a transaction that inserted quietly: the listening store's commit watcher.</summary>
     public Action<int>? WatchCommit { get; set; }
 
-    /// <summary>Hands the backend of the caller's transaction to the commit watcher, when this insert was a quiet one (a listener runs).</summary>
+    /// <summary>Hands the caller's transaction's lock key to the commit watcher, once per transaction, when it inserted quietly (a listener runs).</summary>
     public override void Inserted(DbConnection connection, DbTransaction transaction)
     {
-        if (Quiet && WatchCommit is { } watch && connection is NpgsqlConnection npgsql)
+        if (WatchCommit is { } watch && _commitWatches.TryGetValue(transaction, out var commitWatch) && !commitWatch.Watched)
         {
-            watch(npgsql.ProcessID);
+            commitWatch.Watched = true;
+            watch(commitWatch.Key);
         }
     }
+
+    // One random key per caller transaction (the second half of its advisory lock): the watcher waits for exactly that transaction,
+    // never for a later one on the same session.
+    private CommitWatch CommitWatchFor(DbTransaction? transaction) =>
+        transaction is null ? new CommitWatch() : _commitWatches.GetValue(transaction, static _ => new CommitWatch());
 
     /// <summary>Counts a listener of this process in (<paramref name="delta"/> 1) or out (-1).</summary>
     public void Listening(int delta) => Interlocked.Add(ref _localListeners, delta);
@@ -229,7 +238,8 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
     public override DbCommand CreateInsertCommand(DbConnection connection, DbTransaction? transaction, SerializedMessage row)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        var command = Command(connection, null, row.LeaseUntil is not null ? _insertLeasedSql : Quiet ? _insertQuietSql : _insertSql);
+        var quiet = row.LeaseUntil is null && Quiet;
+        var command = Command(connection, null, row.LeaseUntil is not null ? _insertLeasedSql : quiet ? _insertQuietSql : _insertSql);
         try
         {
             command.Transaction = (NpgsqlTransaction?)transaction;
@@ -242,6 +252,11 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         }
 
         var message = row.Message;
+        if (quiet)
+        {
+            Add(command, "commit_watch", CommitWatchFor(transaction).Key);
+        }
+
         Add(command, "message_id", message.MessageId);
         Add(command, "payload", message.Payload);
         command.Parameters.Add(new NpgsqlParameter("options", NpgsqlDbType.Jsonb) { Value = (object?)row.OptionsJson ?? DBNull.Value });
@@ -343,10 +358,16 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         }
 
         var lease = rows[start].LeaseUntil;
-        var command = Command(connection, null, InsertManySql(lease is not null ? 2 : Quiet ? 1 : 0));
+        var quiet = lease is null && Quiet;
+        var command = Command(connection, null, InsertManySql(lease is not null ? 2 : quiet ? 1 : 0));
         await using (command.ConfigureAwait(false))
         {
             SetTransaction(command, transaction);
+            if (quiet)
+            {
+                Add(command, "commit_watch", CommitWatchFor(transaction).Key);
+            }
+
             command.Parameters.Add(new NpgsqlParameter("message_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { Value = messageIds });
             command.Parameters.Add(new NpgsqlParameter("payloads", NpgsqlDbType.Array | NpgsqlDbType.Bytea) { Value = payloads });
             command.Parameters.Add(new NpgsqlParameter("options", NpgsqlDbType.Array | NpgsqlDbType.Jsonb) { Value = options });
@@ -461,6 +482,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
 
             if (Quiet)
             {
+                Add(probe, "commit_watch", CommitWatchFor(transaction).Key);
                 await probe.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
         }
@@ -818,4 +840,11 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
     private static partial Regex VersionComment();
 
     private sealed record ClaimStatement(int Size, string Sql);
+
+    private sealed class CommitWatch
+    {
+        public int Key { get; } = Random.Shared.Next();
+
+        public bool Watched { get; set; }
+    }
 }

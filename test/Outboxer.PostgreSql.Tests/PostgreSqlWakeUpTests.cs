@@ -137,8 +137,13 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
         var deadline = TimeProvider.System.GetTimestamp();
         while (true)
         {
-            await using var command = _dataSource.CreateCommand(
-                $"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = {backend} AND objsubid = 2");
+            // A session waits for an advisory lock that the enqueuing session holds.
+            await using var command = _dataSource.CreateCommand($"""
+                SELECT count(*) FROM pg_locks AS waiting
+                JOIN pg_locks AS held ON held.locktype = 'advisory' AND held.granted AND held.pid = {backend}
+                    AND held.classid = waiting.classid AND held.objid = waiting.objid AND held.objsubid = waiting.objsubid
+                WHERE waiting.locktype = 'advisory' AND NOT waiting.granted
+                """);
             if ((long)(await command.ExecuteScalarAsync(Ct))! > 0)
             {
                 return;
