@@ -62,7 +62,7 @@ internal sealed class DashboardApp : IAsyncDisposable
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    public static async Task<DashboardApp> StartAsync(Action<OutboxerDashboardOptions>? configure = null)
+    public static async Task<DashboardApp> StartAsync(Action<OutboxerDashboardOptions>? configure = null, Action<IServiceCollection>? services = null)
     {
         var table = $"dash_{Guid.NewGuid():N}"[..30];
         var dataSource = PostgreSqlServer.CreateDataSource();
@@ -81,6 +81,7 @@ internal sealed class DashboardApp : IAsyncDisposable
             })
             .UsePostgreSql(o => o.TableName = table)
             .UseRabbitMQ(RabbitMQServer.Url);
+        services?.Invoke(builder.Services);
         builder.Services.AddAuthentication(OperatorCookieHandler.Name).AddScheme<AuthenticationSchemeOptions, OperatorCookieHandler>(OperatorCookieHandler.Name, null);
         builder.Services.AddAuthorizationBuilder().AddPolicy(Policy, p => p.RequireAuthenticatedUser());
         builder.Services.AddOutboxerDashboard(o =>

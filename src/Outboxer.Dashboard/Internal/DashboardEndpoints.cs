@@ -49,10 +49,23 @@ internal sealed class DashboardEndpoints(string prefix)
                 }
             }
 
+            StatusReport? status = null;
+            if (outbox.StatusReport is { } report)
+            {
+                try
+                {
+                    status = new StatusReport(report.StatusTitle, await report.GetStatusAsync(context.RequestAborted).ConfigureAwait(false), null);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    status = new StatusReport(report.StatusTitle, [], ex.Message);
+                }
+            }
+
             // The charts span the time this dashboard has sampled (at least a minute), up to the whole history.
             var samplesOf = sampler.SamplesOf(outbox.Name);
             var window = samplesOf.Count == 0 ? options.History : TimeSpan.FromTicks(Math.Clamp((now - samplesOf[0].TakenAt).Ticks, TimeSpan.TicksPerMinute, options.History.Ticks));
-            sections.Add(html => Pages.Overview(html, page, outbox, figures, error, samplesOf, now, window));
+            sections.Add(html => Pages.Overview(html, page, outbox, figures, error, samplesOf, now, window, status));
         }
 
         var refresh = int.TryParse(context.Request.Query["refresh"], NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) && seconds is >= 5 and <= 3600 ? seconds : (int?)null;

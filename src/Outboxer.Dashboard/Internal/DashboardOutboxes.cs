@@ -7,7 +7,8 @@ namespace Outboxer.Dashboard.Internal;
 /// <summary>One outbox the dashboard shows: a registered <see cref="Outbox"/> (by its name) or a store added with <see cref="OutboxerDashboardOptions.AddStore"/>.</summary>
 /// <param name="Name">The outbox's name; empty for the default outbox.</param>
 /// <param name="Administration">Its store's administration contract, or <see langword="null"/> when the store has none.</param>
-internal sealed record DashboardOutbox(string Name, IOutboxAdministration? Administration)
+/// <param name="StatusReport">What its writer or store reports of its own state (such as a slot in log mode), or <see langword="null"/>.</param>
+internal sealed record DashboardOutbox(string Name, IOutboxAdministration? Administration, IOutboxStatusReport? StatusReport = null)
 {
     /// <summary>Gets the name as pages show it.</summary>
     public string DisplayName => Name.Length == 0 ? "(default)" : Name;
@@ -33,7 +34,9 @@ internal sealed class DashboardOutboxes(IServiceCollection services, IServicePro
             .Select(d => (string)d.ServiceKey!)
             .Distinct(StringComparer.Ordinal)
             .Order(StringComparer.Ordinal);
-        var all = names.Select(name => new DashboardOutbox(name, provider.GetRequiredKeyedService<Outbox>(name).Administration)).ToList();
+        var all = names.Select(name => provider.GetRequiredKeyedService<Outbox>(name)).Zip(names)
+            .Select(x => new DashboardOutbox(x.Second, x.First.Administration, x.First.Writer as IOutboxStatusReport ?? x.First.Administration as IOutboxStatusReport))
+            .ToList();
         foreach (var (name, administration) in options.Stores)
         {
             if (all.Any(o => string.Equals(o.Name, name, StringComparison.Ordinal)))
@@ -41,7 +44,7 @@ internal sealed class DashboardOutboxes(IServiceCollection services, IServicePro
                 throw new InvalidOperationException($"The Outboxer dashboard already shows an outbox named '{name}'; give the store added with AddStore another name.");
             }
 
-            all.Add(new DashboardOutbox(name, administration));
+            all.Add(new DashboardOutbox(name, administration, administration as IOutboxStatusReport));
         }
 
         return all;

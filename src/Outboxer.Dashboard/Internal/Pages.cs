@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Antiforgery;
+using Outboxer.Providers;
 
 namespace Outboxer.Dashboard.Internal;
 
@@ -37,6 +38,12 @@ internal sealed record PageContext(string Base, IReadOnlyList<DashboardOutbox> O
 
 /// <summary>The figures of an outbox at one moment, read when a page is asked for.</summary>
 internal sealed record Figures(OutboxStatistics Statistics, long? Retrying, double? DispatchedPerSecond);
+
+/// <summary>The status an outbox's writer or store reported, read when the overview is asked for.</summary>
+/// <param name="Title">The report's title.</param>
+/// <param name="Items">The items; empty when it could not be read.</param>
+/// <param name="Error">Why it could not be read, or <see langword="null"/>.</param>
+internal sealed record StatusReport(string Title, IReadOnlyList<OutboxStatusItem> Items, string? Error);
 
 /// <summary>The dashboard's pages, rendered on the server as plain HTML (forms and links only, no script).</summary>
 internal static class Pages
@@ -77,12 +84,23 @@ internal static class Pages
         return html.ToString();
     }
 
-    public static void Overview(Html html, PageContext context, DashboardOutbox outbox, Figures? figures, string? error, IReadOnlyList<Sample> samples, DateTimeOffset now, TimeSpan window)
+    public static void Overview(Html html, PageContext context, DashboardOutbox outbox, Figures? figures, string? error, IReadOnlyList<Sample> samples, DateTimeOffset now, TimeSpan window, StatusReport? status = null)
     {
         html.Raw("<section class=\"outbox\"").Attr("data-outbox", outbox.Name).Attr("aria-labelledby", "outbox-" + Slug(outbox.Name)).Raw(">");
         html.Raw("<h2").Attr("id", "outbox-" + Slug(outbox.Name)).Raw(">").Text(outbox.DisplayName).Raw("</h2>");
+        if (status is not null)
+        {
+            Status(html, outbox, status);
+        }
+
         if (outbox.Administration is null)
         {
+            if (status is not null)
+            {
+                html.Raw("</section>");
+                return;
+            }
+
             html.Raw("<p class=\"error\">This outbox's store has no administration contract (IOutboxAdministration): nothing to show.</p></section>");
             return;
         }
@@ -113,6 +131,31 @@ internal static class Pages
 
         html.Raw("<p class=\"links\"><a").Attr("href", context.Link("destinations", outbox.Name)).Raw(">Destinations</a> <a").Attr("href", context.Link("dead-letters", outbox.Name)).Raw(">Dead letters</a> <a")
             .Attr("href", context.Link("message", outbox.Name)).Raw(">Find a message</a></p></section>");
+    }
+
+    /// <summary>What an outbox's writer or store reported of its own state (<see cref="IOutboxStatusReport"/>), or why it could not.</summary>
+    private static void Status(Html html, DashboardOutbox outbox, StatusReport status)
+    {
+        var id = "status-" + Slug(outbox.Name);
+        html.Raw("<section class=\"status\"").Attr("aria-labelledby", id).Raw("><h3").Attr("id", id).Raw(">").Text(status.Title).Raw("</h3>");
+        if (status.Error is not null)
+        {
+            html.Raw("<p class=\"error\" role=\"alert\">Could not read the status: ").Text(status.Error).Raw("</p>");
+        }
+
+        if (status.Items.Count > 0)
+        {
+            html.Raw("<dl class=\"status-items\">");
+            foreach (var item in status.Items)
+            {
+                html.Raw(item.IsProblem ? "<div class=\"status-item problem\"" : "<div class=\"status-item\"").Attr("data-label", item.Label).Raw("><dt>").Text(item.Label).Raw("</dt><dd>")
+                    .Text(item.Value).Raw("</dd></div>");
+            }
+
+            html.Raw("</dl>");
+        }
+
+        html.Raw("</section>");
     }
 
     public static void Destinations(Html html, DashboardOutbox outbox, IReadOnlyList<OutboxDestinationStatistics> destinations, DateTimeOffset now)

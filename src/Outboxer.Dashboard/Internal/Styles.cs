@@ -29,6 +29,11 @@ internal static class Styles
         .figure dt { color: var(--muted); font-size: .85em; }
         .figure dd { margin: 0; font-size: 1.4rem; font-variant-numeric: tabular-nums; }
         .figure.warn dd { color: var(--warn); }
+        .status-items { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; margin: 0 0 1rem; }
+        .status-item { display: contents; }
+        .status-item dt { color: var(--muted); }
+        .status-item dd { margin: 0; overflow-wrap: anywhere; font-variant-numeric: tabular-nums; }
+        .status-item.problem dt, .status-item.problem dd { color: var(--warn); font-weight: 600; }
         .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr)); gap: .75rem; }
         .chart { margin: 0; }
         .chart svg { width: 100%; height: 5rem; background: var(--card); border-radius: .4rem; }

@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using System.Globalization;
 using Npgsql;
 using NpgsqlTypes;
 using Outboxer.Providers;
@@ -25,9 +26,14 @@ namespace Outboxer.PostgreSql;
 /// transactions in commit order (a transaction that began writing earlier may commit later). Consumers deduplicate with
 /// <see cref="OutboxMessage.MessageId"/>, as with a table.
 /// </para>
+/// <para>
+/// <b>Status.</b> As an <see cref="IOutboxStatusReport"/> (which the dashboard shows), the writer reads its slot's
+/// <see cref="PostgreSqlLogStatus"/>: the lag in bytes and seconds, the write-ahead log it retains, its <c>wal_status</c>, the relay that
+/// consumes it, the dead letters and every problem.
+/// </para>
 /// <para>The writer does not own the <see cref="NpgsqlDataSource"/>: dispose it yourself.</para>
 /// </remarks>
-public sealed class PostgreSqlLogWriter : IOutboxWriter
+public sealed class PostgreSqlLogWriter : IOutboxWriter, IOutboxStatusReport
 {
     private const string EmitSql = "SELECT pg_logical_emit_message(true, $1, $2)";
     private const string EmitManySql = "SELECT pg_logical_emit_message(true, $1, m) FROM unnest($2::bytea[]) AS m";
@@ -35,12 +41,15 @@ public sealed class PostgreSqlLogWriter : IOutboxWriter
     private readonly NpgsqlDataSource _dataSource;
     private readonly string _prefix;
     private readonly Lazy<string?> _database;
+    private readonly PostgreSqlLogSetup _setup;
 
     /// <summary>Initializes a writer into the write-ahead log of the database that <paramref name="dataSource"/> connects to.</summary>
     /// <param name="dataSource">
     /// The database's data source: it names the database a caller's transaction must be on, and <c>SendAsync</c> opens its connections from it.
     /// </param>
-    /// <param name="options">The settings (only <see cref="PostgreSqlLogOptions.Prefix"/> matters here); <see langword="null"/> for the defaults.</param>
+    /// <param name="options">
+    /// The settings (the prefix to write with; the slot and dead-letter table for the status); <see langword="null"/> for the defaults.
+    /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="dataSource"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">An option is invalid; <see cref="ArgumentException.ParamName"/> names it.</exception>
     public PostgreSqlLogWriter(NpgsqlDataSource dataSource, PostgreSqlLogOptions? options = null)
@@ -48,6 +57,7 @@ public sealed class PostgreSqlLogWriter : IOutboxWriter
         ArgumentNullException.ThrowIfNull(dataSource);
         _dataSource = dataSource;
         _prefix = (options ?? new PostgreSqlLogOptions()).Validate().Prefix;
+        _setup = new PostgreSqlLogSetup(dataSource, options);
         _database = new Lazy<string?>(() =>
         {
             using var probe = dataSource.CreateConnection();
@@ -229,6 +239,43 @@ public sealed class PostgreSqlLogWriter : IOutboxWriter
                 }
             }
         }
+    }
+
+    /// <inheritdoc/>
+    public string StatusTitle => "Log mode";
+
+    /// <summary>Reads the slot's <see cref="PostgreSqlLogStatus"/> and describes it: slot, lag, retained log, relay, dead letters and problems.</summary>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The items, in the order to show them; each problem is an item of its own.</returns>
+    /// <exception cref="OutboxException">The database failed.</exception>
+    public async Task<IReadOnlyList<OutboxStatusItem>> GetStatusAsync(CancellationToken cancellationToken = default)
+    {
+        var status = await _setup.GetStatusAsync(cancellationToken).ConfigureAwait(false);
+        return Describe(status);
+    }
+
+    /// <summary>Turns a status into the items a dashboard shows.</summary>
+    internal static List<OutboxStatusItem> Describe(PostgreSqlLogStatus status)
+    {
+        const string None = "\u2014";
+        static string Bytes(long? bytes) => bytes is { } b ? b.ToString("N0", CultureInfo.InvariantCulture) + " bytes" : None;
+        var items = new List<OutboxStatusItem>
+        {
+            new("Slot", status.SlotName + (status.SlotExists ? string.Empty : " (missing)"), !status.SlotExists),
+            new("Lag", Bytes(status.LagBytes)),
+            new("Lag (seconds)", status.LagSeconds is { } seconds ? seconds.ToString("0.###", CultureInfo.InvariantCulture) + " s" : None),
+            new("Retained WAL", Bytes(status.RetainedWalBytes)),
+            new("WAL status", status.WalStatus ?? None, status.WalStatus is "unreserved" or "lost"),
+            new("Safe WAL size", status.SafeWalSizeBytes is null ? "unlimited" : Bytes(status.SafeWalSizeBytes)),
+            new("Relay", status.Active ? "active" + (status.ActivePid is { } pid ? " (pid " + pid.ToString(CultureInfo.InvariantCulture) + ")" : string.Empty) : "none"),
+            new("Dead letters", status.DeadLetters.ToString("N0", CultureInfo.InvariantCulture), status.DeadLetters > 0),
+        };
+        foreach (var problem in status.Problems)
+        {
+            items.Add(new OutboxStatusItem("Problem", problem, isProblem: true));
+        }
+
+        return items;
     }
 
     /// <summary>Checks the message as the PostgreSQL table store does (so that both modes accept the same messages) and writes its envelope.</summary>
