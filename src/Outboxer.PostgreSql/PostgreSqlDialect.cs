@@ -47,6 +47,12 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
     private readonly string _insertLeasedSql;
     private readonly string _quietSql;
     private readonly string _claimSql;
+    private readonly string _lockedClaimSql;
+    private readonly string _markLockedSql;
+    private readonly string _releaseLockedSql;
+    private readonly string _deadLetterLockedSql;
+    private readonly bool _claimByRowLock;
+    private ClaimStatement? _lockedClaimSqlForSize;
     private readonly string _markSql;
     private readonly OutboxMigration[] _migrations;
     private readonly ConditionalWeakTable<DbTransaction, CommitWatch> _commitWatches = new();
@@ -63,6 +69,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         _notifyOnCommit = options.NotifyOnCommit;
         _prepare = options.PrepareStatements;
         _databaseClock = options.UseDatabaseClock;
+        _claimByRowLock = options.ClaimByRowLock;
         _lockKey = LockKey(_schema, _tableName);
         _migrations = Layout(_schema, _tableName, _notifyOnCommit);
         const string Columns = "message_id, payload, options, headers, created_at, ordering_key, destination";
@@ -117,11 +124,27 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
             WHERE o.id = claimable.id
             RETURNING o.id, o.message_id, o.payload, o.options::text, o.headers::text, o.created_at, o.attempts, o.ordering_key, o.destination
             """;
+
+        // The claim by row lock: the same two lists, locked and read, not updated. The rows stay locked by the claim's open transaction
+        // while the batch publishes, and the settlement updates each row once. Rows other batches hold are in the pending list too
+        // (their lease columns are untouched), so a claim steps over them with SKIP LOCKED; the few rows locked beyond the batch stay
+        // locked, unread, until the claim settles.
+        _lockedClaimSql = _claimSql[.._claimSql.IndexOf("UPDATE " + _table, StringComparison.Ordinal)] + $"""
+            SELECT o.id, o.message_id, o.payload, o.options::text, o.headers::text, o.created_at, o.attempts + 1, o.ordering_key, o.destination
+            FROM {_table} AS o JOIN claimable ON o.id = claimable.id
+            """;
         if (_databaseClock)
         {
             _claimSql = _claimSql.Replace("@now", "statement_timestamp()", StringComparison.Ordinal)
                 .Replace("@lease_until", "statement_timestamp() + @lease", StringComparison.Ordinal);
+            _lockedClaimSql = _lockedClaimSql.Replace("@now", "statement_timestamp()", StringComparison.Ordinal);
         }
+
+        // A settlement in the claim's transaction needs no token: the lock proves the claim still holds the rows. It clears the token too,
+        // so that a sender after commit whose lease ran out (and whose row this claim took) no longer marks the row as its own.
+        _markLockedSql = $"UPDATE {_table} SET dispatched = true, dispatched_at = @at, locked_until = NULL, lease_token = NULL, attempts = attempts + 1 WHERE id = ANY(CAST(@ids AS bigint[]))";
+        _releaseLockedSql = $"UPDATE {_table} SET locked_until = @retry_at, last_error = @error, uncertain_attempts = uncertain_attempts + @uncertain, attempts = attempts + 1, lease_token = NULL WHERE id = @id";
+        _deadLetterLockedSql = $"UPDATE {_table} SET dead_lettered_at = @at, locked_until = NULL, last_error = @error, uncertain_attempts = uncertain_attempts + @uncertain, attempts = attempts + 1, lease_token = NULL WHERE id = @id";
 
         // The ids travel as the text of a bigint[] ('{1,2,3}'), not as a long[] parameter: a slim (NativeAOT) data source
         // without EnableArrays() cannot write arrays, and would fail only here, after the messages were published.
@@ -586,6 +609,120 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
                 return mark.RecordsAffected;
             }
         }
+    }
+
+    public override bool ClaimsByRowLock => _claimByRowLock;
+
+    /// <summary>
+    /// Begins the claim's transaction and locks the batch in one round trip, after <c>SET LOCAL</c>s: <c>jit = off</c> (as for the
+    /// leasing claim), <c>synchronous_commit = off</c> (a settlement lost in a database crash only makes the messages publish again) and
+    /// <c>idle_in_transaction_session_timeout</c> = the hold, so that PostgreSQL ends the session of a dispatcher that stalls with the
+    /// rows locked (a paused process, a lost host), freeing them for other dispatchers and failing the stalled one's settlement.
+    /// </summary>
+    public override async Task<DbTransaction> ClaimLockedAsync(DbConnection connection, int batchSize, DateTimeOffset now, TimeSpan hold, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(claimed);
+        var npgsql = (NpgsqlConnection)connection;
+        var transaction = await npgsql.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var batch = new NpgsqlBatch(npgsql, transaction);
+            await using (batch.ConfigureAwait(false))
+            {
+                var holdMs = Math.Max(1, (long)Math.Ceiling(hold.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture);
+                batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL jit = off"));
+                batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL synchronous_commit = off"));
+                batch.BatchCommands.Add(new NpgsqlBatchCommand($"SET LOCAL idle_in_transaction_session_timeout = {holdMs}"));
+                var claim = new NpgsqlBatchCommand(LockedClaimSqlFor(batchSize));
+                if (!_databaseClock)
+                {
+                    claim.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now.ToUniversalTime()));
+                }
+
+                batch.BatchCommands.Add(claim);
+                if (_prepare)
+                {
+                    await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        claimed.Add(ReadMessage(reader));
+                    }
+                }
+            }
+
+            return transaction;
+        }
+        catch
+        {
+            await transaction.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Marks, releases and dead-letters the claim's rows in one round trip (the caller commits).</summary>
+    public override async Task SettleLockedAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<long> dispatched, IReadOnlyList<OutboxFailedAttempt> failed, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(dispatched);
+        ArgumentNullException.ThrowIfNull(failed);
+        if (dispatched.Count == 0 && failed.Count == 0)
+        {
+            return;
+        }
+
+        var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        await using (batch.ConfigureAwait(false))
+        {
+            var at = now.ToUniversalTime();
+            if (dispatched.Count > 0)
+            {
+                var mark = new NpgsqlBatchCommand(_markLockedSql);
+                mark.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("at", at));
+                mark.Parameters.Add(new NpgsqlParameter<string>("ids", ToArrayLiteral(dispatched)));
+                batch.BatchCommands.Add(mark);
+            }
+
+            foreach (var failure in failed)
+            {
+                var command = new NpgsqlBatchCommand(failure.RetryAt is null ? _deadLetterLockedSql : _releaseLockedSql);
+                if (failure.RetryAt is { } retryAt)
+                {
+                    command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("retry_at", retryAt.ToUniversalTime()));
+                }
+                else
+                {
+                    command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("at", at));
+                }
+
+                command.Parameters.Add(new NpgsqlParameter<string>("error", failure.Error));
+                command.Parameters.Add(new NpgsqlParameter<int>("uncertain", failure.OutcomeUnknown ? 1 : 0));
+                command.Parameters.Add(new NpgsqlParameter<long>("id", failure.Id));
+                batch.BatchCommands.Add(command);
+            }
+
+            if (_prepare && failed.Count == 0)
+            {
+                await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private string LockedClaimSqlFor(int batchSize)
+    {
+        var cached = Volatile.Read(ref _lockedClaimSqlForSize);
+        if (cached?.Size != batchSize)
+        {
+            cached = new ClaimStatement(batchSize, _lockedClaimSql.Replace("LIMIT @limit", "LIMIT " + batchSize.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
+            Volatile.Write(ref _lockedClaimSqlForSize, cached);
+        }
+
+        return cached.Sql;
     }
 
     public override async Task<OutboxSchemaState> ReadSchemaAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)

@@ -8,7 +8,7 @@ using Xunit;
 namespace Outboxer.PostgreSql.Tests;
 
 /// <summary>The store against a real PostgreSQL, with its statements prepared (the default).</summary>
-public class PostgreSqlOutboxStoreTests : RowLockingOutboxStoreConformanceTests
+public class PostgreSqlOutboxStoreTests : LockedClaimOutboxStoreConformanceTests
 {
     private readonly string _schema = NewName("outboxer_test");
     private readonly List<string> _schemas = [];
@@ -49,6 +49,8 @@ public class PostgreSqlOutboxStoreTests : RowLockingOutboxStoreConformanceTests
     protected virtual bool PrepareStatements => true;
 
     protected override RelationalOutboxStore CreateStore(string table, bool createTableIfMissing) => new PostgreSqlOutboxStore(_dataSource, Options(table, createTableIfMissing));
+
+    protected override RelationalOutboxStore CreateLockingStore() => new PostgreSqlOutboxStore(_dataSource, Options(OutboxTable));
 
     protected override RelationalOutboxStore CreateStoreOnDatabaseClock()
     {

@@ -130,7 +130,7 @@ internal sealed class Dispatcher
                 var committed = TakeCommitted();
                 if (committed.Count > 0)
                 {
-                    inFlight.Add(SettleAsync(committed, abort));
+                    inFlight.Add(SettleAsync(new ClaimedBatch(committed, null), abort));
                     if (!Volatile.Read(ref _listening))
                     {
                         // As after a claim that found messages: while they come, other processes' commits may come too.
@@ -156,7 +156,7 @@ internal sealed class Dispatcher
                 }
 
                 Volatile.Write(ref _claimWanted, 0);
-                IReadOnlyList<OutboxMessage> batch;
+                ClaimedBatch batch;
                 try
                 {
                     batch = await ClaimAsync(abort).ConfigureAwait(false);
@@ -171,7 +171,7 @@ internal sealed class Dispatcher
                 {
                     Log.ClaimFailed(_logger, ex);
                     _errors.Publish(new OutboxError(OutboxOperation.Claim, ex));
-                    batch = [];
+                    batch = ClaimedBatch.None;
                     polls.Stop();
                 }
 
@@ -223,7 +223,7 @@ internal sealed class Dispatcher
             // Messages committed already claimed are published too on a graceful stop, instead of waiting out their lease.
             for (var rest = TakeCommitted(); rest.Count > 0 && !abort.IsCancellationRequested; rest = TakeCommitted())
             {
-                inFlight.Add(SettleAsync(rest, abort));
+                inFlight.Add(SettleAsync(new ClaimedBatch(rest, null), abort));
             }
 
             // A graceful stop lets the batches in flight finish publishing and marking; an abort cancels them.
@@ -266,6 +266,17 @@ internal sealed class Dispatcher
 
     /// <summary>A message committed already claimed by this dispatcher, with the timestamp taken before its row was written.</summary>
     private readonly record struct Committed(OutboxMessage Message, long Started);
+
+    /// <summary>
+    /// Claimed messages: under a lease (<paramref name="Locks"/> is null: settled row by row with their lease token) or locked by a claim
+    /// transaction the store holds open (settled and committed through <paramref name="Locks"/>).
+    /// </summary>
+    private sealed record ClaimedBatch(IReadOnlyList<OutboxMessage> Messages, IOutboxLockedClaim? Locks)
+    {
+        public static readonly ClaimedBatch None = new([], null);
+
+        public int Count => Messages.Count;
+    }
 
     private enum BatchOutcome
     {
@@ -333,19 +344,28 @@ internal sealed class Dispatcher
     }
 
     /// <summary>
-    /// Claims up to a batch of pending messages under a lease. A claim that came back too late to publish safely (less than the publish
-    /// timeout left of the lease, measured from before it was sent, as the store stamps the lease from that moment at the earliest)
-    /// returns nothing: another dispatcher may claim those rows as soon as the lease runs out, and both would publish them.
+    /// Claims up to a batch of pending messages: locked by a claim transaction when the store claims by row lock, else under a lease. A
+    /// leasing claim that came back too late to publish safely (less than the publish timeout left of the lease, measured from before it
+    /// was sent, as the store stamps the lease from that moment at the earliest) returns nothing: another dispatcher may claim those rows
+    /// as soon as the lease runs out, and both would publish them. A locked claim's hold starts only once the claim statement ended.
     /// </summary>
-    private async Task<IReadOnlyList<OutboxMessage>> ClaimAsync(CancellationToken cancellationToken)
+    private async Task<ClaimedBatch> ClaimAsync(CancellationToken cancellationToken)
     {
         var started = _time.GetTimestamp();
         var now = _time.GetUtcNow();
         using var claim = Telemetry.StartClaim();
-        IReadOnlyList<OutboxMessage> batch;
+        ClaimedBatch batch;
         try
         {
-            batch = await _store.ClaimAsync(_options.MessageBatchSize, now, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+            if (_store is IOutboxLockingStore { ClaimsByRowLock: true } locking)
+            {
+                var locks = await locking.ClaimLockedAsync(_options.MessageBatchSize, now, _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+                batch = new ClaimedBatch(locks.Messages, locks);
+            }
+            else
+            {
+                batch = new ClaimedBatch(await _store.ClaimAsync(_options.MessageBatchSize, now, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false), null);
+            }
         }
         catch (Exception ex)
         {
@@ -356,15 +376,20 @@ internal sealed class Dispatcher
         Telemetry.Claimed(claim, batch.Count);
         if (batch.Count == 0)
         {
-            return batch;
+            if (batch.Locks is { } empty)
+            {
+                await empty.DisposeAsync().ConfigureAwait(false);
+            }
+
+            return ClaimedBatch.None;
         }
 
         _telemetry.ClaimedMessages.Add(batch.Count);
         var elapsed = _time.GetElapsedTime(started);
-        if (elapsed + _options.PublishTimeout >= _options.LeaseDuration)
+        if (batch.Locks is null && elapsed + _options.PublishTimeout >= _options.LeaseDuration)
         {
             Log.ClaimTooLate(_logger, batch.Count, elapsed, _options.LeaseDuration);
-            return [];
+            return ClaimedBatch.None;
         }
 
         return batch;
@@ -372,12 +397,24 @@ internal sealed class Dispatcher
 
     /// <summary>
     /// Publishes a claimed batch, marks the confirmed messages dispatched in one statement and schedules the failed ones for a retry
-    /// (or moves them to the dead letters). Never throws: every failure is reported and the rows come back after their lease.
+    /// (or moves them to the dead letters). Never throws: every failure is reported and the rows come back (after their lease, or at
+    /// once when a locked claim could not settle).
     /// </summary>
-    private async Task<BatchOutcome> SettleAsync(IReadOnlyList<OutboxMessage> batch, CancellationToken cancellationToken)
+    private async Task<BatchOutcome> SettleAsync(ClaimedBatch claimed, CancellationToken cancellationToken)
     {
-        // Spans and send metrics come from the publisher Telemetry.Instrument wrapped.
-        var failures = await PublishAsync(batch, cancellationToken).ConfigureAwait(false);
+        var batch = claimed.Messages;
+        Exception?[] failures;
+        try
+        {
+            // Spans and send metrics come from the publisher Telemetry.Instrument wrapped.
+            failures = await PublishAsync(batch, cancellationToken).ConfigureAwait(false);
+        }
+        catch when (claimed.Locks is not null)
+        {
+            // Aborted: the claim rolls back, and its rows are claimable again at once.
+            await claimed.Locks.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
 
         var confirmed = new List<OutboxMessage>(batch.Count);
         var keyed = false;
@@ -390,16 +427,23 @@ internal sealed class Dispatcher
             }
         }
 
-        if (confirmed.Count > 0)
+        if (claimed.Locks is { } locks)
         {
-            await MarkDispatchedAsync(confirmed, cancellationToken).ConfigureAwait(false);
+            await SettleLockedAsync(locks, batch, confirmed, failures, cancellationToken).ConfigureAwait(false);
         }
-
-        for (var i = 0; i < batch.Count; i++)
+        else
         {
-            if (failures[i] is { } failure)
+            if (confirmed.Count > 0)
             {
-                await ReleaseAsync(batch[i], failure, cancellationToken).ConfigureAwait(false);
+                await MarkDispatchedAsync(confirmed, cancellationToken).ConfigureAwait(false);
+            }
+
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (failures[i] is { } failure)
+                {
+                    await ReleaseAsync(batch[i], failure, cancellationToken).ConfigureAwait(false);
+                }
             }
         }
 
@@ -413,6 +457,51 @@ internal sealed class Dispatcher
         Log.BatchDispatched(_logger, confirmed.Count, batch.Count);
         var allFailedTransiently = confirmed.Count == 0 && Array.Exists(failures, f => f is not OutboxException { IsTransient: false });
         return allFailedTransiently ? BatchOutcome.AllFailed : BatchOutcome.Settled;
+    }
+
+    /// <summary>
+    /// Settles a locked claim in its own transaction: the confirmed messages marked, the failed ones released or dead-lettered, one
+    /// commit. When that fails (the database went away, or PostgreSQL ended a claim that stayed idle past the lease), nothing is
+    /// settled: the rows are free again, and the confirmed messages will be published again (counted as possible duplicates).
+    /// </summary>
+    private async Task SettleLockedAsync(IOutboxLockedClaim locks, IReadOnlyList<OutboxMessage> batch, List<OutboxMessage> confirmed, Exception?[] failures, CancellationToken cancellationToken)
+    {
+        await using (locks.ConfigureAwait(false))
+        {
+            var now = _time.GetUtcNow();
+            var failed = new List<OutboxFailedAttempt>();
+            var deadLetters = 0;
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (failures[i] is { } failure)
+                {
+                    var verdict = Judge(batch[i], failure, now);
+                    deadLetters += verdict.RetryAt is null ? 1 : 0;
+                    failed.Add(new OutboxFailedAttempt(batch[i].Id, verdict.Error, verdict.RetryAt, verdict.OutcomeUnknown));
+                }
+            }
+
+            try
+            {
+                await locks.SettleAsync([.. confirmed.Select(static m => m.Id)], failed, now, cancellationToken).ConfigureAwait(false);
+            }
+#pragma warning disable CA1031 // Reported; the rows are claimable again and their messages published again (at-least-once).
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                Log.MarkDispatchedFailed(_logger, ex, confirmed.Count);
+                _telemetry.PossibleDuplicates.Add(confirmed.Count);
+                _errors.Publish(new OutboxError(OutboxOperation.MarkDispatched, ex));
+                return;
+            }
+
+            if (deadLetters > 0)
+            {
+                _telemetry.DeadLetteredMessages.Add(deadLetters);
+            }
+
+            PublishDispatched(confirmed, now);
+        }
     }
 
     private async Task<Exception?[]> PublishAsync(IReadOnlyList<OutboxMessage> batch, CancellationToken cancellationToken)
@@ -514,6 +603,12 @@ internal sealed class Dispatcher
             _telemetry.PossibleDuplicates.Add(confirmed.Count - marked);
         }
 
+        PublishDispatched(confirmed, dispatchedAt);
+    }
+
+    /// <summary>Tells the observers of <see cref="Outbox.Dispatched"/> about messages marked dispatched.</summary>
+    private void PublishDispatched(List<OutboxMessage> confirmed, DateTimeOffset dispatchedAt)
+    {
         if (!_dispatched.IsObserved)
         {
             return;
@@ -525,10 +620,13 @@ internal sealed class Dispatcher
         }
     }
 
-    private async Task ReleaseAsync(OutboxMessage message, Exception failure, CancellationToken cancellationToken)
+    /// <summary>
+    /// Decides what becomes of a message whose publish failed, reports the failure, and logs and counts the decision: a retry time, or
+    /// (<see cref="Verdict.RetryAt"/> null) the dead letters.
+    /// </summary>
+    private Verdict Judge(OutboxMessage message, Exception failure, DateTimeOffset now)
     {
         _errors.Publish(new OutboxError(OutboxOperation.Publish, failure, message.Id, message.MessageId));
-        var now = _time.GetUtcNow();
 
         // A publish without an answer may have reached the broker: it is retried (a possible duplicate), however many attempts it took,
         // and never becomes a dead letter on such an attempt, because a dead letter is a message the broker did not get.
@@ -543,10 +641,35 @@ internal sealed class Dispatcher
         if (permanent || (!unknown && message.Attempts >= _options.MaxAttempts))
         {
             Log.DeadLettered(_logger, failure, message.Id, message.MessageId, message.Attempts, permanent);
+            return new Verdict(error, null, unknown);
+        }
+
+        var retryAt = now + _options.JitteredRetryDelayAfter(message.Attempts);
+        if (unknown)
+        {
+            Log.PublishOutcomeUnknown(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
+            _telemetry.PossibleDuplicates.Add(1);
+        }
+        else
+        {
+            Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
+        }
+
+        _telemetry.RetriedMessages.Add(1);
+        return new Verdict(error, retryAt, unknown);
+    }
+
+    /// <summary>Settles a failed message of a leasing claim with its lease token (see <see cref="Judge"/>).</summary>
+    private async Task ReleaseAsync(OutboxMessage message, Exception failure, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        var verdict = Judge(message, failure, now);
+        if (verdict.RetryAt is not { } retryAt)
+        {
             try
             {
                 // False when another claim took the row after this lease ran out: that dispatcher settles it.
-                if (await _store.DeadLetterAsync(message.Id, message.LeaseToken, now, error, cancellationToken).ConfigureAwait(false))
+                if (await _store.DeadLetterAsync(message.Id, message.LeaseToken, now, verdict.Error, cancellationToken).ConfigureAwait(false))
                 {
                     _telemetry.DeadLetteredMessages.Add(1);
                 }
@@ -562,22 +685,10 @@ internal sealed class Dispatcher
             return;
         }
 
-        var retryAt = now + _options.JitteredRetryDelayAfter(message.Attempts);
-        if (unknown)
-        {
-            Log.PublishOutcomeUnknown(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
-            _telemetry.PossibleDuplicates.Add(1);
-        }
-        else
-        {
-            Log.PublishFailed(_logger, failure, message.Id, message.MessageId, message.Attempts, retryAt);
-        }
-
-        _telemetry.RetriedMessages.Add(1);
         try
         {
             // False when another claim took the row after this lease ran out: that dispatcher settles it.
-            await _store.ReleaseAsync(message.Id, message.LeaseToken, retryAt, error, unknown, cancellationToken).ConfigureAwait(false);
+            await _store.ReleaseAsync(message.Id, message.LeaseToken, retryAt, verdict.Error, verdict.OutcomeUnknown, cancellationToken).ConfigureAwait(false);
         }
 #pragma warning disable CA1031 // Reported; the row comes back after its lease anyway.
         catch (Exception ex)
@@ -587,6 +698,9 @@ internal sealed class Dispatcher
             _errors.Publish(new OutboxError(OutboxOperation.Release, ex, message.Id, message.MessageId));
         }
     }
+
+    /// <summary>What becomes of a failed message: retried at <see cref="RetryAt"/>, or a dead letter when it is null.</summary>
+    private readonly record struct Verdict(string Error, DateTimeOffset? RetryAt, bool OutcomeUnknown);
 
     /// <summary>
     /// Whole-batch failures: after one, the loop lets the batches in flight finish, pauses (the retry delay, growing with each

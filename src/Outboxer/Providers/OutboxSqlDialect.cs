@@ -158,6 +158,44 @@ public abstract class OutboxSqlDialect
     public abstract Task ClaimAsync(DbConnection connection, int batchSize, DateTimeOffset now, DateTimeOffset leaseUntil, long leaseToken, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Gets a value indicating whether the store claims by row lock (<see cref="ClaimLockedAsync"/>, <see cref="SettleLockedAsync"/>);
+    /// the dispatcher then uses <see cref="IOutboxLockingStore.ClaimLockedAsync"/>. <see langword="false"/> unless overridden.
+    /// </summary>
+    public virtual bool ClaimsByRowLock => false;
+
+    /// <summary>
+    /// Begins a transaction on <paramref name="connection"/> and locks up to <paramref name="batchSize"/> claimable rows in it (without
+    /// changing them), adding their messages to <paramref name="claimed"/> with <see cref="OutboxMessage.Attempts"/> counting the attempt
+    /// about to be made; the transaction must end by itself if it stays idle for <paramref name="hold"/>. Only called when
+    /// <see cref="ClaimsByRowLock"/> is <see langword="true"/>.
+    /// </summary>
+    /// <param name="connection">An open connection of the store's own, held until the claim is settled.</param>
+    /// <param name="batchSize">The most rows to lock.</param>
+    /// <param name="now">The dispatcher's current time.</param>
+    /// <param name="hold">The longest the transaction may stay idle.</param>
+    /// <param name="claimed">Where to add the locked messages.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>The open transaction that holds the locks.</returns>
+    /// <exception cref="NotSupportedException">The dialect does not claim by row lock.</exception>
+    public virtual Task<DbTransaction> ClaimLockedAsync(DbConnection connection, int batchSize, DateTimeOffset now, TimeSpan hold, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken) =>
+        throw new NotSupportedException($"{GetType().Name} does not claim by row lock.");
+
+    /// <summary>
+    /// In the claim's <paramref name="transaction"/>: marks <paramref name="dispatched"/> dispatched, records the <paramref name="failed"/>
+    /// attempts, counts one attempt for each, and clears their lease; the caller commits.
+    /// </summary>
+    /// <param name="connection">The claim's connection.</param>
+    /// <param name="transaction">The claim's transaction.</param>
+    /// <param name="dispatched">The ids of the confirmed messages.</param>
+    /// <param name="failed">The failed attempts (errors already truncated to fit).</param>
+    /// <param name="now">The time to record as dispatched or dead-lettered.</param>
+    /// <param name="cancellationToken">A token to cancel the operation.</param>
+    /// <returns>A task that completes when the statements ran.</returns>
+    /// <exception cref="NotSupportedException">The dialect does not claim by row lock.</exception>
+    public virtual Task SettleLockedAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<long> dispatched, IReadOnlyList<OutboxFailedAttempt> failed, DateTimeOffset now, CancellationToken cancellationToken) =>
+        throw new NotSupportedException($"{GetType().Name} does not claim by row lock.");
+
+    /// <summary>
     /// Marks the given rows dispatched at <paramref name="dispatchedAt"/> (and clears their lease) where <c>lease_token</c> is still
     /// <paramref name="leaseToken"/>, on a connection of the store's own.
     /// </summary>

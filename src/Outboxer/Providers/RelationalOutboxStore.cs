@@ -25,7 +25,7 @@ namespace Outboxer.Providers;
 /// notification listener); it has no virtual members: everything a database changes is in its dialect.
 /// </para>
 /// </remarks>
-public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxAdministration, IOutboxSchema
+public class RelationalOutboxStore : IOutboxLockingStore, IOutboxLeasedWriter, IOutboxAdministration, IOutboxSchema
 {
     /// <summary>The longest failure text kept with a row.</summary>
     private const int MaxErrorLength = 4000;
@@ -276,6 +276,54 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
 
             return messages;
         }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public bool ClaimsByRowLock => _dialect.ClaimsByRowLock;
+
+    /// <inheritdoc />
+    /// <exception cref="NotSupportedException">The dialect does not claim by row lock (<see cref="ClaimsByRowLock"/> is <see langword="false"/>).</exception>
+    public async Task<IOutboxLockedClaim> ClaimLockedAsync(int batchSize, DateTimeOffset now, TimeSpan hold, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(hold, TimeSpan.Zero);
+        if (!_dialect.ClaimsByRowLock)
+        {
+            throw new NotSupportedException($"The store of {TableDisplayName} does not claim by row lock; use {nameof(ClaimAsync)}.");
+        }
+
+        return await WrapAsync<IOutboxLockedClaim>("claim pending messages", async () =>
+        {
+            await EnsureSchemaOnceAsync(cancellationToken).ConfigureAwait(false);
+            var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            DbTransaction? transaction = null;
+            try
+            {
+                var messages = new List<OutboxMessage>(Math.Min(batchSize, 1024));
+                transaction = await _dialect.ClaimLockedAsync(connection, batchSize, now, hold, messages, cancellationToken).ConfigureAwait(false);
+                if (messages.Count == 0)
+                {
+                    // Nothing locked: end the transaction now rather than hold a connection for an empty claim.
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                    await transaction.DisposeAsync().ConfigureAwait(false);
+                    await connection.DisposeAsync().ConfigureAwait(false);
+                    return LockedClaim.Empty;
+                }
+
+                messages.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+                return new LockedClaim(this, connection, transaction, messages);
+            }
+            catch
+            {
+                if (transaction is not null)
+                {
+                    await transaction.DisposeAsync().ConfigureAwait(false);
+                }
+
+                await connection.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        }).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -829,4 +877,73 @@ public class RelationalOutboxStore : IOutboxStore, IOutboxLeasedWriter, IOutboxA
             }
         }
     });
+
+    /// <summary>A batch locked by <see cref="ClaimLockedAsync"/>: its connection and open transaction, until settled or disposed.</summary>
+    private sealed class LockedClaim : IOutboxLockedClaim
+    {
+        public static readonly LockedClaim Empty = new(null, null, null, []);
+
+        private readonly RelationalOutboxStore? _store;
+        private DbConnection? _connection;
+        private DbTransaction? _transaction;
+
+        public LockedClaim(RelationalOutboxStore? store, DbConnection? connection, DbTransaction? transaction, IReadOnlyList<OutboxMessage> messages)
+        {
+            _store = store;
+            _connection = connection;
+            _transaction = transaction;
+            Messages = messages;
+        }
+
+        public IReadOnlyList<OutboxMessage> Messages { get; }
+
+        public async Task SettleAsync(IReadOnlyList<long> dispatched, IReadOnlyList<OutboxFailedAttempt> failed, DateTimeOffset now, CancellationToken cancellationToken = default)
+        {
+            ArgumentNullException.ThrowIfNull(dispatched);
+            ArgumentNullException.ThrowIfNull(failed);
+            if (_store is null)
+            {
+                if (dispatched.Count > 0 || failed.Count > 0)
+                {
+                    throw new ArgumentException("The claim holds no messages.", dispatched.Count > 0 ? nameof(dispatched) : nameof(failed));
+                }
+
+                return;
+            }
+
+            var connection = _connection ?? throw new InvalidOperationException("The claim is already settled or disposed.");
+            var transaction = _transaction!;
+            var truncated = failed.Count == 0 ? failed : [.. failed.Select(static f => f with { Error = Truncate(f.Error, MaxErrorLength) })];
+            await _store.WrapAsync("settle claimed messages", async () =>
+            {
+                await _store._dialect.SettleLockedAsync(connection, transaction, dispatched, truncated, now, cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return true;
+            }).ConfigureAwait(false);
+            await DisposeAsync().ConfigureAwait(false);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            var transaction = Interlocked.Exchange(ref _transaction, null);
+            var connection = Interlocked.Exchange(ref _connection, null);
+            if (transaction is not null)
+            {
+                // Rolls back when not settled: the rows are claimable again at once. A broken connection cannot roll back; closing it
+                // ends the transaction on the server too.
+                try
+                {
+                    await transaction.DisposeAsync().ConfigureAwait(false);
+                }
+                catch (DbException)
+                {
+                }
+            }
+
+            if (connection is not null)
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
 }
