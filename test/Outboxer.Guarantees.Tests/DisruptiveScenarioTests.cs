@@ -24,6 +24,21 @@ public sealed class DisruptiveScenarioTests
     }
 
     [Fact]
+    public async Task Scenario1b_relay_processes_that_send_after_commit_killed_with_SIGKILL_lose_nothing_and_their_unpublished_commits_are_claimed_after_the_lease()
+    {
+        await using var run = await GuaranteeRun.CreateAsync("sigkill-send-after-commit");
+        var report = await Scenarios.RelaysSendingAfterCommitKilledWithSigkillAsync(run);
+        GuaranteeRun.AssertGuarantees(report);
+
+        // The path was in use: most of the relays' messages were published by their sender without a claim (their rows kept the one
+        // attempt they were written with), and some a killed sender had committed were claimed by another relay after the lease.
+        var summary = $"relay_sent {report.RelaySent}, sent_after_commit {report.SentAfterCommit}, claimed_after_lease {report.ClaimedAfterLease}";
+        Assert.True(report.RelaySent > 0, summary);
+        Assert.True(report.SentAfterCommit >= report.RelaySent * 0.8, summary);
+        Assert.True(report.ClaimedAfterLease > 0, summary);
+    }
+
+    [Fact]
     public async Task Scenario2_rabbitmq_stopped_and_restarted_mid_run_loses_nothing()
     {
         await using var run = await GuaranteeRun.CreateAsync("rabbitmq-restart");

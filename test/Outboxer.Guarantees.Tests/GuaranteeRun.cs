@@ -85,6 +85,33 @@ internal sealed record GuaranteeReport(
     /// <summary>Gets the store the outbox table was in: <c>postgres</c>, <c>mysql</c> or <c>sqlite</c>.</summary>
     public string Store { get; init; } = "postgres";
 
+    /// <summary>
+    /// Gets how many messages relays committed themselves with <c>SendWithinTransactionAsync</c> (<see cref="GuaranteeRun.StartSendingRelayAsync"/>),
+    /// or <see langword="null"/> when no relay sent.
+    /// </summary>
+    public int? RelaySent { get; init; }
+
+    /// <summary>
+    /// Gets how many of <see cref="RelaySent"/> took the send-after-commit path to the end: their own sender marked them (its
+    /// <c>sent-after-commit</c> line) and their row counts 1 attempt, the one it was written with, so no claim ever took it.
+    /// </summary>
+    public int? SentAfterCommit { get; init; }
+
+    /// <summary>
+    /// Gets how many of <see cref="RelaySent"/> were claimed after their sender's lease ran out (their row counts 2 attempts or more):
+    /// the sender was killed, or its publish failed, before it marked them.
+    /// </summary>
+    public int? ClaimedAfterLease { get; init; }
+
+    /// <summary>
+    /// Gets how many relay transactions ended without an outcome line (the relay was killed mid-transaction, or the send failed with an
+    /// unknown outcome); each was then decided by looking for its row, and <see cref="RelayInDoubtCommitted"/> of them had one.
+    /// </summary>
+    public int? RelayInDoubt { get; init; }
+
+    /// <summary>Gets how many of <see cref="RelayInDoubt"/> had committed (their row is in the table), so they had to arrive.</summary>
+    public int? RelayInDoubtCommitted { get; init; }
+
     /// <summary>Gets the broker the messages went to: <c>rabbitmq</c>, <c>nats</c> or <c>redis</c>.</summary>
     public string Broker { get; init; } = "rabbitmq";
 
@@ -116,6 +143,8 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     private readonly DroppedDuplicateCounter _droppedDuplicates = new();
     private readonly PossibleDuplicateCounter _possibleDuplicates = new();
     private readonly List<RelayProcess> _relays = [];
+    private readonly ConcurrentDictionary<string, RelaySend> _relaySends = new();
+    private int _relayNumbers;
     private Outbox? _producer;
     private IOutboxPublisher? _producerPublisher;
     private long _lastArrivalAt = Stopwatch.GetTimestamp();
@@ -323,9 +352,40 @@ internal sealed class GuaranteeRun : IAsyncDisposable
     /// Starts a samples/Outboxer.Relay process on this run's table and broker, dispatching as <see cref="RelayOptions"/> says; the
     /// republished messages its broker dropped and the possible duplicates it counted go into the report.
     /// </summary>
-    public async Task<RelayProcess> StartRelayAsync()
+    public Task<RelayProcess> StartRelayAsync() => StartRelayAsync([], onLine: null);
+
+    /// <summary>
+    /// Starts a relay as <see cref="StartRelayAsync()"/> does that also sends: <paramref name="transactions"/> transactions,
+    /// <paramref name="pause"/> apart, each committing one keyless message with <c>SendWithinTransactionAsync</c> (so the send-after-commit
+    /// path: the row is written already leased to the relay's dispatcher and published from memory right after the commit), every fifth
+    /// rolled back by its work. The run tracks each message from the relay's lines: <c>sending</c> (before the transaction begins),
+    /// then <c>committed</c> or <c>rolled-back</c>. A message whose outcome the relay never printed (killed mid-transaction) stays
+    /// pending until <see cref="VerifyAsync"/> looks for its row, so every sending relay must have ended its sends (killed, or
+    /// <see cref="RelayProcess.SendsDone"/>) before then.
+    /// </summary>
+    public Task<RelayProcess> StartSendingRelayAsync(int transactions, TimeSpan pause)
     {
-        var relay = await RelayProcess.StartAsync([.. Store.RelayArguments(RelayOptions.ConnectionString), .. Broker.RelayArguments, .. RelayOptions.Arguments(Store.Name)], Ct);
+        // Each sending relay numbers its messages from a million of its own, far from the producer's numbers.
+        var sender = Interlocked.Increment(ref _relayNumbers);
+        var route = new OutboxMessage([]);
+        Broker.Route(route, key: null);
+        List<string> arguments =
+        [
+            "--send", transactions.ToString(CultureInfo.InvariantCulture),
+            "--send-pause-ms", ((int)pause.TotalMilliseconds).ToString(CultureInfo.InvariantCulture),
+            "--send-first", (sender * 1_000_000).ToString(CultureInfo.InvariantCulture),
+        ];
+        foreach (var (name, value) in route.Options)
+        {
+            arguments.AddRange(["--send-option", $"{name}={Convert.ToString(value, CultureInfo.InvariantCulture)}"]);
+        }
+
+        return StartRelayAsync(arguments, line => OnRelayLine(sender, line));
+    }
+
+    private async Task<RelayProcess> StartRelayAsync(IEnumerable<string> extraArguments, Action<string>? onLine)
+    {
+        var relay = await RelayProcess.StartAsync([.. Store.RelayArguments(RelayOptions.ConnectionString), .. Broker.RelayArguments, .. RelayOptions.Arguments(Store.Name), .. extraArguments], Ct, onLine);
         lock (_relays)
         {
             _relays.Add(relay);
@@ -336,13 +396,18 @@ internal sealed class GuaranteeRun : IAsyncDisposable
 
     public int ArrivalCount => _arrivals.Count;
 
+    /// <summary>Gets how many messages the sending relays reported committed so far.</summary>
+    public int RelayCommittedCount => _relaySends.Values.Count(s => s.Sent.Outcome == Outcome.Committed);
+
     /// <summary>
     /// Waits (bounded) until every committed message arrived, then until the table has nothing pending (dead letters excepted) and the
     /// destination has been quiet for a second; computes the report, appends it to artifacts/guarantees.jsonl and returns it. On a
-    /// stream, what the reader read must be what the stream holds.
+    /// stream, what the reader read must be what the stream holds. Messages of sending relays (<see cref="StartSendingRelayAsync"/>)
+    /// whose outcome the relay never printed are decided first by the table: committed when their row is there, rolled back when not.
     /// </summary>
     public async Task<GuaranteeReport> VerifyAsync(bool crash, string faults, IEnumerable<string>? excludedIds = null, TimeSpan? budget = null)
     {
+        var (inDoubt, inDoubtCommitted) = await ResolveRelaySendsAsync();
         var excluded = new HashSet<string>(excludedIds ?? []);
         var deadline = Stopwatch.StartNew();
         var limit = budget ?? TimeSpan.FromSeconds(120);
@@ -400,6 +465,11 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         }
 
         report = report with { DeadLettered = deadLetters.Count, DeadLetteredDelivered = deadLetteredDelivered.Count };
+        if (!_relaySends.IsEmpty)
+        {
+            report = await WithRelaySendsAsync(report, inDoubt, inDoubtCommitted);
+        }
+
         if (report.Lost > 0)
         {
             // Where the lost messages are in the table: dispatched (the broker or the consumer lost them) or dead-lettered.
@@ -436,6 +506,72 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         {
             Assert.True(report.Duplicates == 0, $"duplicates in the stream although the broker deduplicates\n{summary}");
         }
+    }
+
+    /// <summary>Tracks a sending relay's message from its output lines (see <see cref="StartSendingRelayAsync"/>).</summary>
+    private void OnRelayLine(int sender, string line)
+    {
+        var parts = line.Split(' ');
+        if (parts.Length < 2 || !Guid.TryParse(parts[1], out var messageId))
+        {
+            return;
+        }
+
+        var id = messageId.ToString();
+        switch (parts[0])
+        {
+            case "sending":
+                var sent = new Sent(int.Parse(parts[2], CultureInfo.InvariantCulture), key: null, sequence: 0, messageId) { Outcome = Outcome.Pending, CommittedAt = Stopwatch.GetTimestamp() };
+                _sent[id] = sent;
+                _relaySends[id] = new RelaySend(sent, sender);
+                break;
+            case "committed" when _relaySends.TryGetValue(id, out var send):
+                send.Sent.Outcome = Outcome.Committed;
+                break;
+            case "rolled-back" when _relaySends.TryGetValue(id, out var send):
+                send.Sent.Outcome = Outcome.RolledBack;
+                break;
+            case "sent-after-commit" when _relaySends.TryGetValue(id, out var send):
+                send.MarkedBySender = true;
+                break;
+        }
+    }
+
+    /// <summary>
+    /// Decides the relay messages still pending (no outcome line: the relay was killed mid-transaction, or the send failed) by the table:
+    /// committed when the row is there, rolled back when not. No relay may still be sending.
+    /// </summary>
+    private async Task<(int InDoubt, int Committed)> ResolveRelaySendsAsync()
+    {
+        var inDoubt = _relaySends.Values.Where(s => s.Sent.Outcome == Outcome.Pending).ToList();
+        if (inDoubt.Count == 0)
+        {
+            return (0, 0);
+        }
+
+        var rows = await Store.ReadAttemptsAsync(Ct);
+        foreach (var send in inDoubt)
+        {
+            send.Sent.Outcome = rows.ContainsKey(send.Sent.MessageId) ? Outcome.Committed : Outcome.RolledBack;
+        }
+
+        return (inDoubt.Count, inDoubt.Count(s => s.Sent.Outcome == Outcome.Committed));
+    }
+
+    /// <summary>Adds what the table says of the relays' committed messages: published after commit by their sender, or claimed after its lease.</summary>
+    private async Task<GuaranteeReport> WithRelaySendsAsync(GuaranteeReport report, int inDoubt, int inDoubtCommitted)
+    {
+        var rows = await Store.ReadAttemptsAsync(Ct);
+        var committed = _relaySends.Values.Where(s => s.Sent.Outcome == Outcome.Committed).ToList();
+        int Attempts(RelaySend send) => rows.TryGetValue(send.Sent.MessageId, out var attempts) ? attempts : 0;
+        return report with
+        {
+            RelaySent = committed.Count,
+            SentAfterCommit = committed.Count(s => s.MarkedBySender && Attempts(s) == 1),
+            ClaimedAfterLease = committed.Count(s => Attempts(s) >= 2),
+            RelayInDoubt = inDoubt,
+            RelayInDoubtCommitted = inDoubtCommitted,
+        };
     }
 
     /// <summary>Counts the messages neither dispatched nor dead-lettered; tries again while the database is unreachable (a restart).</summary>
@@ -648,33 +784,47 @@ internal sealed class GuaranteeRun : IAsyncDisposable
         };
     }
 
-    private static string ToJson(GuaranteeReport report) => JsonSerializer.Serialize(new Dictionary<string, object?>
+    private static string ToJson(GuaranteeReport report)
     {
-        ["scenario"] = report.Scenario,
-        ["store"] = report.Store,
-        ["broker"] = report.Broker,
-        ["dedup"] = report.Dedup,
-        ["time"] = TimeProvider.System.GetUtcNow().ToString("O", CultureInfo.InvariantCulture),
-        ["crash"] = report.Crash,
-        ["committed"] = report.Committed,
-        ["rolled_back"] = report.RolledBack,
-        ["ambiguous"] = report.Ambiguous,
-        ["delivered_unique"] = report.DeliveredUnique,
-        ["lost"] = report.Lost,
-        ["duplicates"] = report.Duplicates,
-        ["uncertain"] = report.Uncertain,
-        ["broker_dropped_duplicates"] = report.DroppedDuplicates,
-        ["consumer_redeliveries"] = report.ConsumerRedeliveries,
-        ["rolled_back_delivered"] = report.RolledBackDelivered,
-        ["unknown_delivered"] = report.Unknown,
-        ["out_of_order"] = report.OutOfOrder,
-        ["dead_lettered"] = report.DeadLettered,
-        ["dead_lettered_delivered"] = report.DeadLetteredDelivered,
-        ["max_delay_ms"] = report.MaxDelayMs,
-        ["elapsed_ms"] = report.ElapsedMs,
-        ["faults"] = report.Faults,
-        ["problems"] = report.Problems,
-    });
+        var json = new Dictionary<string, object?>
+        {
+            ["scenario"] = report.Scenario,
+            ["store"] = report.Store,
+            ["broker"] = report.Broker,
+            ["dedup"] = report.Dedup,
+            ["time"] = TimeProvider.System.GetUtcNow().ToString("O", CultureInfo.InvariantCulture),
+            ["crash"] = report.Crash,
+            ["committed"] = report.Committed,
+            ["rolled_back"] = report.RolledBack,
+            ["ambiguous"] = report.Ambiguous,
+            ["delivered_unique"] = report.DeliveredUnique,
+            ["lost"] = report.Lost,
+            ["duplicates"] = report.Duplicates,
+            ["uncertain"] = report.Uncertain,
+            ["broker_dropped_duplicates"] = report.DroppedDuplicates,
+            ["consumer_redeliveries"] = report.ConsumerRedeliveries,
+            ["rolled_back_delivered"] = report.RolledBackDelivered,
+            ["unknown_delivered"] = report.Unknown,
+            ["out_of_order"] = report.OutOfOrder,
+            ["dead_lettered"] = report.DeadLettered,
+            ["dead_lettered_delivered"] = report.DeadLetteredDelivered,
+            ["max_delay_ms"] = report.MaxDelayMs,
+            ["elapsed_ms"] = report.ElapsedMs,
+            ["faults"] = report.Faults,
+            ["problems"] = report.Problems,
+        };
+        if (report.RelaySent is not null)
+        {
+            // Only the scenarios whose relays send write these.
+            json["relay_sent"] = report.RelaySent;
+            json["sent_after_commit"] = report.SentAfterCommit;
+            json["claimed_after_lease"] = report.ClaimedAfterLease;
+            json["relay_in_doubt"] = report.RelayInDoubt;
+            json["relay_in_doubt_committed"] = report.RelayInDoubtCommitted;
+        }
+
+        return JsonSerializer.Serialize(json);
+    }
 
     private static void Append(GuaranteeReport report)
     {
@@ -710,4 +860,15 @@ internal sealed class GuaranteeRun : IAsyncDisposable
             File.WriteAllBytes(path, bytes[Encoding.UTF8.Preamble.Length..]);
         }
     }
+}
+
+/// <summary>One message a sending relay committed (or tried to): the run's record of it, which relay sent it, and whether that relay marked it itself.</summary>
+internal sealed class RelaySend(Sent sent, int sender)
+{
+    public Sent Sent { get; } = sent;
+
+    public int Sender { get; } = sender;
+
+    /// <summary>Gets or sets whether the sender printed <c>sent-after-commit</c>: its own dispatcher marked the message.</summary>
+    public bool MarkedBySender { get; set; }
 }

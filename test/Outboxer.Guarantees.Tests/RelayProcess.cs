@@ -35,11 +35,19 @@ internal sealed class RelayProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _stderr = new();
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _sendsDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _killedOnLine = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Action<string>? _onLine;
     private readonly StringBuilder _stdout = new();
     private int _duplicatesDropped;
     private int _uncertain;
+    private string? _killOn;
 
-    private RelayProcess(Process process) => _process = process;
+    private RelayProcess(Process process, Action<string>? onLine)
+    {
+        _process = process;
+        _onLine = onLine;
+    }
 
     public int Id => _process.Id;
 
@@ -53,6 +61,9 @@ internal sealed class RelayProcess : IAsyncDisposable
     public int Uncertain => Volatile.Read(ref _uncertain);
 
     public bool HasExited => _process.HasExited;
+
+    /// <summary>Gets a task that completes when a relay started with <c>--send</c> printed <c>sends-done</c>: it has no transaction open any more.</summary>
+    public Task SendsDone => _sendsDone.Task;
 
     public string Output
     {
@@ -68,8 +79,10 @@ internal sealed class RelayProcess : IAsyncDisposable
     /// <summary>
     /// Starts a relay with <paramref name="arguments"/> (the store's <see cref="IGuaranteeStore.RelayArguments"/>, the broker's
     /// <see cref="IGuaranteeBroker.RelayArguments"/>, then <see cref="RelayOptions.Arguments"/>) and waits until it is ready.
+    /// <paramref name="onLine"/>, when given, sees every line of its standard output, in order, before the line can trigger
+    /// <see cref="KillOnNextLineAsync"/>.
     /// </summary>
-    public static async Task<RelayProcess> StartAsync(IEnumerable<string> arguments, CancellationToken cancellationToken)
+    public static async Task<RelayProcess> StartAsync(IEnumerable<string> arguments, CancellationToken cancellationToken, Action<string>? onLine = null)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -84,7 +97,7 @@ internal sealed class RelayProcess : IAsyncDisposable
             start.ArgumentList.Add(argument);
         }
 
-        var relay = new RelayProcess(Process.Start(start) ?? throw new InvalidOperationException("Could not start the relay."));
+        var relay = new RelayProcess(Process.Start(start) ?? throw new InvalidOperationException("Could not start the relay."), onLine);
         relay._process.OutputDataReceived += (_, e) =>
         {
             if (e.Data is null)
@@ -112,6 +125,20 @@ internal sealed class RelayProcess : IAsyncDisposable
             {
                 relay._ready.TrySetResult();
             }
+
+            if (e.Data.StartsWith("sends-done ", StringComparison.Ordinal))
+            {
+                relay._sendsDone.TrySetResult();
+            }
+
+            relay._onLine?.Invoke(e.Data);
+
+            // Killed from the reader's own thread, so that the relay runs on for as little as possible after printing the line.
+            if (Volatile.Read(ref relay._killOn) is { } prefix && e.Data.StartsWith(prefix, StringComparison.Ordinal) && Interlocked.Exchange(ref relay._killOn, null) is not null)
+            {
+                relay._process.Kill();
+                relay._killedOnLine.TrySetResult();
+            }
         };
         relay._process.ErrorDataReceived += (_, e) =>
         {
@@ -134,6 +161,31 @@ internal sealed class RelayProcess : IAsyncDisposable
     {
         _process.Kill();
         await _process.WaitForExitAsync();
+    }
+
+    /// <summary>
+    /// Kills the process with SIGKILL right after it prints a line that starts with <paramref name="prefix"/> (for example just after a
+    /// commit returned, while the message is still on its way to the broker), or after <paramref name="timeout"/> if no such line comes.
+    /// Returns once the process has exited and its output was read to the end; <see langword="true"/> when the line came.
+    /// </summary>
+    public async Task<bool> KillOnNextLineAsync(string prefix, TimeSpan timeout)
+    {
+        Volatile.Write(ref _killOn, prefix);
+        var onLine = await Task.WhenAny(_killedOnLine.Task, Task.Delay(timeout)) == _killedOnLine.Task;
+        if (!onLine && Interlocked.Exchange(ref _killOn, null) is null)
+        {
+            // The line came just as the wait ended.
+            await _killedOnLine.Task;
+            onLine = true;
+        }
+
+        if (!onLine)
+        {
+            _process.Kill();
+        }
+
+        await _process.WaitForExitAsync();
+        return onLine;
     }
 
     /// <summary>Asks the relay to stop gracefully (a line on its standard input); kills it when it does not end within 30 seconds.</summary>

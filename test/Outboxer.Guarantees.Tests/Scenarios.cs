@@ -56,6 +56,67 @@ internal static class Scenarios
         }
     }
 
+    /// <summary>
+    /// Three samples/Outboxer.Relay processes that dispatch and also send: each commits <paramref name="sends"/> transactions of one
+    /// keyless message with <c>SendWithinTransactionAsync</c>, 20 ms apart, so that each row is written already leased to the sender's
+    /// dispatcher and published from memory right after the commit, without a claim. Meanwhile the test's producer commits 300
+    /// transactions (keys and all) that the relays claim. Eight times at random points one relay is killed with SIGKILL and replaced by
+    /// a new sending relay: every other kill comes right after the victim printed a <c>committed</c> line (so that the message it just
+    /// committed is likely still unpublished or unmarked, and must be claimed by another relay once its lease runs out), the others at
+    /// once (possibly mid-transaction: such a message is decided by its row). The survivors finish their sends and drain.
+    /// </summary>
+    public static async Task<GuaranteeReport> RelaysSendingAfterCommitKilledWithSigkillAsync(GuaranteeRun run, int sends = 300)
+    {
+        var pause = TimeSpan.FromMilliseconds(20);
+        var relays = new List<RelayProcess>();
+        int kills = 0, killedAfterCommit = 0;
+        var seed = Environment.TickCount;
+        var random = new Random(seed);
+        try
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                relays.Add(await run.StartSendingRelayAsync(sends, pause));
+            }
+
+            var producing = run.ProduceAsync(300, TimeSpan.FromMilliseconds(20), cancellationToken: Ct);
+            while (kills < 8)
+            {
+                await Task.Delay(random.Next(600, 1800), Ct);
+                var victim = random.Next(relays.Count);
+                var arrivedBefore = run.ArrivalCount;
+                var afterCommit = kills % 2 == 0 && await relays[victim].KillOnNextLineAsync("committed ", TimeSpan.FromSeconds(2));
+                if (!afterCommit)
+                {
+                    await relays[victim].KillAsync();
+                }
+
+                kills++;
+                killedAfterCommit += afterCommit ? 1 : 0;
+                Log($"SIGKILL {kills}{(afterCommit ? " right after a commit" : string.Empty)}: relay pid {relays[victim].Id} ({arrivedBefore} deliveries, {run.RelayCommittedCount} relay commits so far)");
+                await relays[victim].DisposeAsync();
+                relays[victim] = await run.StartSendingRelayAsync(sends, pause);
+            }
+
+            await producing;
+
+            // Every message must have an outcome before the checks: the surviving relays finish their sends (killed ones ended theirs).
+            await Task.WhenAll(relays.Select(relay => relay.SendsDone)).WaitAsync(TimeSpan.FromSeconds(120), Ct);
+            var report = await run.VerifyAsync(
+                crash: true,
+                faults: $"{kills} SIGKILLs of relay processes that also send after commit ({killedAfterCommit} right after a commit; 3 alive at a time, {sends} SendWithinTransactionAsync transactions each, random seed {seed}){DedupNote(run.Broker)}");
+            Log($"relays committed {report.RelaySent} messages: {report.SentAfterCommit} sent after commit by their sender, {report.ClaimedAfterLease} claimed after a lease; {report.RelayInDoubt} without an outcome line, {report.RelayInDoubtCommitted} of them committed");
+            return report;
+        }
+        finally
+        {
+            foreach (var relay in relays)
+            {
+                await relay.DisposeAsync();
+            }
+        }
+    }
+
     /// <summary>Two in-process dispatchers while 400 transactions commit; after two seconds the broker is stopped and started again.</summary>
     public static async Task<GuaranteeReport> BrokerRestartedMidRunAsync(GuaranteeRun run)
     {

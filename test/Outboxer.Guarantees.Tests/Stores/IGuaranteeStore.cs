@@ -39,4 +39,10 @@ internal interface IGuaranteeStore : IAsyncDisposable
 
     /// <summary>Describes where lost messages are in the table (dispatched, dead-lettered, attempts, last error), when the store can tell.</summary>
     Task<IReadOnlyList<string>> DescribeLostAsync(Guid[] messageIds, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Reads every row of this run's table: its message id and how many attempts it counts. A row written already leased by a send after
+    /// commit counts 1 from the start and keeps it when its sender marks it; every claim adds 1.
+    /// </summary>
+    Task<IReadOnlyDictionary<Guid, int>> ReadAttemptsAsync(CancellationToken cancellationToken);
 }

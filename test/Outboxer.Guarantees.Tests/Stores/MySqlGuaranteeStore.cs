@@ -47,6 +47,20 @@ internal sealed class MySqlGuaranteeStore : IGuaranteeStore
 
     public Task<IReadOnlyList<string>> DescribeLostAsync(Guid[] messageIds, CancellationToken cancellationToken) => Task.FromResult<IReadOnlyList<string>>([]);
 
+    public async Task<IReadOnlyDictionary<Guid, int>> ReadAttemptsAsync(CancellationToken cancellationToken)
+    {
+        var attempts = new Dictionary<Guid, int>();
+        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = new MySqlCommand($"SELECT message_id, attempts FROM `{Table}`", connection);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            attempts[Guid.Parse(reader.GetString(0))] = reader.GetInt32(1);
+        }
+
+        return attempts;
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_dataSource is null)

@@ -81,6 +81,19 @@ internal sealed class PostgreSqlGuaranteeStore : IGuaranteeStore
         return lines;
     }
 
+    public async Task<IReadOnlyDictionary<Guid, int>> ReadAttemptsAsync(CancellationToken cancellationToken)
+    {
+        var attempts = new Dictionary<Guid, int>();
+        await using var command = DataSource.CreateCommand($"SELECT message_id, attempts FROM \"{Schema}\".outbox_messages");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            attempts[reader.GetGuid(0)] = reader.GetInt32(1);
+        }
+
+        return attempts;
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_dataSource is null)

@@ -40,6 +40,21 @@ internal sealed class SqliteGuaranteeStore : IGuaranteeStore
 
     public Task<IReadOnlyList<string>> DescribeLostAsync(Guid[] messageIds, CancellationToken cancellationToken) => Task.FromResult<IReadOnlyList<string>>([]);
 
+    public async Task<IReadOnlyDictionary<Guid, int>> ReadAttemptsAsync(CancellationToken cancellationToken)
+    {
+        var attempts = new Dictionary<Guid, int>();
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT message_id, attempts FROM {Table}";
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            attempts[Guid.Parse(reader.GetString(0))] = reader.GetInt32(1);
+        }
+
+        return attempts;
+    }
+
     public ValueTask DisposeAsync()
     {
         if (_path.Length > 0)
