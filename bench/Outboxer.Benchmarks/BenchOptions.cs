@@ -139,6 +139,9 @@ internal sealed class BenchOptions
                 case "--batch":
                     options.BatchSize = int.Parse(Value(), CultureInfo.InvariantCulture);
                     break;
+                case "--lease-claims":
+                    Database.ClaimByRowLock = false;
+                    break;
                 case "--no-prepare":
                     Database.Prepare = false;
                     break;
@@ -247,6 +250,7 @@ internal sealed class BenchOptions
           --profile           time the dispatcher's claim SQL, publish/confirm wait and mark SQL per batch
           --batch N           OutboxOptions.MessageBatchSize for every dispatcher (default 100)
           --no-prepare        PostgreSqlOutboxStoreOptions.PrepareStatements = false for every store
+          --lease-claims      PostgreSqlOutboxStoreOptions.ClaimByRowLock = false for every store (claims write a lease)
           --in-flight N       OutboxOptions.MaxBatchesInFlight for every dispatcher (default: the library's)
           --batch-sweep A,B   extra W2 runs at these batch sizes (default 500; "" for none)
           --w3-seconds S      W3 duration (default 20, quick 3); --w3-rate R messages/s (default 500)

@@ -10,7 +10,10 @@ internal static class Database
     public const string Schema = "outboxer_bench";
     public const string Table = "outbox_messages";
 
-    public static PostgreSqlOutboxStoreOptions StoreOptions => new() { SchemaName = Schema, TableName = Table, PrepareStatements = Prepare };
+    public static PostgreSqlOutboxStoreOptions StoreOptions => new() { SchemaName = Schema, TableName = Table, PrepareStatements = Prepare, ClaimByRowLock = ClaimByRowLock };
+
+    /// <summary>Gets or sets PostgreSqlOutboxStoreOptions.ClaimByRowLock of every store (--lease-claims turns it off).</summary>
+    public static bool ClaimByRowLock { get; set; } = true;
 
     /// <summary>Gets or sets PostgreSqlOutboxStoreOptions.PrepareStatements of every store (--no-prepare turns it off).</summary>
     public static bool Prepare { get; set; } = true;

@@ -81,6 +81,7 @@ internal static class Program
             ["cpus"] = Environment.ProcessorCount,
             ["runtime"] = RuntimeInformation.FrameworkDescription,
             ["loadavg_before"] = loadBefore,
+            ["claims"] = Database.ClaimByRowLock ? "row-lock" : "lease",
         };
         if (warning is not null)
         {
