@@ -129,9 +129,16 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         // while the batch publishes, and the settlement updates each row once. Rows other batches hold are in the pending list too
         // (their lease columns are untouched), so a claim steps over them with SKIP LOCKED; the few rows locked beyond the batch stay
         // locked, unread, until the claim settles.
-        _lockedClaimSql = _claimSql[.._claimSql.IndexOf("UPDATE " + _table, StringComparison.Ordinal)] + $"""
-            SELECT o.id, o.message_id, o.payload, o.options::text, o.headers::text, o.created_at, o.attempts + 1, o.ordering_key, o.destination
-            FROM {_table} AS o JOIN claimable ON o.id = claimable.id
+        // Each list reads its rows' columns as it locks them, so the batch is not looked up again by primary key.
+        const string Read = "c.id, c.message_id, c.payload, c.options, c.headers, c.created_at, c.attempts, c.ordering_key, c.destination";
+        var lists = _claimSql[.._claimSql.IndexOf("claimable AS", StringComparison.Ordinal)].TrimEnd().TrimEnd(',')
+            .Replace("SELECT c.id FROM", $"SELECT {Read} FROM", StringComparison.Ordinal);
+        _lockedClaimSql = lists + """
+
+            SELECT id, message_id, payload, options::text, headers::text, created_at, attempts + 1, ordering_key, destination
+            FROM (SELECT * FROM fresh UNION ALL SELECT * FROM due) AS claimable
+            ORDER BY id
+            LIMIT @limit
             """;
         if (_databaseClock)
         {

@@ -291,7 +291,7 @@ internal sealed class GuaranteeRun : IAsyncDisposable
                     Settle(messages, Outcome.Committed);
                 }
             }
-            catch (Exception ex) when (!cancellationToken.IsCancellationRequested && ex is DbException or OutboxException or InvalidOperationException or IOException or TimeoutException)
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested && ex is DbException or OutboxException or InvalidOperationException or IOException or TimeoutException or System.Net.Sockets.SocketException)
             {
                 FailedTransactions++;
                 Settle(messages, commitSent ? Outcome.Ambiguous : Outcome.RolledBack);
