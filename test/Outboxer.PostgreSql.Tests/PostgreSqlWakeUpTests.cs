@@ -132,6 +132,63 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => listening);
     }
 
+    [Fact]
+    public async Task Commits_queued_behind_a_long_transaction_wake_the_listener_together_while_one_still_open_is_waited_for()
+    {
+        var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema };
+        var store = new PostgreSqlOutboxStore(_dataSource, options);
+        await store.MigrateAsync(Ct);
+        var wakes = Channel.CreateUnbounded<bool>();
+        using var stopListening = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var listening = store.ListenAsync(() => wakes.Writer.TryWrite(true), stopListening.Token);
+        await wakes.Reader.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+
+        // Two long transactions keep both watchers waiting; meanwhile five transactions commit and a sixth stays open.
+        var open = new List<(NpgsqlConnection Connection, NpgsqlTransaction Transaction)>();
+        for (var i = 0; i < 3; i++)
+        {
+            var connection = await _dataSource.OpenConnectionAsync(Ct);
+            var transaction = await connection.BeginTransactionAsync(Ct);
+            await store.AddAsync(transaction, NewMessage(), Ct);
+            open.Add((connection, transaction));
+            if (i < 2)
+            {
+                await WaitForWatcherAsync(connection.ProcessID);
+            }
+        }
+
+        for (var i = 0; i < 5; i++)
+        {
+            await using var connection = await _dataSource.OpenConnectionAsync(Ct);
+            await using var transaction = await connection.BeginTransactionAsync(Ct);
+            await store.AddAsync(transaction, NewMessage(), Ct);
+            await transaction.CommitAsync(Ct);
+        }
+
+        Assert.False(wakes.Reader.TryRead(out _));
+
+        // The first long one commits: its watcher wakes the listener, then checks everything queued behind it at once (five ended:
+        // a second wake, although the first transaction in that queue is still open) and waits for the one still open.
+        await open[0].Transaction.CommitAsync(Ct);
+        await wakes.Reader.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        await wakes.Reader.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        await WaitForWatcherAsync(open[2].Connection.ProcessID);
+        Assert.False(wakes.Reader.TryRead(out _));
+
+        await open[2].Transaction.CommitAsync(Ct);
+        await wakes.Reader.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        await open[1].Transaction.CommitAsync(Ct);
+        await wakes.Reader.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        foreach (var (connection, transaction) in open)
+        {
+            await transaction.DisposeAsync();
+            await connection.DisposeAsync();
+        }
+
+        await stopListening.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => listening);
+    }
+
     private async Task WaitForWatcherAsync(int backend)
     {
         var deadline = TimeProvider.System.GetTimestamp();
