@@ -568,19 +568,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
 
                 claim.Parameters.Add(new NpgsqlParameter<long>("token", leaseToken));
                 batch.BatchCommands.Add(claim);
-                if (_prepare)
-                {
-                    await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
-                }
-
-                var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                await using (reader.ConfigureAwait(false))
-                {
-                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                    {
-                        claimed.Add(ReadMessage(reader));
-                    }
-                }
+                await ReadClaimedAsync(batch, claimed, cancellationToken).ConfigureAwait(false);
             }
 
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -647,19 +635,7 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
                 }
 
                 batch.BatchCommands.Add(claim);
-                if (_prepare)
-                {
-                    await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
-                }
-
-                var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                await using (reader.ConfigureAwait(false))
-                {
-                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                    {
-                        claimed.Add(ReadMessage(reader));
-                    }
-                }
+                await ReadClaimedAsync(batch, claimed, cancellationToken).ConfigureAwait(false);
             }
 
             return transaction;
@@ -720,16 +696,24 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         }
     }
 
-    private string LockedClaimSqlFor(int batchSize)
+    private string LockedClaimSqlFor(int batchSize) => ForSize(ref _lockedClaimSqlForSize, _lockedClaimSql, batchSize);
+
+    /// <summary>Prepares the claim's batch (when statements are prepared), runs it and reads the claimed messages.</summary>
+    private async Task ReadClaimedAsync(NpgsqlBatch batch, ICollection<OutboxMessage> claimed, CancellationToken cancellationToken)
     {
-        var cached = Volatile.Read(ref _lockedClaimSqlForSize);
-        if (cached?.Size != batchSize)
+        if (_prepare)
         {
-            cached = new ClaimStatement(batchSize, _lockedClaimSql.Replace("LIMIT @limit", "LIMIT " + batchSize.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
-            Volatile.Write(ref _lockedClaimSqlForSize, cached);
+            await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        return cached.Sql;
+        var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using (reader.ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                claimed.Add(ReadMessage(reader));
+            }
+        }
     }
 
     public override async Task<OutboxSchemaState> ReadSchemaAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
@@ -900,13 +884,16 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
     /// pending index in id order (a handful of rows) instead of collecting every pending row to sort them, which a large backlog makes
     /// slow. A dispatcher always claims the same batch size, so this is one statement per store.
     /// </summary>
-    private string ClaimSqlFor(int batchSize)
+    private string ClaimSqlFor(int batchSize) => ForSize(ref _claimSqlForSize, _claimSql, batchSize);
+
+    /// <summary>The statement with its batch size written in (a constant LIMIT plans better than a parameter), cached for the last size.</summary>
+    private static string ForSize(ref ClaimStatement? cache, string sql, int batchSize)
     {
-        var cached = Volatile.Read(ref _claimSqlForSize);
+        var cached = Volatile.Read(ref cache);
         if (cached?.Size != batchSize)
         {
-            cached = new ClaimStatement(batchSize, _claimSql.Replace("LIMIT @limit", "LIMIT " + batchSize.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
-            Volatile.Write(ref _claimSqlForSize, cached);
+            cached = new ClaimStatement(batchSize, sql.Replace("LIMIT @limit", "LIMIT " + batchSize.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
+            Volatile.Write(ref cache, cached);
         }
 
         return cached.Sql;

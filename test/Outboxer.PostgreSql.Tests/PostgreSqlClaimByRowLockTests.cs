@@ -14,29 +14,24 @@ public sealed class PostgreSqlClaimByRowLockTests : IAsyncLifetime
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
     private static readonly DateTimeOffset T0 = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
 
-    private readonly string _schema = $"outboxer_rowlock_{Guid.NewGuid():N}"[..30];
-    private readonly NpgsqlDataSource _dataSource = PostgreSqlServer.CreateDataSource();
+    private readonly TemporarySchema _temporary = new("outboxer_rowlock");
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private PostgreSqlOutboxStoreOptions Options => new() { SchemaName = _schema };
+    private PostgreSqlOutboxStoreOptions Options => new() { SchemaName = Schema };
 
     public ValueTask InitializeAsync() => ValueTask.CompletedTask;
 
-    public async ValueTask DisposeAsync()
-    {
-        await using (var drop = _dataSource.CreateCommand($"DROP SCHEMA IF EXISTS \"{_schema}\" CASCADE"))
-        {
-            await drop.ExecuteNonQueryAsync();
-        }
+    public ValueTask DisposeAsync() => _temporary.DisposeAsync();
 
-        await _dataSource.DisposeAsync();
-    }
+    private string Schema => _temporary.Name;
+
+    private NpgsqlDataSource DataSource => _temporary.DataSource;
 
     [Fact]
     public async Task While_a_batch_publishes_its_rows_are_locked_and_unwritten_and_the_settlement_marks_and_retries_them()
     {
-        var store = new PostgreSqlOutboxStore(_dataSource, Options);
+        var store = new PostgreSqlOutboxStore(DataSource, Options);
         var ids = new List<long>();
         for (var i = 0; i < 3; i++)
         {
@@ -54,10 +49,10 @@ public sealed class PostgreSqlClaimByRowLockTests : IAsyncLifetime
 
         // Claimed: nothing written into the rows, and they are locked (another session cannot lock them without waiting).
         Assert.Equal([(0, false), (0, false), (0, false)], await ReadRowsAsync(ids));
-        await using (var probe = await _dataSource.OpenConnectionAsync(Ct))
+        await using (var probe = await DataSource.OpenConnectionAsync(Ct))
         await using (var transaction = await probe.BeginTransactionAsync(Ct))
         {
-            await using var nowait = new NpgsqlCommand($"SELECT id FROM \"{_schema}\".outbox_messages WHERE id = {ids[0]} FOR UPDATE NOWAIT", probe, transaction);
+            await using var nowait = new NpgsqlCommand($"SELECT id FROM \"{Schema}\".outbox_messages WHERE id = {ids[0]} FOR UPDATE NOWAIT", probe, transaction);
             var refused = await Assert.ThrowsAsync<PostgresException>(() => nowait.ExecuteNonQueryAsync(Ct));
             Assert.Equal(PostgresErrorCodes.LockNotAvailable, refused.SqlState);
         }
@@ -77,7 +72,7 @@ public sealed class PostgreSqlClaimByRowLockTests : IAsyncLifetime
     [Fact]
     public async Task A_batch_whose_claim_session_ended_while_it_published_is_not_marked_and_is_published_again()
     {
-        var store = new PostgreSqlOutboxStore(_dataSource, Options);
+        var store = new PostgreSqlOutboxStore(DataSource, Options);
         var id = await store.AddWithinTransactionAsync(NewMessage("cut"), null, Ct);
         var publisher = new RecordingPublisher();
         publisher.Hold();
@@ -88,10 +83,10 @@ public sealed class PostgreSqlClaimByRowLockTests : IAsyncLifetime
         await publisher.Waiting.Task.WaitAsync(Bound, Ct);
 
         // The session that holds the row's lock is ended (an operator, a failover, or PostgreSQL after the lease), mid-publish.
-        await using (var terminate = _dataSource.CreateCommand($"""
+        await using (var terminate = DataSource.CreateCommand($"""
             SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
                 JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE n.nspname = '{_schema}' AND c.relname = 'outbox_messages' AND l.mode = 'RowShareLock' AND a.state = 'idle in transaction'
+            WHERE n.nspname = '{Schema}' AND c.relname = 'outbox_messages' AND l.mode = 'RowShareLock' AND a.state = 'idle in transaction'
             """))
         {
             Assert.Equal(true, await terminate.ExecuteScalarAsync(Ct));
@@ -118,7 +113,7 @@ public sealed class PostgreSqlClaimByRowLockTests : IAsyncLifetime
 
     private async Task<(int Attempts, bool Dispatched)[]> ReadRowsAsync(IReadOnlyList<long> ids)
     {
-        await using var command = _dataSource.CreateCommand($"SELECT attempts, dispatched FROM \"{_schema}\".outbox_messages WHERE id = ANY(@ids) ORDER BY id");
+        await using var command = DataSource.CreateCommand($"SELECT attempts, dispatched FROM \"{Schema}\".outbox_messages WHERE id = ANY(@ids) ORDER BY id");
         command.Parameters.AddWithValue("ids", ids.ToArray());
         await using var reader = await command.ExecuteReaderAsync(Ct);
         var rows = new List<(int, bool)>();

@@ -11,29 +11,24 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
 
-    private readonly string _schema = $"outboxer_wake_{Guid.NewGuid():N}"[..30];
-    private readonly NpgsqlDataSource _dataSource = PostgreSqlServer.CreateDataSource();
+    private readonly TemporarySchema _temporary = new("outboxer_wake");
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     public ValueTask InitializeAsync() => ValueTask.CompletedTask;
 
-    public async ValueTask DisposeAsync()
-    {
-        await using (var drop = _dataSource.CreateCommand($"DROP SCHEMA IF EXISTS \"{_schema}\" CASCADE"))
-        {
-            await drop.ExecuteNonQueryAsync();
-        }
+    public ValueTask DisposeAsync() => _temporary.DisposeAsync();
 
-        await _dataSource.DisposeAsync();
-    }
+    private string Schema => _temporary.Name;
+
+    private NpgsqlDataSource DataSource => _temporary.DataSource;
 
     [Fact]
     public async Task A_commit_by_another_process_wakes_the_dispatcher_at_once()
     {
-        var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema };
+        var options = new PostgreSqlOutboxStoreOptions { SchemaName = Schema };
         var publisher = new RecordingPublisher();
-        await using var dispatcherSide = new Outbox(new PostgreSqlOutboxStore(_dataSource, options), publisher, new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) });
+        await using var dispatcherSide = new Outbox(new PostgreSqlOutboxStore(DataSource, options), publisher, new OutboxOptions { CheckInterval = TimeSpan.FromHours(1) });
         var dispatched = dispatcherSide.Dispatched;
         dispatcherSide.StartDispatcher();
 
@@ -53,9 +48,9 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
     [Fact]
     public async Task The_insert_trigger_notifies_once_per_committed_transaction_and_never_for_a_rollback()
     {
-        var store = new PostgreSqlOutboxStore(_dataSource, new PostgreSqlOutboxStoreOptions { SchemaName = _schema });
+        var store = new PostgreSqlOutboxStore(DataSource, new PostgreSqlOutboxStoreOptions { SchemaName = Schema });
         await store.MigrateAsync(Ct);
-        await using var listener = await _dataSource.OpenConnectionAsync(Ct);
+        await using var listener = await DataSource.OpenConnectionAsync(Ct);
         var notifications = 0;
         listener.Notification += (_, e) => Interlocked.Increment(ref notifications);
         await using (var listen = new NpgsqlCommand($"LISTEN \"{store.NotificationChannel}\"", listener))
@@ -63,7 +58,7 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
             await listen.ExecuteNonQueryAsync(Ct);
         }
 
-        await using (var connection = await _dataSource.OpenConnectionAsync(Ct))
+        await using (var connection = await DataSource.OpenConnectionAsync(Ct))
         {
             await using (var rolledBack = await connection.BeginTransactionAsync(Ct))
             {
@@ -81,7 +76,7 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
         }
 
         // Notifications arrive in commit order: a marker sent after the commit proves every earlier notification has arrived.
-        await using (var marker = _dataSource.CreateCommand($"NOTIFY \"{store.NotificationChannel}\", 'marker'"))
+        await using (var marker = DataSource.CreateCommand($"NOTIFY \"{store.NotificationChannel}\", 'marker'"))
         {
             await marker.ExecuteNonQueryAsync(Ct);
         }
@@ -98,17 +93,12 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
     [Fact]
     public async Task The_applications_own_commit_of_a_quiet_enqueue_wakes_the_listener_through_a_lock_the_commit_releases()
     {
-        var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema };
-        var store = new PostgreSqlOutboxStore(_dataSource, options);
-        await store.MigrateAsync(Ct);
-        var wakes = Channel.CreateUnbounded<bool>();
         using var stopListening = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-        var listening = store.ListenAsync(() => wakes.Writer.TryWrite(true), stopListening.Token);
-        await wakes.Reader.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct); // the wake-up when listening starts
+        var (store, wakes, listening) = await StartListeningAsync(stopListening.Token);
 
         foreach (var commit in new[] { true, false })
         {
-            await using var connection = await _dataSource.OpenConnectionAsync(Ct);
+            await using var connection = await DataSource.OpenConnectionAsync(Ct);
             await using var transaction = await connection.BeginTransactionAsync(Ct);
             await store.AddAsync(transaction, NewMessage(), Ct);
 
@@ -135,19 +125,14 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
     [Fact]
     public async Task Commits_queued_behind_a_long_transaction_wake_the_listener_together_while_one_still_open_is_waited_for()
     {
-        var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema };
-        var store = new PostgreSqlOutboxStore(_dataSource, options);
-        await store.MigrateAsync(Ct);
-        var wakes = Channel.CreateUnbounded<bool>();
         using var stopListening = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-        var listening = store.ListenAsync(() => wakes.Writer.TryWrite(true), stopListening.Token);
-        await wakes.Reader.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        var (store, wakes, listening) = await StartListeningAsync(stopListening.Token);
 
         // Two long transactions keep both watchers waiting; meanwhile five transactions commit and a sixth stays open.
         var open = new List<(NpgsqlConnection Connection, NpgsqlTransaction Transaction)>();
         for (var i = 0; i < 3; i++)
         {
-            var connection = await _dataSource.OpenConnectionAsync(Ct);
+            var connection = await DataSource.OpenConnectionAsync(Ct);
             var transaction = await connection.BeginTransactionAsync(Ct);
             await store.AddAsync(transaction, NewMessage(), Ct);
             open.Add((connection, transaction));
@@ -159,7 +144,7 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
 
         for (var i = 0; i < 5; i++)
         {
-            await using var connection = await _dataSource.OpenConnectionAsync(Ct);
+            await using var connection = await DataSource.OpenConnectionAsync(Ct);
             await using var transaction = await connection.BeginTransactionAsync(Ct);
             await store.AddAsync(transaction, NewMessage(), Ct);
             await transaction.CommitAsync(Ct);
@@ -189,13 +174,24 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => listening);
     }
 
+    /// <summary>Starts a store's listener on this test's table, counting its wake-ups, past the one when listening starts.</summary>
+    private async Task<(PostgreSqlOutboxStore Store, Channel<bool> Wakes, Task Listening)> StartListeningAsync(CancellationToken stop)
+    {
+        var store = new PostgreSqlOutboxStore(DataSource, new PostgreSqlOutboxStoreOptions { SchemaName = Schema });
+        await store.MigrateAsync(Ct);
+        var wakes = Channel.CreateUnbounded<bool>();
+        var listening = store.ListenAsync(() => wakes.Writer.TryWrite(true), stop);
+        await wakes.Reader.ReadAsync(Ct).AsTask().WaitAsync(Bound, Ct);
+        return (store, wakes, listening);
+    }
+
     private async Task WaitForWatcherAsync(int backend)
     {
         var deadline = TimeProvider.System.GetTimestamp();
         while (true)
         {
             // A session waits for an advisory lock that the enqueuing session holds.
-            await using var command = _dataSource.CreateCommand($"""
+            await using var command = DataSource.CreateCommand($"""
                 SELECT count(*) FROM pg_locks AS waiting
                 JOIN pg_locks AS held ON held.locktype = 'advisory' AND held.granted AND held.pid = {backend}
                     AND held.classid = waiting.classid AND held.objid = waiting.objid AND held.objsubid = waiting.objsubid
@@ -214,10 +210,10 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
     [Fact]
     public async Task A_process_whose_dispatcher_listens_does_not_notify_for_its_own_enqueues_and_one_that_only_enqueues_does()
     {
-        var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema };
-        var dispatching = new PostgreSqlOutboxStore(_dataSource, options);
+        var options = new PostgreSqlOutboxStoreOptions { SchemaName = Schema };
+        var dispatching = new PostgreSqlOutboxStore(DataSource, options);
         await dispatching.MigrateAsync(Ct);
-        await using var listener = await _dataSource.OpenConnectionAsync(Ct);
+        await using var listener = await DataSource.OpenConnectionAsync(Ct);
         var payloads = new System.Collections.Concurrent.ConcurrentQueue<string>();
         listener.Notification += (_, e) => payloads.Enqueue(e.Payload);
         await using (var listen = new NpgsqlCommand($"LISTEN \"{dispatching.NotificationChannel}\"", listener))
@@ -231,7 +227,7 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
         var ownListener = dispatching.ListenAsync(() => listening.TrySetResult(), stopListening.Token);
         await listening.Task.WaitAsync(Bound, Ct);
 
-        await using (var connection = await _dataSource.OpenConnectionAsync(Ct))
+        await using (var connection = await DataSource.OpenConnectionAsync(Ct))
         {
             await using (var single = await connection.BeginTransactionAsync(Ct))
             {
@@ -248,7 +244,7 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
             // Another process: its own store instance, with nobody listening in it.
             await using (var elsewhere = await connection.BeginTransactionAsync(Ct))
             {
-                await new PostgreSqlOutboxStore(_dataSource, options).AddAsync(elsewhere, NewMessage(), Ct);
+                await new PostgreSqlOutboxStore(DataSource, options).AddAsync(elsewhere, NewMessage(), Ct);
                 await elsewhere.CommitAsync(Ct);
             }
 
@@ -262,7 +258,7 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
             }
         }
 
-        await using (var marker = _dataSource.CreateCommand($"NOTIFY \"{dispatching.NotificationChannel}\", 'marker'"))
+        await using (var marker = DataSource.CreateCommand($"NOTIFY \"{dispatching.NotificationChannel}\", 'marker'"))
         {
             await marker.ExecuteNonQueryAsync(Ct);
         }
@@ -273,18 +269,18 @@ public sealed class PostgreSqlWakeUpTests : IAsyncLifetime
         }
 
         Assert.Equal(["", "", "marker"], payloads);
-        await using var count = _dataSource.CreateCommand($"SELECT count(*) FROM \"{_schema}\".outbox_messages");
+        await using var count = DataSource.CreateCommand($"SELECT count(*) FROM \"{Schema}\".outbox_messages");
         Assert.Equal(5L, await count.ExecuteScalarAsync(Ct));
     }
 
     [Fact]
     public async Task Without_notify_on_commit_no_trigger_is_created_and_messages_are_still_dispatched()
     {
-        var options = new PostgreSqlOutboxStoreOptions { SchemaName = _schema, NotifyOnCommit = false };
+        var options = new PostgreSqlOutboxStoreOptions { SchemaName = Schema, NotifyOnCommit = false };
         Assert.DoesNotContain("TRIGGER", PostgreSqlOutboxStore.GetCreateScript(options), StringComparison.Ordinal);
-        var store = new PostgreSqlOutboxStore(_dataSource, options);
+        var store = new PostgreSqlOutboxStore(DataSource, options);
         await store.MigrateAsync(Ct);
-        await using (var triggers = _dataSource.CreateCommand($"SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{_schema}' AND NOT t.tgisinternal"))
+        await using (var triggers = DataSource.CreateCommand($"SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{Schema}' AND NOT t.tgisinternal"))
         {
             Assert.Equal(0L, await triggers.ExecuteScalarAsync(Ct));
         }
