@@ -103,21 +103,24 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
                       SELECT FROM {_table} AS p
                       WHERE p.ordering_key = c.ordering_key AND (p.id < c.id OR (p.id <> c.id AND p.locked_until > @now)) AND NOT p.dispatched AND p.dead_lettered_at IS NULL))
             """;
-        _claimSql = $"""
+        string Lists(string columns) => $"""
             WITH fresh AS MATERIALIZED (
-                SELECT c.id FROM {_table} AS c
+                SELECT {columns} FROM {_table} AS c
                 WHERE NOT c.dispatched AND c.dead_lettered_at IS NULL AND c.locked_until IS NULL
                   AND {keyFree}
                 ORDER BY c.id
                 LIMIT @limit
                 FOR UPDATE SKIP LOCKED),
             due AS MATERIALIZED (
-                SELECT c.id FROM {_table} AS c
+                SELECT {columns} FROM {_table} AS c
                 WHERE NOT c.dispatched AND c.dead_lettered_at IS NULL AND c.locked_until IS NOT NULL AND c.locked_until <= @now
                   AND {keyFree}
                 ORDER BY c.locked_until
                 LIMIT @limit
-                FOR UPDATE SKIP LOCKED),
+                FOR UPDATE SKIP LOCKED)
+            """;
+        _claimSql = Lists("c.id") + $"""
+            ,
             claimable AS (SELECT id FROM fresh UNION ALL SELECT id FROM due ORDER BY id LIMIT @limit)
             UPDATE {_table} AS o SET locked_until = @lease_until, attempts = o.attempts + 1, lease_token = @token
             FROM claimable
@@ -128,12 +131,9 @@ internal sealed partial class PostgreSqlDialect : OutboxSqlDialect
         // The claim by row lock: the same two lists, locked and read, not updated. The rows stay locked by the claim's open transaction
         // while the batch publishes, and the settlement updates each row once. Rows other batches hold are in the pending list too
         // (their lease columns are untouched), so a claim steps over them with SKIP LOCKED; the few rows locked beyond the batch stay
-        // locked, unread, until the claim settles.
-        // Each list reads its rows' columns as it locks them, so the batch is not looked up again by primary key.
-        const string Read = "c.id, c.message_id, c.payload, c.options, c.headers, c.created_at, c.attempts, c.ordering_key, c.destination";
-        var lists = _claimSql[.._claimSql.IndexOf("claimable AS", StringComparison.Ordinal)].TrimEnd().TrimEnd(',')
-            .Replace("SELECT c.id FROM", $"SELECT {Read} FROM", StringComparison.Ordinal);
-        _lockedClaimSql = lists + """
+        // locked, unread, until the claim settles. Each list reads its rows' columns as it locks them, so the batch is not looked up
+        // again by primary key.
+        _lockedClaimSql = Lists("c.id, c.message_id, c.payload, c.options, c.headers, c.created_at, c.attempts, c.ordering_key, c.destination") + """
 
             SELECT id, message_id, payload, options::text, headers::text, created_at, attempts + 1, ordering_key, destination
             FROM (SELECT * FROM fresh UNION ALL SELECT * FROM due) AS claimable

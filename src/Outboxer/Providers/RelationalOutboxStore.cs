@@ -301,17 +301,16 @@ public class RelationalOutboxStore : IOutboxLockingStore, IOutboxLeasedWriter, I
             {
                 var messages = new List<OutboxMessage>(Math.Min(batchSize, 1024));
                 transaction = await _dialect.ClaimLockedAsync(connection, batchSize, now, hold, messages, cancellationToken).ConfigureAwait(false);
+                messages.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+                var claim = new LockedClaim(this, connection, transaction, messages);
                 if (messages.Count == 0)
                 {
                     // Nothing locked: end the transaction now rather than hold a connection for an empty claim.
-                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                    await transaction.DisposeAsync().ConfigureAwait(false);
-                    await connection.DisposeAsync().ConfigureAwait(false);
+                    await claim.DisposeAsync().ConfigureAwait(false);
                     return LockedClaim.Empty;
                 }
 
-                messages.Sort(static (a, b) => a.Id.CompareTo(b.Id));
-                return new LockedClaim(this, connection, transaction, messages);
+                return claim;
             }
             catch
             {
